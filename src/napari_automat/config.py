@@ -1,0 +1,72 @@
+"""``PipelineConfig``: every knob of the chain in one place; CLI flags and widget fields map onto it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Optional
+
+
+@dataclass
+class PipelineConfig:
+    """Settings for :func:`napari_automat.pipeline.run`. Lengths in Å, angles in degrees."""
+
+    #: Element hint such as ``("Sr", "Ti", "O")``; empty means no hint.
+    elements: tuple[str, ...] = ()
+    #: Override the pixel size [Å/px] (needed when the file has no calibration).
+    pixel_size_A: Optional[float] = None
+    #: Frame of a stack to analyse.
+    frame: int = 0
+    #: ``auto`` (chosen from the spectrum), ``fourier`` (Bragg filter), ``nlm``, ``gaussian`` or ``none``.
+    denoise_method: str = "auto"
+    #: Denoising strength multiplier (1 = default; the agent raises it on retries).
+    denoise_strength: float = 1.0
+    #: Minimum column separation [Å]; ``None`` = from the lattice period in the Fourier transform.
+    min_separation_A: Optional[float] = None
+    #: Detection threshold relative to the auto-chosen one (lower finds weaker columns).
+    threshold_scale: float = 1.0
+    #: HAADF Z-contrast exponent: column intensity ∝ Σ Z^n.
+    z_exponent: float = 1.7
+    #: Signal type when the file does not say: ``HAADF``, ``ADF``, ``ABF`` (dark columns) or ``auto``.
+    signal: str = "auto"
+    #: How many retrieval candidates to keep.
+    top_k: int = 10
+    #: Template library file; ``None`` = the packaged one (built and cached on first use).
+    library_path: Optional[str] = None
+    #: Which retrieved candidate to reconstruct (0 = best).
+    candidate_index: int = 0
+    #: Energy backend: ``auto`` (mattersim when its checkpoint is available, else chgnet),
+    #: ``mattersim``, ``chgnet`` or ``none``.
+    energy_model: str = "auto"
+    #: Path to a MatterSim checkpoint (``None`` = MatterSim's own default/download).
+    mattersim_checkpoint: Optional[str] = None
+    #: Relax positions and cell before reporting energies.
+    relax: bool = True
+    #: Relaxation stops when the largest force is below this [eV/Å].
+    fmax_eV_A: float = 0.05
+    #: Relaxation step limit.
+    max_relax_steps: int = 200
+    #: Relative lattice change during relaxation above which the result is flagged.
+    max_lattice_change: float = 0.05
+    #: Compute device for torch models.
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if isinstance(self.elements, str):
+            self.elements = tuple(e.strip() for e in self.elements.replace(" ", ",").split(",") if e.strip())
+        self.elements = tuple(self.elements)
+
+    def replace(self, **changes) -> "PipelineConfig":
+        values = asdict(self)
+        values.update(changes)
+        return PipelineConfig(**values)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["elements"] = list(self.elements)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PipelineConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+

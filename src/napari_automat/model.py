@@ -1,0 +1,324 @@
+"""Data objects that flow through the chain (see docs/DESIGN): plain dataclasses, units in names.
+
+Coordinates: images are indexed ``(row, col)`` = ``(y, x)``, like napari. Positions named ``_px``
+are in pixels of the image they came from; everything else is in Å and degrees.
+Every object has ``to_dict`` (JSON-ready, no arrays of image size) and ``from_dict``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+#: A progress callback: ``progress(fraction_done in [0, 1], message)``.
+Progress = Callable[[float, str], None]
+
+
+def no_progress(fraction: float, message: str = "") -> None:
+    """The default progress callback: does nothing."""
+
+
+class AutomatError(ValueError):
+    """Bad input or an impossible request, with a one-line message meant for the user."""
+
+
+class Cancelled(RuntimeError):
+    """Raised by a progress callback to stop long work."""
+
+
+def _floats(values) -> list[float]:
+    return [float(v) for v in np.asarray(values, dtype=float).ravel()]
+
+
+@dataclass
+class Micrograph:
+    """A calibrated image (or stack of frames).
+
+    ``data`` is 2D ``(y, x)`` or 3D ``(frame, y, x)``; ``pixel_size_A`` is ``(y, x)`` in Å per
+    pixel (anisotropic scales are kept). ``calibrated`` is False when the file had no usable
+    spatial calibration (then ``pixel_size_A`` is a guess or set by the user).
+    ``metadata`` holds what the file said: ``voltage_kV``, ``detector``,
+    ``convergence_angle_mrad``, ``signal``, ``original_units``, ``original_scale``.
+    ``true_columns_px`` (simulations only) are exact projected column positions ``(n, 2)``.
+    """
+
+    data: np.ndarray
+    pixel_size_A: tuple[float, float] = (1.0, 1.0)
+    calibrated: bool = False
+    path: Optional[str] = None
+    metadata: dict = field(default_factory=dict)
+    true_columns_px: Optional[np.ndarray] = None
+
+    @property
+    def is_stack(self) -> bool:
+        return self.data.ndim == 3
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.data.shape)
+
+    @property
+    def mean_pixel_size_A(self) -> float:
+        return float(np.mean(self.pixel_size_A))
+
+    def frame(self, index: int = 0) -> "Micrograph":
+        """One 2D frame of a stack (the image itself when already 2D)."""
+        if not self.is_stack:
+            return self
+        if not -self.data.shape[0] <= index < self.data.shape[0]:
+            raise AutomatError(f"frame {index} out of range: the stack has {self.data.shape[0]} frames")
+        return Micrograph(np.asarray(self.data[index]), self.pixel_size_A, self.calibrated,
+                          self.path, dict(self.metadata, frame=int(index)), self.true_columns_px)
+
+    def with_data(self, data: np.ndarray, **metadata) -> "Micrograph":
+        """The same calibration and provenance around new pixel data."""
+        return Micrograph(data, self.pixel_size_A, self.calibrated, self.path,
+                          dict(self.metadata, **metadata), self.true_columns_px)
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "shape": list(self.shape),
+            "pixel_size_A": _floats(self.pixel_size_A),
+            "calibrated": bool(self.calibrated),
+            "metadata": {k: v for k, v in self.metadata.items() if _jsonable(v)},
+        }
+
+
+def _jsonable(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool, type(None), list, tuple))
+
+
+@dataclass
+class Columns:
+    """Atom columns found in one 2D image.
+
+    ``positions_px`` is ``(n, 2)`` sub-pixel ``(y, x)``; per column: ``intensity`` (integrated,
+    background-subtracted, arbitrary units), ``sigma_px`` (Gaussian width), ``sublattice``
+    (int, -1 unknown), ``species`` (element symbol or column label such as ``"Ti+O"``, "" unknown),
+    ``species_confidence`` (0..1) and ``provenance`` (``detected``, ``moved`` or ``added``).
+    """
+
+    positions_px: np.ndarray
+    pixel_size_A: tuple[float, float]
+    intensity: np.ndarray
+    sigma_px: np.ndarray
+    sublattice: np.ndarray
+    species: list[str]
+    species_confidence: np.ndarray
+    provenance: list[str]
+
+    def __post_init__(self):
+        self.positions_px = np.asarray(self.positions_px, dtype=float).reshape(-1, 2)
+        n = len(self.positions_px)
+        self.intensity = _column(self.intensity, n, np.nan)
+        self.sigma_px = _column(self.sigma_px, n, np.nan)
+        self.sublattice = _column(self.sublattice, n, -1).astype(int)
+        self.species_confidence = _column(self.species_confidence, n, 0.0)
+        self.species = list(self.species) if self.species is not None and len(self.species) == n else [""] * n
+        self.provenance = (list(self.provenance) if self.provenance is not None and len(self.provenance) == n
+                           else ["detected"] * n)
+
+    @classmethod
+    def from_positions(cls, positions_px, pixel_size_A, **features) -> "Columns":
+        """Columns with only positions known (other features filled with 'unknown')."""
+        return cls(positions_px, tuple(pixel_size_A), features.get("intensity"), features.get("sigma_px"),
+                   features.get("sublattice"), features.get("species"), features.get("species_confidence"),
+                   features.get("provenance"))
+
+    def __len__(self) -> int:
+        return len(self.positions_px)
+
+    @property
+    def count(self) -> int:
+        return len(self)
+
+    @property
+    def positions_A(self) -> np.ndarray:
+        """``(n, 2)`` positions ``(y, x)`` in Å."""
+        return self.positions_px * np.asarray(self.pixel_size_A, dtype=float)
+
+    @property
+    def mean_sigma_A(self) -> float:
+        s = self.sigma_px[np.isfinite(self.sigma_px)]
+        return float(np.mean(s) * np.mean(self.pixel_size_A)) if len(s) else float("nan")
+
+    def subset(self, mask) -> "Columns":
+        mask = np.asarray(mask)
+        idx = np.flatnonzero(mask) if mask.dtype == bool else mask
+        return Columns(self.positions_px[idx], self.pixel_size_A, self.intensity[idx], self.sigma_px[idx],
+                       self.sublattice[idx], [self.species[i] for i in idx], self.species_confidence[idx],
+                       [self.provenance[i] for i in idx])
+
+    def to_dict(self, full: bool = False) -> dict:
+        out = {"count": self.count, "mean_sigma_A": _none_if_nan(self.mean_sigma_A)}
+        if full:
+            out.update(positions_px=self.positions_px.tolist(), pixel_size_A=_floats(self.pixel_size_A),
+                       intensity=_nan_list(self.intensity), sigma_px=_nan_list(self.sigma_px),
+                       sublattice=self.sublattice.tolist(), species=self.species,
+                       species_confidence=_nan_list(self.species_confidence), provenance=self.provenance)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Columns":
+        return cls(np.asarray(d["positions_px"], float), tuple(d["pixel_size_A"]),
+                   _arr(d.get("intensity")), _arr(d.get("sigma_px")), d.get("sublattice"),
+                   d.get("species"), _arr(d.get("species_confidence")), d.get("provenance"))
+
+
+def _column(values, n: int, fill) -> np.ndarray:
+    if values is None:
+        return np.full(n, fill, dtype=float)
+    arr = np.asarray(values, dtype=float).ravel()
+    if len(arr) != n:
+        raise ValueError(f"feature has {len(arr)} values for {n} columns")
+    return arr
+
+
+def _arr(values):
+    return None if values is None else np.asarray([np.nan if v is None else v for v in values], float)
+
+
+def _none_if_nan(x: float):
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def _nan_list(arr) -> list:
+    return [_none_if_nan(v) for v in np.asarray(arr, dtype=float)]
+
+
+@dataclass
+class MotifSite:
+    """One column site of the 2D cell: fractional ``(u, v)`` along (a, b), mean intensity."""
+
+    frac: tuple[float, float]
+    intensity: float
+    sublattice: int
+    count: int = 0
+    species: str = ""
+
+    def to_dict(self) -> dict:
+        return {"frac": _floats(self.frac), "intensity": _none_if_nan(self.intensity),
+                "sublattice": int(self.sublattice), "count": int(self.count), "species": self.species}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MotifSite":
+        return cls(tuple(d["frac"]), d["intensity"] if d["intensity"] is not None else np.nan,
+                   d["sublattice"], d.get("count", 0), d.get("species", ""))
+
+
+@dataclass
+class Lattice2D:
+    """The measured 2D lattice: basis vectors ``(y, x)`` in Å, reduced (|a| <= |b|, gamma 60..120°).
+
+    ``origin_px`` is the position of a lattice point ``(y, x)`` in pixels; ``motif`` the column sites
+    of one cell; ``fft_mismatch`` the relative difference between the real-space basis and the one
+    seen in the Fourier transform (``nan`` when not checked).
+    """
+
+    a_vec_A: np.ndarray
+    b_vec_A: np.ndarray
+    origin_px: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    motif: list[MotifSite] = field(default_factory=list)
+    fft_mismatch: float = float("nan")
+    uncertainty_A: float = float("nan")
+
+    def __post_init__(self):
+        self.a_vec_A = np.asarray(self.a_vec_A, dtype=float)
+        self.b_vec_A = np.asarray(self.b_vec_A, dtype=float)
+        self.origin_px = np.asarray(self.origin_px, dtype=float)
+
+    @property
+    def a_A(self) -> float:
+        return float(np.linalg.norm(self.a_vec_A))
+
+    @property
+    def b_A(self) -> float:
+        return float(np.linalg.norm(self.b_vec_A))
+
+    @property
+    def gamma_deg(self) -> float:
+        c = np.dot(self.a_vec_A, self.b_vec_A) / (self.a_A * self.b_A)
+        return float(np.degrees(np.arccos(np.clip(c, -1, 1))))
+
+    @property
+    def area_A2(self) -> float:
+        return float(abs(np.cross(self.a_vec_A, self.b_vec_A)))
+
+    def to_dict(self) -> dict:
+        return {"a_A": self.a_A, "b_A": self.b_A, "gamma_deg": self.gamma_deg,
+                "a_vec_A": _floats(self.a_vec_A), "b_vec_A": _floats(self.b_vec_A),
+                "origin_px": _floats(self.origin_px), "motif": [m.to_dict() for m in self.motif],
+                "fft_mismatch": _none_if_nan(self.fft_mismatch),
+                "uncertainty_A": _none_if_nan(self.uncertainty_A)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Lattice2D":
+        return cls(d["a_vec_A"], d["b_vec_A"], d.get("origin_px", [0, 0]),
+                   [MotifSite.from_dict(m) for m in d.get("motif", [])],
+                   d.get("fft_mismatch") if d.get("fft_mismatch") is not None else np.nan,
+                   d.get("uncertainty_A") if d.get("uncertainty_A") is not None else np.nan)
+
+
+@dataclass
+class TemplateHit:
+    """One retrieved candidate: a (possibly re-decorated) structure seen along ``zone_axis``.
+
+    ``score`` is in [0, 1] (higher is better); ``details`` holds the partial scores and the
+    lattice mismatch. ``structure`` is the 3D pymatgen Structure to reconstruct from (not in JSON).
+    """
+
+    template_id: str
+    formula: str
+    zone_axis: tuple[int, int, int]
+    score: float
+    details: dict = field(default_factory=dict)
+    structure: Any = None
+    source: str = ""
+
+    def to_dict(self) -> dict:
+        return {"template_id": self.template_id, "formula": self.formula,
+                "zone_axis": [int(v) for v in self.zone_axis], "score": float(self.score),
+                "source": self.source, "details": self.details}
+
+
+@dataclass
+class Reconstruction:
+    """The 3D structure rebuilt from a template and the measured lattice."""
+
+    structure: Any  # pymatgen Structure, conventional standard cell
+    template_id: str
+    zone_axis: tuple[int, int, int]
+    symprec_A: float
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        from .reconstruct.cif import structure_summary  # local: pymatgen stays out of import time
+
+        return structure_summary(self.structure, symprec=self.symprec_A)
+
+
+@dataclass
+class EnergyReport:
+    """Energies of the (relaxed) structure from one machine-learned potential."""
+
+    model: str
+    energy_per_atom_eV: float
+    formation_energy_per_atom_eV: Optional[float]
+    relaxed: bool
+    max_force_eV_A: float
+    steps: int = 0
+    lattice_change_pct: float = 0.0
+    stress_GPa: Optional[list[float]] = None
+    relaxed_structure: Any = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "energy_per_atom_eV": float(self.energy_per_atom_eV),
+                "formation_energy_per_atom_eV": _none_if_nan(self.formation_energy_per_atom_eV)
+                if self.formation_energy_per_atom_eV is not None else None,
+                "relaxed": bool(self.relaxed), "max_force_eV_A": float(self.max_force_eV_A),
+                "steps": int(self.steps), "lattice_change_pct": float(self.lattice_change_pct),
+                "stress_GPa": self.stress_GPa, "warnings": list(self.warnings)}
