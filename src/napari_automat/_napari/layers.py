@@ -1,0 +1,325 @@
+"""Conversions between the core data objects and napari layers (no viewer needed).
+
+Functions named ``*_layer_data`` return napari ``LayerDataTuple``s ``(data, kwargs, layer_type)``.
+2D layers keep data in pixels of the image and carry the pixel size [Å] as their ``scale``, so
+points, vectors and image line up in world coordinates (Å). 3D structure layers are in Å.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ..model import Columns, Lattice2D, Micrograph
+
+#: Layer metadata keys holding core objects.
+MICROGRAPH_KEY = "automat_micrograph"
+COLUMNS_KEY = "automat_columns"
+LATTICE_KEY = "automat_lattice"
+STRUCTURE_KEY = "automat_structure"
+HITS_KEY = "automat_hits"
+SELECTED_HIT_KEY = "automat_selected_hit"
+
+UNITS_2D = ("angstrom", "angstrom")
+
+#: Face colour per sublattice (-1 = unknown); further sublattices fall back to a grey cycle.
+SUBLATTICE_COLORS = {-1: "#9e9e9e", 0: "#ff9f1c", 1: "#2ec4ff", 2: "#7bd389", 3: "#ff5d8f",
+                     4: "#c792ea", 5: "#ffe066"}
+
+FEATURE_NAMES = ("intensity", "sigma_px", "sublattice", "species", "species_confidence", "provenance")
+ADDED_DEFAULTS = {"intensity": np.nan, "sigma_px": np.nan, "sublattice": -1, "species": "",
+                  "species_confidence": 0.0, "provenance": "added"}
+
+_TRACKING_FLAG = "_automat_tracking"
+
+
+def unique_name(base: str, existing: Sequence[str]) -> str:
+    """``base``, or ``base [2]``, ``base [3]``… whichever is not taken yet."""
+    names = set(existing)
+    if base not in names:
+        return base
+    i = 2
+    while f"{base} [{i}]" in names:
+        i += 1
+    return f"{base} [{i}]"
+
+
+# --- images ------------------------------------------------------------------------------------
+
+def micrograph_layer_data(micrograph: Micrograph, name: Optional[str] = None, **extra_metadata) -> tuple:
+    """An image layer for a micrograph: scale = pixel size [Å] (1 on the frame axis of a stack)."""
+    scale = tuple(float(s) for s in micrograph.pixel_size_A)
+    units: tuple = UNITS_2D
+    if micrograph.is_stack:
+        scale, units = (1.0, *scale), ("pixel", *UNITS_2D)
+    if name is None:
+        name = Path(micrograph.path).stem if micrograph.path else "micrograph"
+    metadata = {MICROGRAPH_KEY: micrograph, "pixel_size_A": list(micrograph.pixel_size_A),
+                "calibrated": bool(micrograph.calibrated), **micrograph.to_dict()["metadata"],
+                **extra_metadata}
+    data = np.asarray(micrograph.data)
+    finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
+    lo, hi = (np.percentile(finite, (0.5, 99.5)) if finite.size else (0.0, 1.0))
+    kwargs = {"name": name, "scale": scale, "units": units, "metadata": metadata, "colormap": "gray"}
+    if hi > lo:
+        kwargs["contrast_limits"] = (float(lo), float(hi))
+    return data, kwargs, "image"
+
+
+def micrograph_from_layer(layer, frame: Optional[int] = None) -> Micrograph:
+    """The micrograph behind an image layer, with its current data and scale.
+
+    Works for any image layer: without AutoMat metadata the pixel size is the layer scale and the
+    calibration flag is False. ``frame`` picks one frame of a stack.
+    """
+    data = np.asarray(layer.data)
+    if data.ndim == 3 and data.shape[-1] in (3, 4) and getattr(layer, "rgb", False):
+        data = data[..., :3].mean(axis=-1)
+    pixel_size = tuple(float(s) for s in layer.scale[-2:])
+    stored = layer.metadata.get(MICROGRAPH_KEY)
+    if isinstance(stored, Micrograph):
+        same_scale = np.allclose(pixel_size, stored.pixel_size_A)
+        mg = Micrograph(data, pixel_size, stored.calibrated, stored.path,
+                        dict(stored.metadata) if same_scale else dict(stored.metadata, pixel_size_set_by_user=True),
+                        stored.true_columns_px if data.shape == stored.data.shape else None)
+    else:
+        mg = Micrograph(data, pixel_size, False, layer.source.path if layer.source else None,
+                        {"layer": layer.name})
+    if mg.data.ndim == 3 and frame is not None:
+        return mg.frame(frame)
+    if mg.data.ndim > 3:
+        raise ValueError(f"layer '{layer.name}' has {mg.data.ndim} dimensions; expected (y, x) or (frame, y, x)")
+    return mg
+
+
+# --- atom columns ------------------------------------------------------------------------------
+
+def _point_size_px(positions_px: np.ndarray) -> float:
+    """Marker diameter [px]: 40 % of the median nearest-neighbour distance."""
+    if len(positions_px) < 2:
+        return 5.0
+    from scipy.spatial import cKDTree
+
+    d, _ = cKDTree(positions_px).query(positions_px, k=2)
+    return float(max(2.0, 0.4 * np.median(d[:, 1])))
+
+
+def columns_features(columns: Columns) -> dict:
+    """The per-column features of a Points layer."""
+    return {"intensity": np.asarray(columns.intensity, float), "sigma_px": np.asarray(columns.sigma_px, float),
+            "sublattice": np.asarray(columns.sublattice, int), "species": list(columns.species),
+            "species_confidence": np.asarray(columns.species_confidence, float),
+            "provenance": list(columns.provenance)}
+
+
+def columns_layer_data(columns: Columns, name: str = "columns", **extra_metadata) -> tuple:
+    """A Points layer for atom columns: data = ``positions_px``, scale = pixel size [Å].
+
+    Points the user adds get the ``feature_defaults`` (provenance ``added``); faces are coloured
+    by sublattice.
+    """
+    kwargs = {
+        "name": name,
+        "scale": tuple(float(s) for s in columns.pixel_size_A),
+        "units": UNITS_2D,
+        "features": columns_features(columns),
+        "feature_defaults": dict(ADDED_DEFAULTS),
+        "face_color": "sublattice",
+        "face_color_cycle": dict(SUBLATTICE_COLORS),
+        "border_color": "black",
+        "border_width": 0.1,
+        "size": _point_size_px(columns.positions_px),
+        "metadata": {COLUMNS_KEY: columns, **extra_metadata},
+    }
+    return np.asarray(columns.positions_px, float).copy(), kwargs, "points"
+
+
+def add_layer(viewer, layer_data: tuple):
+    """Add a ``LayerDataTuple`` to the viewer; returns the layer (integer sublattices are categories)."""
+    data, kwargs, kind = layer_data
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*looks like categorical data.*")
+        layer = getattr(viewer, f"add_{kind}")(data, **kwargs)
+    if kind == "points" and COLUMNS_KEY in kwargs.get("metadata", {}):
+        track_provenance(layer)
+    return layer
+
+
+def columns_from_points_layer(layer, pixel_size_A: Optional[Sequence[float]] = None) -> Columns:
+    """The current (possibly edited) points of a layer as Columns.
+
+    Positions are the last two data axes [px]; ``pixel_size_A`` defaults to the layer scale.
+    Missing features are filled with 'unknown' values (provenance ``added``).
+    """
+    data = np.asarray(layer.data, float)
+    positions = data[:, -2:] if len(data) else np.zeros((0, 2))
+    pixel_size = tuple(float(s) for s in (pixel_size_A if pixel_size_A is not None else layer.scale[-2:]))
+    if len(pixel_size) == 1:
+        pixel_size = pixel_size * 2
+    feats = layer.features
+    n = len(positions)
+
+    def get(key, dtype):
+        if key in feats and len(feats[key]) == n:
+            values = feats[key].to_numpy()
+            if dtype is float:
+                return np.asarray(values, dtype=float)
+            if dtype is int:
+                return np.asarray([int(v) if v == v else -1 for v in values], dtype=int)
+            return ["" if v is None or v != v else str(v) for v in values]
+        default = ADDED_DEFAULTS[key]
+        return [default] * n if dtype is str else np.full(n, default, dtype=dtype)
+
+    return Columns(positions, pixel_size, get("intensity", float), get("sigma_px", float),
+                   get("sublattice", int), get("species", str), get("species_confidence", float),
+                   get("provenance", str))
+
+
+def set_column_features(layer, columns: Columns) -> None:
+    """Write features (sublattice, species, …) of same-length Columns into a Points layer."""
+    if len(columns) != len(layer.data):
+        raise ValueError(f"{len(columns)} columns for a layer of {len(layer.data)} points")
+    features = layer.features.copy()
+    for key, values in columns_features(columns).items():
+        if key != "provenance":
+            features[key] = values
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*looks like categorical data.*")
+        layer.features = features
+        layer.refresh_colors(update_color_mapping=False)
+
+
+# --- provenance of user edits -----------------------------------------------------------------
+
+def track_provenance(layer) -> None:
+    """Mark points the user moves as ``moved`` (added ones stay ``added``). Idempotent."""
+    if getattr(layer, _TRACKING_FLAG, None) is not None:
+        return
+    state = {"before": None, "paused": False}
+
+    def on_data(event):
+        action = str(getattr(event, "action", ""))
+        if state["paused"]:
+            return
+        if action == "changing":
+            state["before"] = np.array(layer.data, copy=True)
+        elif action == "changed":
+            before, state["before"] = state["before"], None
+            idx = [i for i in (getattr(event, "data_indices", ()) or ()) if isinstance(i, (int, np.integer))]
+            _mark_moved(layer, idx, before)
+
+    layer.events.data.connect(on_data)
+    setattr(layer, _TRACKING_FLAG, state)
+
+
+def _mark_moved(layer, indices: list[int], before: Optional[np.ndarray]) -> None:
+    if "provenance" not in layer.features or not len(indices):
+        return
+    data = np.asarray(layer.data)
+    if before is not None:  # a whole-array change: only points whose position differs moved
+        if before.shape != data.shape:
+            return
+        indices = [i for i in indices if not np.allclose(before[i], data[i])]
+    prov = layer.features["provenance"].astype(object).to_numpy()
+    changed = False
+    for i in indices:
+        if 0 <= i < len(prov) and prov[i] == "detected":
+            prov[i], changed = "moved", True
+    if changed:
+        layer.features["provenance"] = prov
+
+
+@contextmanager
+def untracked(layer):
+    """Change points programmatically without marking them ``moved``."""
+    state = getattr(layer, _TRACKING_FLAG, None)
+    if state is None:
+        yield
+        return
+    state["paused"] = True
+    try:
+        yield
+    finally:
+        state["paused"] = False
+
+
+# --- lattice ----------------------------------------------------------------------------------
+
+def lattice_layer_data(lattice: Lattice2D, pixel_size_A: Sequence[float], name: str = "lattice") -> tuple:
+    """A Vectors layer with the basis a (red) and b (blue) drawn from the lattice origin [px]."""
+    px = np.asarray(pixel_size_A, float)
+    origin = np.asarray(lattice.origin_px, float)
+    vectors = np.array([[origin, lattice.a_vec_A / px], [origin, lattice.b_vec_A / px]])
+    kwargs = {"name": name, "scale": tuple(px), "units": UNITS_2D, "edge_color": ["#ff3b30", "#1e90ff"],
+              "edge_width": max(1.0, 0.06 * min(lattice.a_A, lattice.b_A) / float(px.mean())),
+              "vector_style": "arrow", "length": 1.0, "features": {"vector": ["a", "b"]},
+              "metadata": {LATTICE_KEY: lattice}}
+    return vectors, kwargs, "vectors"
+
+
+# --- 3D structure -----------------------------------------------------------------------------
+
+def _element_style(symbols: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Jmol-like RGB colours and covalent radii [Å] for element symbols."""
+    from ase.data import atomic_numbers, covalent_radii
+    from ase.data.colors import jmol_colors
+
+    z = np.array([atomic_numbers.get(s, 0) for s in symbols], int)
+    return jmol_colors[z], covalent_radii[z]
+
+
+def cell_atoms(structure, tol: float = 1e-3) -> tuple[np.ndarray, list[str]]:
+    """Cartesian positions [Å] and element symbols of one cell, with atoms on faces, edges and
+    corners repeated on the opposite side (so the cell looks complete)."""
+    frac_all, symbols = [], []
+    for site in structure:
+        f = np.mod(np.asarray(site.frac_coords, float), 1.0)
+        f[np.isclose(f, 1.0, atol=tol)] = 0.0
+        shifts = [np.array(s) for s in np.ndindex(2, 2, 2)
+                  if all(not s[k] or f[k] < tol for k in range(3))]
+        element = site.specie.symbol if hasattr(site.specie, "symbol") else str(site.specie)
+        for s in shifts:
+            frac_all.append(f + s)
+            symbols.append(element)
+    frac = np.array(frac_all).reshape(-1, 3)
+    return frac @ np.asarray(structure.lattice.matrix), symbols
+
+
+def cell_edges(structure) -> list[np.ndarray]:
+    """The 12 edges of the cell as ``(2, 3)`` Cartesian segments [Å]."""
+    m = np.asarray(structure.lattice.matrix)
+    edges = []
+    for axis in range(3):
+        others = [k for k in range(3) if k != axis]
+        for i, j in np.ndindex(2, 2):
+            start = i * m[others[0]] + j * m[others[1]]
+            edges.append(np.array([start, start + m[axis]]))
+    return edges
+
+
+def structure_layer_data(structure, name: str = "structure", **extra_metadata) -> list[tuple]:
+    """A 3D Points layer (atoms coloured by element, sized by covalent radius) and a Shapes layer
+    with the cell edges. Data axes are ``(z, y, x)`` in Å, so the default view looks down c."""
+    xyz, symbols = cell_atoms(structure)
+    colors, radii = _element_style(symbols)
+    atoms = (xyz[:, ::-1].copy(), {
+        "name": name, "ndim": 3, "units": ("angstrom",) * 3, "size": 1.1 * radii, "face_color": colors,
+        "border_color": "black", "border_width": 0.05, "shading": "spherical",
+        "features": {"element": symbols}, "metadata": {STRUCTURE_KEY: structure, **extra_metadata},
+    }, "points")
+    edges = [e[:, ::-1] for e in cell_edges(structure)]
+    cell = (edges, {"name": f"{name} cell", "ndim": 3, "units": ("angstrom",) * 3, "shape_type": "path",
+                    "edge_color": "#dddddd", "edge_width": 0.05,
+                    "metadata": {STRUCTURE_KEY: structure, **extra_metadata}}, "shapes")
+    return [atoms, cell]
+
+
+def structure_layers(viewer) -> list[Any]:
+    """Points layers of the viewer that hold a reconstructed structure."""
+    from napari.layers import Points
+
+    return [layer for layer in viewer.layers if isinstance(layer, Points) and STRUCTURE_KEY in layer.metadata]

@@ -1,0 +1,108 @@
+"""The deterministic planner: runs the tools in chain order with quality gates.
+
+Gates: too few columns or no lattice → stronger denoising and a lower threshold, then retry;
+weak retrieval → flagged, and a candidate that fails to reconstruct → the next one;
+large lattice drift during relaxation → flagged.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..model import AutomatError, Progress, no_progress
+from ..pipeline import MIN_COLUMNS, PipelineResult, STAGES, sub_progress
+from .tools import call_tool
+
+#: Retrieval scores below this are reported as weak.
+WEAK_SCORE = 0.5
+#: Detection retries: (denoise method, strength, threshold scale) tried in turn.
+DETECTION_ATTEMPTS = [(None, None, None), ("auto", 2.0, 0.8), ("nlm", 3.0, 0.6)]
+#: How many candidates to try when reconstruction fails.
+MAX_CANDIDATES = 3
+
+
+def plan(result: PipelineResult, say: Callable[[str, str, dict | None], None],
+         progress: Progress = no_progress) -> PipelineResult:
+    """Drive ``result`` through the chain; ``say(role, text, data)`` records the transcript."""
+    config = result.config
+    user_columns = result.columns is not None
+    weights = {name: w for name, (_, w) in STAGES.items()}
+    total = sum(weights.values())
+    done = 0.0
+
+    def step(name: str, tool: str, args: dict | None = None) -> dict:
+        nonlocal done
+        span = weights[name] / total
+        say("tool_call", f"{tool}({_args_text(args)})", {"tool": tool, "arguments": args or {}})
+        out = call_tool(result, tool, args, sub_progress(progress, done, min(done + span, 1.0), f"{name}: "))
+        say("tool_result", _result_text(tool, out), out)
+        return out
+
+    # Denoise, detect and fit the lattice, retrying with stronger settings when too little is found.
+    for attempt, (method, strength, threshold) in enumerate(DETECTION_ATTEMPTS):
+        if attempt:
+            say("planner", f"retry {attempt}: stronger denoising ({method}, ×{strength}) and threshold ×{threshold}", None)
+        step("denoise", "denoise", {"method": method or config.denoise_method,
+                                    "strength": strength or config.denoise_strength})
+        if not user_columns:
+            step("detect", "detect_columns", {"threshold_scale": threshold or config.threshold_scale})
+        count = 0 if result.columns is None else result.columns.count
+        if count < MIN_COLUMNS:
+            say("planner", f"only {count} columns (< {MIN_COLUMNS})", None)
+            if user_columns:
+                raise AutomatError(f"the given layer has only {count} columns; at least {MIN_COLUMNS} are needed")
+            continue
+        out = step("lattice", "fit_lattice")
+        if "error" not in out:
+            break
+        if user_columns:
+            raise AutomatError(out["error"])
+    else:
+        raise AutomatError("no lattice found after stronger denoising and lower thresholds: "
+                           "is this an atomic-resolution image with a visible lattice?")
+    done = sum(weights[n] for n in ("denoise", "detect", "lattice")) / total
+
+    out = step("retrieve", "retrieve_templates", {"elements": list(config.elements)} if config.elements else None)
+    if "error" in out:
+        raise AutomatError(out["error"])
+    best = result.hits[0]
+    if best.score < WEAK_SCORE:
+        result.warn(f"weak retrieval: best candidate {best.formula} scores {best.score:.2f}")
+        say("planner", f"weak retrieval (best score {best.score:.2f} < {WEAK_SCORE}); check the candidates", None)
+    done += weights["retrieve"] / total
+
+    for index in range(min(MAX_CANDIDATES, len(result.hits))):
+        out = step("reconstruct", "reconstruct", {"candidate_index": index})
+        if "error" not in out:
+            break
+        say("planner", f"candidate {index} failed to reconstruct; trying the next one", None)
+    else:
+        raise AutomatError("none of the top candidates could be reconstructed")
+    done += weights["reconstruct"] / total
+
+    if config.energy_model != "none":
+        out = step("energy", "compute_energy", {"model": config.energy_model, "relax": config.relax})
+        if "error" in out:
+            result.warn(f"energy not computed: {out['error']}")
+        elif result.energy is not None and result.energy.lattice_change_pct > 100 * config.max_lattice_change:
+            say("planner", f"flag: relaxation drift {result.energy.lattice_change_pct:.1f}% "
+                           f"(> {100 * config.max_lattice_change:.0f}%)", None)
+    progress(1.0, "done")
+    return result
+
+
+def _args_text(args: dict | None) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in (args or {}).items())
+
+
+def _result_text(tool: str, out: dict) -> str:
+    if "error" in out:
+        return f"{tool} failed: {out['error']}"
+    if tool == "retrieve_templates":
+        cands = out.get("candidates", [])[:3]
+        return "candidates: " + "; ".join(f"{c['formula']} {c['zone_axis']} ({c['score']:.2f})" for c in cands)
+    return f"{tool}: " + ", ".join(f"{k}={_short(v)}" for k, v in out.items() if not isinstance(v, (list, dict)))
+
+
+def _short(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,197 @@
+"""The ``automat`` command: ``run``, ``batch``, ``library``, ``references`` and ``datasets``.
+
+Exit codes: 0 success, 2 bad input (one-line reason on stderr), 1 unexpected failure, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from . import __version__
+from .model import AutomatError
+
+ENERGY_MODELS = ["auto", "mattersim", "chgnet", "none"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="automat", description="STEM image → crystal structure (CIF) and energy.")
+    p.add_argument("--version", action="version", version=f"napari-automat {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="analyse one image")
+    run.add_argument("image", nargs="?", help="micrograph file (dm3/dm4/emd/ser/emi/mrc/tif/hspy/png…)")
+    run.add_argument("--sample", choices=["srtio3"], help="use a bundled sample image instead of IMAGE")
+    run.add_argument("-o", "--output", required=True, help="output directory")
+    _add_config_options(run)
+    run.add_argument("--columns", help="CSV of (edited) columns to use instead of detecting them")
+    run.add_argument("--planner", choices=["rules", "llm", "auto"], default="rules",
+                     help="rules: deterministic planner; llm: OpenAI tool calling; auto: llm when configured")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or transcript")
+
+    batch = sub.add_parser("batch", help="analyse many images on dask")
+    batch.add_argument("inputs", help="a directory or a glob pattern")
+    batch.add_argument("-o", "--output", required=True, help="output directory (one sub-folder per image)")
+    batch.add_argument("--scheduler", help="address of a running dask scheduler (default: a local cluster)")
+    batch.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPU count)")
+    _add_config_options(batch)
+
+    lib = sub.add_parser("library", help="the template library")
+    lib.add_argument("action", choices=["build", "info"])
+    lib.add_argument("--path", help="library file (default: the user cache)")
+
+    refs = sub.add_parser("references", help="elemental reference energies for formation energies")
+    refs.add_argument("action", choices=["build"])
+    refs.add_argument("--energy-model", choices=["auto", "mattersim", "chgnet"], default="auto")
+    refs.add_argument("--elements", help="comma-separated elements (default: all that the library uses)")
+
+    sub.add_parser("datasets", help="list the sample and real datasets")
+    return p
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--elements", help="element hint, e.g. Sr,Ti,O")
+    p.add_argument("--pixel-size", type=float, help="pixel size in Å (overrides the file's calibration)")
+    p.add_argument("--frame", type=int, default=0, help="frame of a stack to analyse")
+    p.add_argument("--denoise", default="auto", choices=["auto", "fourier", "nlm", "gaussian", "none"])
+    p.add_argument("--signal", default="auto", choices=["auto", "HAADF", "ADF", "ABF", "BF"],
+                   help="detector signal when the file does not say (ABF/BF: dark columns)")
+    p.add_argument("--energy-model", default="auto", choices=ENERGY_MODELS)
+    p.add_argument("--checkpoint", help="MatterSim checkpoint file")
+    p.add_argument("--no-relax", action="store_true", help="energy of the unrelaxed structure")
+    p.add_argument("--library", help="template library file")
+
+
+def _config(args):
+    from .config import PipelineConfig
+
+    return PipelineConfig(elements=args.elements or (), pixel_size_A=args.pixel_size, frame=args.frame,
+                          denoise_method=args.denoise, signal=args.signal, energy_model=args.energy_model,
+                          mattersim_checkpoint=args.checkpoint, relax=not args.no_relax,
+                          library_path=args.library)
+
+
+class _Bar:
+    """A tqdm progress bar on stderr driven by the core's ``progress(fraction, message)``."""
+
+    def __init__(self, enabled: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=100, disable=not enabled, file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}")
+
+    def __call__(self, fraction: float, message: str = "") -> None:
+        self.bar.n = round(100 * fraction, 1)
+        self.bar.set_description_str(message[:40], refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def cmd_run(args) -> int:
+    from .agent import run_agent
+
+    if bool(args.image) == bool(args.sample):
+        raise AutomatError("give either an IMAGE or --sample")
+    if args.sample:
+        from .io.datasets import sample_path
+
+        source = sample_path(args.sample)
+    else:
+        source = Path(args.image)
+    columns = None
+    if args.columns:
+        from .io.write import read_columns_csv
+
+        columns = read_columns_csv(args.columns)
+    bar = _Bar(not args.quiet)
+    try:
+        agent = run_agent(source, _config(args), columns=columns, progress=bar, planner=args.planner)
+    finally:
+        bar.close()
+    result = agent.result
+    paths = result.save(args.output)
+    if not args.quiet:
+        for entry in agent.transcript:
+            if entry["role"] in ("tool_result", "planner", "warning", "assistant"):
+                print(f"  [{entry['role']}] {entry['content']}", file=sys.stderr)
+    s = result.reconstruction.to_dict()
+    energy = result.energy
+    line = f"{s['reduced_formula']} {s['spacegroup_symbol']} a={s['a']:.4f} b={s['b']:.4f} c={s['c']:.4f} Å"
+    if energy is not None and energy.formation_energy_per_atom_eV is not None:
+        line += f", Ef={energy.formation_energy_per_atom_eV:.3f} eV/atom ({energy.model})"
+    print(line)
+    print(f"wrote {paths['cif']} and {paths['result']}")
+    return 0
+
+
+def cmd_batch(args) -> int:
+    from .batch import run_batch
+
+    summary = run_batch(args.inputs, args.output, _config(args), scheduler=args.scheduler, workers=args.workers)
+    failed = [row for row in summary if row["status"] != "ok"]
+    print(f"{len(summary) - len(failed)} of {len(summary)} images done; summary in {Path(args.output) / 'summary.csv'}")
+    return 0 if not failed else 3
+
+
+def cmd_library(args) -> int:
+    from .templates import build_library, library_info, load_library
+
+    bar = _Bar(True)
+    try:
+        library = build_library(args.path, progress=bar) if args.action == "build" else load_library(args.path, progress=bar)
+    finally:
+        bar.close()
+    for key, value in library_info(library).items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def cmd_references(args) -> int:
+    from .energy import build_reference_cache
+
+    elements = [e.strip() for e in args.elements.split(",")] if args.elements else None
+    bar = _Bar(True)
+    try:
+        refs = build_reference_cache(args.energy_model, elements=elements, progress=bar)
+    finally:
+        bar.close()
+    for element, energy in sorted(refs.items()):
+        print(f"{element}: {energy:.4f} eV/atom")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from .io.datasets import list_datasets
+
+    for entry in list_datasets():
+        print(f"{entry['name']:<24} {entry.get('description', '')}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "batch": cmd_batch, "library": cmd_library, "references": cmd_references,
+            "datasets": cmd_datasets}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except AutomatError as exc:
+        print(f"automat: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("automat: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI promises one line, not a traceback
+        if args.debug:
+            raise
+        print(f"automat: unexpected error: {type(exc).__name__}: {exc} (run with --debug for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""The chain in order: read → denoise → detect → lattice → retrieve → reconstruct → energy.
+
+Stage order lives here only. Each stage is a function ``stage(result, config, progress)`` that
+reads earlier fields of a :class:`PipelineResult` and fills its own; :func:`run` calls them in
+order, the agent calls them one by one with quality gates in between.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+
+from .config import PipelineConfig
+from .model import (AutomatError, Columns, EnergyReport, Lattice2D, Micrograph, Progress,
+                    Reconstruction, TemplateHit, no_progress)
+
+#: Minimum number of columns for a lattice fit to mean anything.
+MIN_COLUMNS = 9
+UNCALIBRATED = ("the image has no spatial calibration, so lattice parameters cannot be compared with "
+                "structures: set the pixel size in Å (--pixel-size, or the calibration widget)")
+
+
+@dataclass
+class PipelineResult:
+    """Everything the chain produced so far for one image (later fields may be ``None``)."""
+
+    micrograph: Micrograph
+    config: PipelineConfig = field(default_factory=PipelineConfig)
+    denoised: Optional[Micrograph] = None
+    denoise_info: dict = field(default_factory=dict)
+    columns: Optional[Columns] = None
+    columns_source: str = "detected"
+    lattice: Optional[Lattice2D] = None
+    hits: list[TemplateHit] = field(default_factory=list)
+    reconstruction: Optional[Reconstruction] = None
+    energy: Optional[EnergyReport] = None
+    timings_s: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, text: str) -> None:
+        if text not in self.warnings:
+            self.warnings.append(text)
+
+    @property
+    def analysed(self) -> Micrograph:
+        """The image the columns are measured on: the denoised one when present."""
+        return self.denoised if self.denoised is not None else self.micrograph
+
+    def to_dict(self) -> dict:
+        """The ``result.json`` document (keys fixed by DESIGN.md)."""
+        m = self.micrograph
+        lat = self.lattice.to_dict() if self.lattice is not None else None
+        return {
+            "input": {"path": m.path, "shape": list(m.shape), "pixel_size_A": float(m.mean_pixel_size_A),
+                      "pixel_size_yx_A": [float(v) for v in m.pixel_size_A],
+                      "calibrated": bool(m.calibrated), "frame": m.metadata.get("frame", 0),
+                      "metadata": m.to_dict()["metadata"]},
+            "denoise": self.denoise_info or None,
+            "columns": dict(self.columns.to_dict(), source=self.columns_source) if self.columns is not None else None,
+            "lattice2d": lat,
+            "retrieval": [h.to_dict() for h in self.hits],
+            "structure": dict(self.reconstruction.to_dict(), template_id=self.reconstruction.template_id,
+                              zone_axis=list(self.reconstruction.zone_axis))
+            if self.reconstruction is not None else None,
+            "energy": self.energy.to_dict() if self.energy is not None else None,
+            "timings_s": {k: round(float(v), 3) for k, v in self.timings_s.items()},
+            "warnings": list(self.warnings),
+            "config": self.config.to_dict(),
+        }
+
+    def save(self, outdir: Union[str, Path]) -> dict[str, Path]:
+        """Write ``structure.cif``, ``structure_primitive.cif``, ``columns.csv``, ``overview.png`` and
+        ``result.json`` into ``outdir`` (each file written atomically). Returns the paths written."""
+        from .io import write
+        from .report import save_overview
+
+        outdir = Path(outdir)
+        outdir.mkdir(parents=True, exist_ok=True)
+        paths: dict[str, Path] = {}
+        if self.reconstruction is not None:
+            paths["cif"] = outdir / "structure.cif"
+            write.write_cif(paths["cif"], self.reconstruction.structure, symprec=self.reconstruction.symprec_A)
+            paths["cif_primitive"] = outdir / "structure_primitive.cif"
+            write.write_cif(paths["cif_primitive"], self.reconstruction.structure.get_primitive_structure(),
+                            symprec=self.reconstruction.symprec_A)
+        if self.energy is not None and self.energy.relaxed_structure is not None:
+            paths["cif_relaxed"] = outdir / "structure_relaxed.cif"
+            write.write_cif(paths["cif_relaxed"], self.energy.relaxed_structure, symprec=0.01)
+        if self.columns is not None:
+            paths["columns"] = outdir / "columns.csv"
+            write.write_columns_csv(paths["columns"], self.columns)
+        paths["overview"] = outdir / "overview.png"
+        save_overview(self, paths["overview"])
+        paths["result"] = outdir / "result.json"
+        write.write_json(paths["result"], self.to_dict())
+        return paths
+
+
+def load_micrograph(source: Union[str, Path, Micrograph], config: PipelineConfig,
+                    progress: Progress = no_progress) -> Micrograph:
+    """Read ``source`` (unless already a Micrograph), apply the pixel-size override, pick the frame."""
+    from .io.read import apply_pixel_size, read_micrograph, validate_image
+
+    micrograph = source if isinstance(source, Micrograph) else read_micrograph(source, progress)
+    if config.pixel_size_A is not None:
+        if not config.pixel_size_A > 0:
+            raise AutomatError(f"pixel size must be positive, got {config.pixel_size_A} Å")
+        micrograph = apply_pixel_size(micrograph, config.pixel_size_A)
+    micrograph = micrograph.frame(config.frame)
+    validate_image(micrograph.data)
+    return micrograph
+
+
+def denoise_stage(result: PipelineResult, config: PipelineConfig, progress: Progress = no_progress) -> None:
+    from .denoise import denoise
+
+    result.denoised, result.denoise_info = denoise(result.micrograph, method=config.denoise_method,
+                                                   strength=config.denoise_strength, progress=progress)
+
+
+def detect_stage(result: PipelineResult, config: PipelineConfig, progress: Progress = no_progress) -> None:
+    from .detect import detect_columns
+
+    result.columns = detect_columns(result.analysed, min_separation_A=config.min_separation_A,
+                                    threshold_scale=config.threshold_scale, signal=config.signal,
+                                    progress=progress)
+    result.columns_source = "detected"
+
+
+def lattice_stage(result: PipelineResult, config: PipelineConfig, progress: Progress = no_progress) -> None:
+    from .detect import find_lattice
+
+    if result.columns is None or result.columns.count < MIN_COLUMNS:
+        n = 0 if result.columns is None else result.columns.count
+        raise AutomatError(f"only {n} atom columns found; at least {MIN_COLUMNS} are needed for a lattice")
+    result.lattice, result.columns = find_lattice(result.columns, image=result.analysed.data, progress=progress)
+    if np.isfinite(result.lattice.fft_mismatch) and result.lattice.fft_mismatch > 0.05:
+        result.warn(f"the column lattice differs from the Fourier transform by "
+                    f"{100 * result.lattice.fft_mismatch:.0f}%: check the detected columns")
+
+
+def retrieve_stage(result: PipelineResult, config: PipelineConfig, progress: Progress = no_progress) -> None:
+    from .templates import load_library, retrieve
+
+    if result.lattice is None:
+        raise AutomatError("no lattice to retrieve templates for")
+    if not result.micrograph.calibrated:
+        raise AutomatError(UNCALIBRATED)
+    library = load_library(config.library_path, progress=progress)
+    result.hits = retrieve(result.lattice, elements=config.elements, library=library, top_k=config.top_k,
+                           z_exponent=config.z_exponent, progress=progress)
+    if not result.hits:
+        raise AutomatError("no template matches the measured lattice "
+                           f"(a={result.lattice.a_A:.3f} Å, b={result.lattice.b_A:.3f} Å, "
+                           f"gamma={result.lattice.gamma_deg:.1f}°)")
+
+
+def reconstruct_stage(result: PipelineResult, config: PipelineConfig, progress: Progress = no_progress) -> None:
+    from .reconstruct import reconstruct
+
+    if not result.hits:
+        raise AutomatError("no retrieved template to reconstruct from")
+    index = min(max(config.candidate_index, 0), len(result.hits) - 1)
+    result.reconstruction = reconstruct(result.hits[index], result.lattice, progress=progress)
+    for text in result.reconstruction.warnings:
+        result.warn(text)
+
+
+def energy_stage(result: PipelineResult, config: PipelineConfig, progress: Progress = no_progress) -> None:
+    if config.energy_model == "none":
+        result.energy = None
+        return
+    from .energy import compute_energy
+
+    if result.reconstruction is None:
+        raise AutomatError("no reconstructed structure to compute the energy of")
+    result.energy = compute_energy(result.reconstruction.structure, model=config.energy_model,
+                                   relax=config.relax, fmax_eV_A=config.fmax_eV_A,
+                                   max_steps=config.max_relax_steps, checkpoint=config.mattersim_checkpoint,
+                                   device=config.device, progress=progress)
+    for text in result.energy.warnings:
+        result.warn(text)
+    if result.energy.lattice_change_pct > 100 * config.max_lattice_change:
+        result.warn(f"relaxation changed the lattice by {result.energy.lattice_change_pct:.1f}%: "
+                    "the reconstructed structure may be wrong")
+
+
+#: Stage name → function, in chain order (the relative cost sets each stage's share of progress).
+STAGES: dict[str, tuple[Callable[[PipelineResult, PipelineConfig, Progress], None], float]] = {
+    "denoise": (denoise_stage, 1.0),
+    "detect": (detect_stage, 1.0),
+    "lattice": (lattice_stage, 0.5),
+    "retrieve": (retrieve_stage, 1.0),
+    "reconstruct": (reconstruct_stage, 0.5),
+    "energy": (energy_stage, 4.0),
+}
+
+
+def sub_progress(progress: Progress, start: float, stop: float, prefix: str = "") -> Progress:
+    """A callback mapping a stage's 0..1 onto ``start..stop`` of the whole run."""
+
+    def report(fraction: float, message: str = "") -> None:
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        progress(start + (stop - start) * fraction, f"{prefix}{message}" if message else prefix.rstrip(": "))
+
+    return report
+
+
+def run_stage(result: PipelineResult, name: str, config: Optional[PipelineConfig] = None,
+              progress: Progress = no_progress) -> PipelineResult:
+    """Run one named stage on ``result`` (timed; the time goes into ``result.timings_s``)."""
+    func, _ = STAGES[name]
+    t0 = time.perf_counter()
+    try:
+        func(result, config or result.config, progress)
+    finally:
+        result.timings_s[name] = result.timings_s.get(name, 0.0) + time.perf_counter() - t0
+    return result
+
+
+def start(source: Union[str, Path, Micrograph], config: Optional[PipelineConfig] = None,
+          progress: Progress = no_progress, columns: Optional[Columns] = None) -> PipelineResult:
+    """Read the input and make the result that stages fill in; ``columns`` = user-supplied columns."""
+    config = config or PipelineConfig()
+    t0 = time.perf_counter()
+    micrograph = load_micrograph(source, config, progress)
+    result = PipelineResult(micrograph, config)
+    result.timings_s["read"] = time.perf_counter() - t0
+    if not micrograph.calibrated:
+        result.warn("the image has no spatial calibration: lengths are in pixels until the pixel size is set")
+    if columns is not None:
+        result.columns, result.columns_source = columns, "user"
+    return result
+
+
+def run(source: Union[str, Path, Micrograph], config: Optional[PipelineConfig] = None,
+        progress: Progress = no_progress, columns: Optional[Columns] = None,
+        stop_after: Optional[str] = None) -> PipelineResult:
+    """Run the whole chain on one image.
+
+    ``columns``: user-edited columns to use instead of detecting (denoise still runs, so the
+    lattice check sees the filtered image). ``stop_after``: name of the last stage to run.
+    """
+    config = config or PipelineConfig()
+    result = start(source, config, sub_progress(progress, 0.0, 0.02, "read: "), columns)
+    names = [n for n in STAGES if not (n == "detect" and columns is not None)]
+    if stop_after is not None:
+        if stop_after not in STAGES:
+            raise AutomatError(f"unknown stage {stop_after!r}; stages are {', '.join(STAGES)}")
+        names = names[: names.index(stop_after) + 1] if stop_after in names else names
+    weights = np.array([STAGES[n][1] for n in names], dtype=float)
+    edges = 0.02 + 0.98 * np.concatenate([[0], np.cumsum(weights) / weights.sum()])
+    for i, name in enumerate(names):
+        run_stage(result, name, config, sub_progress(progress, edges[i], edges[i + 1], f"{name}: "))
+    progress(1.0, "done")
+    return result

@@ -1,0 +1,118 @@
+"""The one-page overview PNG of a pipeline result: image with columns and lattice, candidates, structure."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .pipeline import PipelineResult
+
+SUBLATTICE_COLOURS = ["#ff3b30", "#34c759", "#007aff", "#ffcc00", "#af52de", "#5ac8fa"]
+
+
+def save_overview(result: "PipelineResult", path) -> Path:
+    """Render the overview of ``result`` to ``path`` (PNG, written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(13, 4.6), dpi=110, layout="constrained")
+    ax_img, ax_hits, ax_struct = fig.subplots(1, 3, width_ratios=[1.2, 1, 1])
+    _draw_image(ax_img, result)
+    _draw_hits(ax_hits, result)
+    _draw_structure(ax_struct, result)
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _draw_image(ax, result) -> None:
+    image = result.analysed
+    py, px = image.pixel_size_A
+    h, w = image.data.shape[-2:]
+    extent = (0, w * px, h * py, 0)
+    ax.imshow(image.data, cmap="gray", extent=extent)
+    cols = result.columns
+    if cols is not None and cols.count:
+        pos = cols.positions_A
+        colours = [SUBLATTICE_COLOURS[s % len(SUBLATTICE_COLOURS)] if s >= 0 else "white" for s in cols.sublattice]
+        ax.scatter(pos[:, 1], pos[:, 0], s=6, c=colours, linewidths=0)
+    lat = result.lattice
+    if lat is not None:
+        oy, ox = lat.origin_px * np.array(image.pixel_size_A)
+        for vec, name in ((lat.a_vec_A, "a"), (lat.b_vec_A, "b")):
+            ax.annotate("", xy=(ox + vec[1], oy + vec[0]), xytext=(ox, oy),
+                        arrowprops=dict(arrowstyle="->", color="cyan", lw=2))
+            ax.text(ox + vec[1], oy + vec[0], name, color="cyan", fontsize=11, fontweight="bold")
+        title = f"{cols.count} columns · a={lat.a_A:.3f} Å b={lat.b_A:.3f} Å γ={lat.gamma_deg:.1f}°"
+    else:
+        title = f"{0 if cols is None else cols.count} columns"
+    calib = "" if result.micrograph.calibrated else " (uncalibrated)"
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(f"x [Å]{calib}")
+    ax.set_ylabel("y [Å]")
+
+
+def _draw_hits(ax, result) -> None:
+    hits = result.hits[:8]
+    if not hits:
+        ax.text(0.5, 0.5, "no candidates", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    labels = [f"{h.formula} [{''.join(str(v) for v in h.zone_axis)}]" for h in hits][::-1]
+    scores = [h.score for h in hits][::-1]
+    colours = ["#007aff" if i == len(hits) - 1 else "#8e8e93" for i in range(len(hits))]
+    ax.barh(labels, scores, color=colours)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("retrieval score")
+    ax.set_title("template candidates (best on top)", fontsize=9)
+    ax.tick_params(axis="y", labelsize=8)
+
+
+def _draw_structure(ax, result) -> None:
+    rec = result.reconstruction
+    if rec is None:
+        ax.text(0.5, 0.5, "no structure", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    from .reconstruct.cif import structure_summary
+
+    s = rec.structure
+    summary = structure_summary(s, symprec=rec.symprec_A)
+    frac = np.array([site.frac_coords for site in s]) % 1.0
+    species = [site.specie.symbol for site in s]
+    # Draw the cell projected along c with atoms coloured by element.
+    cart = frac @ s.lattice.matrix
+    elements = sorted(set(species), key=species.index)
+    cmap = {e: SUBLATTICE_COLOURS[i % len(SUBLATTICE_COLOURS)] for i, e in enumerate(elements)}
+    for e in elements:
+        mask = np.array([sp == e for sp in species])
+        ax.scatter(cart[mask, 0], cart[mask, 1], s=120, c=cmap[e], label=e, edgecolors="k", linewidths=0.5)
+    a, b = s.lattice.matrix[0, :2], s.lattice.matrix[1, :2]
+    corners = np.array([[0, 0], a, a + b, b, [0, 0]])
+    ax.plot(corners[:, 0], corners[:, 1], "k-", lw=1)
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", fontsize=8)
+    energy = result.energy
+    lines = [f"{summary['reduced_formula']}  {summary['spacegroup_symbol']} (#{summary['spacegroup_number']})",
+             f"a={summary['a']:.3f} b={summary['b']:.3f} c={summary['c']:.3f} Å",
+             f"α={summary['alpha']:.1f} β={summary['beta']:.1f} γ={summary['gamma']:.1f}°"]
+    if energy is not None:
+        ef = energy.formation_energy_per_atom_eV
+        lines.append(f"{energy.model}: E={energy.energy_per_atom_eV:.3f} eV/atom"
+                     + (f", Ef={ef:.3f} eV/atom" if ef is not None else ""))
+    ax.set_title("\n".join(lines), fontsize=8)
+    ax.set_xlabel("x [Å] (cell viewed along c)")

@@ -1,0 +1,104 @@
+"""The agent: the rules planner's gates and the LLM loop over the same tools (scripted client)."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from napari_automat.agent import run_agent
+from napari_automat.agent.tools import TOOLS, call_tool
+from napari_automat.config import PipelineConfig
+from napari_automat.model import AutomatError, Micrograph
+from napari_automat.pipeline import start
+
+CONFIG = PipelineConfig(elements=("Sr", "Ti", "O"), energy_model="none")
+
+
+@pytest.fixture(scope="module")
+def srtio3_image():
+    """A noisy SrTiO3 [001] image from the fast incoherent model (a = 3.905 Å)."""
+    from pymatgen.core import Lattice, Structure
+
+    from napari_automat.simulate import incoherent_image
+
+    sto = Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.905), ["Sr", "Ti", "O"],
+                                    [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]])
+    return incoherent_image(sto, (0, 0, 1), pixel_size_A=0.15, field_of_view_A=40, dose=5e4, seed=1)
+
+
+class ScriptedClient:
+    """Stands in for ``openai.OpenAI``: replies with a fixed list of tool calls, records the messages."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.requests = []
+        self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
+
+    def _create(self, model, messages, tools):
+        self.requests.append({"model": model, "messages": [dict(m) for m in messages], "tools": tools})
+        calls = self.script.pop(0) if self.script else []
+        if isinstance(calls, str):
+            message = SimpleNamespace(content=calls, tool_calls=None)
+        else:
+            message = SimpleNamespace(content=None, tool_calls=[
+                SimpleNamespace(id=f"call{len(self.requests)}_{i}",
+                                function=SimpleNamespace(name=name, arguments=json.dumps(args)))
+                for i, (name, args) in enumerate(calls)])
+        return SimpleNamespace(choices=[SimpleNamespace(message=message)])
+
+
+def test_rules_planner_runs_the_chain(srtio3_image):
+    agent = run_agent(srtio3_image, CONFIG, planner="rules")
+    result = agent.result
+    assert agent.planner == "rules"
+    assert result.reconstruction is not None
+    assert result.reconstruction.to_dict()["reduced_formula"] == "SrTiO3"
+    tools_called = [e["data"]["tool"] for e in agent.transcript if e["role"] == "tool_call"]
+    assert tools_called[:5] == ["denoise", "detect_columns", "fit_lattice", "retrieve_templates", "reconstruct"]
+
+
+def test_rules_planner_retries_when_too_few_columns():
+    flat = np.random.default_rng(0).normal(100, 1, (128, 128))
+    micrograph = Micrograph(flat, (0.1, 0.1), calibrated=True)
+    messages = []
+    with pytest.raises(AutomatError, match="no lattice"):
+        run_agent(micrograph, CONFIG, planner="rules", on_message=messages.append)
+    retries = [m for m in messages if m["role"] == "planner" and m["content"].startswith("retry")]
+    assert len(retries) == 2
+
+
+def test_llm_drives_the_tools(srtio3_image):
+    client = ScriptedClient([
+        [("denoise", {"method": "auto"})],
+        [("detect_columns", {})],
+        [("fit_lattice", {}), ("retrieve_templates", {"elements": ["Sr", "Ti", "O"]})],
+        [("reconstruct", {"candidate_index": 0})],
+        "SrTiO3, cubic perovskite.",
+    ])
+    agent = run_agent(srtio3_image, CONFIG, planner="llm", client=client)
+    assert agent.planner == "llm"
+    assert agent.result.reconstruction.to_dict()["reduced_formula"] == "SrTiO3"
+    # Every tool result went back to the model with the id of its call.
+    last = client.requests[-1]["messages"]
+    tool_messages = [m for m in last if m["role"] == "tool"]
+    assert len(tool_messages) == 5
+    assert all(m["tool_call_id"].startswith("call") for m in tool_messages)
+    lattice = json.loads(tool_messages[2]["content"])
+    assert lattice["a_A"] == pytest.approx(3.905, rel=0.03)
+    assert {t["function"]["name"] for t in client.requests[0]["tools"]} == set(TOOLS)
+    assert agent.transcript[-1]["content"] == "SrTiO3, cubic perovskite." or any(
+        e["role"] == "assistant" for e in agent.transcript)
+
+
+def test_llm_that_stops_early_is_completed_by_the_rules(srtio3_image):
+    client = ScriptedClient([[("denoise", {})], "I am done."])
+    agent = run_agent(srtio3_image, CONFIG, planner="llm", client=client)
+    assert agent.result.reconstruction is not None
+    assert any("finishing with the rules planner" in e["content"] for e in agent.transcript)
+
+
+def test_tool_errors_come_back_as_data(srtio3_image):
+    result = start(srtio3_image, CONFIG)
+    assert "error" in call_tool(result, "no_such_tool")
+    assert "error" in call_tool(result, "fit_lattice")  # no columns yet
