@@ -83,8 +83,12 @@ class Micrograph:
             "shape": list(self.shape),
             "pixel_size_A": _floats(self.pixel_size_A),
             "calibrated": bool(self.calibrated),
-            "metadata": {k: v for k, v in self.metadata.items() if _jsonable(v)},
+            "metadata": {k: _plain(v) for k, v in self.metadata.items() if _jsonable(_plain(v))},
         }
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _jsonable(value: Any) -> bool:

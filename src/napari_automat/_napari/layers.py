@@ -133,7 +133,7 @@ def columns_layer_data(columns: Columns, name: str = "columns", **extra_metadata
         "border_color": "black",
         "border_width": 0.1,
         "size": _point_size_px(columns.positions_px),
-        "metadata": {COLUMNS_KEY: columns, **extra_metadata},
+        "metadata": dict(extra_metadata),
     }
     return np.asarray(columns.positions_px, float).copy(), kwargs, "points"
 
@@ -144,7 +144,7 @@ def add_layer(viewer, layer_data: tuple):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*looks like categorical data.*")
         layer = getattr(viewer, f"add_{kind}")(data, **kwargs)
-    if kind == "points" and COLUMNS_KEY in kwargs.get("metadata", {}):
+    if kind == "points" and "provenance" in kwargs.get("features", {}):
         track_provenance(layer)
     return layer
 
@@ -155,17 +155,20 @@ def columns_from_points_layer(layer, pixel_size_A: Optional[Sequence[float]] = N
     Positions are the last two data axes [px]; ``pixel_size_A`` defaults to the layer scale.
     Missing features are filled with 'unknown' values (provenance ``added``).
     """
-    data = np.asarray(layer.data, float)
+    scale = pixel_size_A if pixel_size_A is not None else layer.scale[-2:]
+    return columns_from_points(layer.data, layer.features, scale)
+
+
+def columns_from_points(data, features, pixel_size_A: Sequence[float]) -> Columns:
+    """Columns from Points data ``(n, >=2)`` [px], a features table and the pixel size (y, x) [Å]."""
+    data = np.asarray(data, float)
     positions = data[:, -2:] if len(data) else np.zeros((0, 2))
-    pixel_size = tuple(float(s) for s in (pixel_size_A if pixel_size_A is not None else layer.scale[-2:]))
-    if len(pixel_size) == 1:
-        pixel_size = pixel_size * 2
-    feats = layer.features
+    pixel_size = tuple(float(s) for s in np.broadcast_to(np.asarray(pixel_size_A, float).ravel()[-2:], (2,)))
     n = len(positions)
 
     def get(key, dtype):
-        if key in feats and len(feats[key]) == n:
-            values = feats[key].to_numpy()
+        if features is not None and key in features and len(features[key]) == n:
+            values = np.asarray(features[key], dtype=object)
             if dtype is float:
                 return np.asarray(values, dtype=float)
             if dtype is int:
@@ -224,7 +227,7 @@ def _mark_moved(layer, indices: list[int], before: Optional[np.ndarray]) -> None
         if before.shape != data.shape:
             return
         indices = [i for i in indices if not np.allclose(before[i], data[i])]
-    prov = layer.features["provenance"].astype(object).to_numpy()
+    prov = np.array(layer.features["provenance"], dtype=object)
     changed = False
     for i in indices:
         if 0 <= i < len(prov) and prov[i] == "detected":
@@ -249,7 +252,8 @@ def untracked(layer):
 
 # --- lattice ----------------------------------------------------------------------------------
 
-def lattice_layer_data(lattice: Lattice2D, pixel_size_A: Sequence[float], name: str = "lattice") -> tuple:
+def lattice_layer_data(lattice: Lattice2D, pixel_size_A: Sequence[float], name: str = "lattice",
+                       **extra_metadata) -> tuple:
     """A Vectors layer with the basis a (red) and b (blue) drawn from the lattice origin [px]."""
     px = np.asarray(pixel_size_A, float)
     origin = np.asarray(lattice.origin_px, float)
@@ -257,7 +261,7 @@ def lattice_layer_data(lattice: Lattice2D, pixel_size_A: Sequence[float], name: 
     kwargs = {"name": name, "scale": tuple(px), "units": UNITS_2D, "edge_color": ["#ff3b30", "#1e90ff"],
               "edge_width": max(1.0, 0.06 * min(lattice.a_A, lattice.b_A) / float(px.mean())),
               "vector_style": "arrow", "length": 1.0, "features": {"vector": ["a", "b"]},
-              "metadata": {LATTICE_KEY: lattice}}
+              "metadata": {LATTICE_KEY: lattice, **extra_metadata}}
     return vectors, kwargs, "vectors"
 
 

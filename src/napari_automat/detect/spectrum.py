@@ -9,6 +9,8 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage as ndi
 
+from .basis import reduce_basis
+
 #: A spot counts when its power exceeds the radial median background this many times.
 _MIN_SPOT_RATIO = 25.0
 #: Spots weaker than this fraction of the strongest excess power are ignored for the basis.
@@ -47,7 +49,7 @@ def spectrum_peaks(image, pixel_size_A) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(ring, axis=None)
     rings, starts = np.unique(ring.ravel()[order], return_index=True)
     medians = np.array([np.median(chunk) for chunk in np.split(logp.ravel()[order], starts[1:])])
-    background = np.interp(ring, rings, ndi.median_filter(medians, size=5, mode="nearest"))
+    background = np.interp(kr / step - 0.5, rings, ndi.median_filter(medians, size=5, mode="nearest"))
     ratio = logp - background
 
     k_min = 4.0 / min(n * q for n, q in zip(img.shape, p))  # at least four periods in the field
@@ -58,6 +60,13 @@ def spectrum_peaks(image, pixel_size_A) -> tuple[np.ndarray, np.ndarray]:
     iy, ix = np.nonzero(spots)
     if len(iy) == 0:
         return np.zeros((0, 2)), np.zeros(0)
+    # the background slope can shift the maximum of the ratio: locate the spot on the power itself
+    peak_of = ndi.maximum_filter(logp, size=5, mode="wrap")
+    for _ in range(3):
+        for oy, ox in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)):
+            ny, nx = (iy + oy) % shape[0], (ix + ox) % shape[1]
+            up = (logp[ny, nx] > logp[iy, ix]) & (logp[iy, ix] < peak_of[iy, ix])
+            iy, ix = np.where(up, ny, iy), np.where(up, nx, ix)
     strength = power[iy, ix] - np.exp(background[iy, ix])
     dy = _parabolic(logp, iy, ix, axis=0)
     dx = _parabolic(logp, iy, ix, axis=1)
@@ -107,8 +116,6 @@ def fft_basis(image, pixel_size_A) -> tuple[np.ndarray, np.ndarray] | None:
         sin = abs(np.cross(g[0], g[j])) / (np.linalg.norm(g[0]) * np.linalg.norm(g[j]))
         if sin > np.sin(np.radians(20)):
             real = np.linalg.inv(np.stack([g[0], g[j]])).T  # rows a, b with a·g_i = δ_ij
-            from .lattice import reduce_basis
-
             return reduce_basis(real[0], real[1])
     return None
 

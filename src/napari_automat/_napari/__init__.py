@@ -1,0 +1,1 @@
+"""napari face of AutoMat: reader, writer, sample data, layer conversions, widgets."""

@@ -1,0 +1,1 @@
+"""Dock widgets, one module per stage of the chain plus the agent."""

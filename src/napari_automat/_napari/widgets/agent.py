@@ -1,0 +1,123 @@
+"""Agent: run the full chain on the chosen image with quality gates; the transcript is shown live
+and the results come back as new layers."""
+
+from __future__ import annotations
+
+import html
+
+from napari.layers import Image, Points
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QCheckBox, QComboBox, QLineEdit, QPlainTextEdit
+
+from ...config import PipelineConfig
+from ..layers import (COLUMNS_KEY, HITS_KEY, LATTICE_KEY, MICROGRAPH_KEY, SELECTED_HIT_KEY, columns_layer_data,
+                      lattice_layer_data, micrograph_layer_data, structure_layer_data)
+from ._analysis import layer_columns
+from ._common import LayerCombo, StageWidget, layer_micrograph
+from .detect import is_columns_layer
+from .energy import ENERGY_KEY
+from .reconstruct import RECONSTRUCTION_KEY, show_structure_3d
+
+AGENT_KEY = "automat_agent"
+
+
+class AgentWidget(StageWidget):
+    """``agent.run_agent`` on the chosen image (and, optionally, columns edited by hand)."""
+
+    run_text = "Run full chain"
+    message = Signal(object)  # transcript entries, delivered on the GUI thread
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(napari_viewer, parent)
+        self.image = LayerCombo(napari_viewer, Image)
+        self.points = LayerCombo(napari_viewer, Points, accept=is_columns_layer, none_text="(detect automatically)",
+                                 follow_new=False)
+        self.points.setCurrentIndex(0)
+        self.elements = QLineEdit()
+        self.elements.setPlaceholderText("optional, e.g. Sr, Ti, O")
+        self.energy_model = QComboBox()
+        self.energy_model.addItems(("auto", "mattersim", "chgnet", "none"))
+        self.relax = QCheckBox("relax before the energy")
+        self.relax.setChecked(True)
+        self.show_3d = QCheckBox("show the structure in 3D")
+        self.show_3d.setChecked(True)
+        self.transcript = QPlainTextEdit()
+        self.transcript.setReadOnly(True)
+        self.transcript.setMinimumHeight(220)
+        self.transcript.setPlaceholderText("the agent's reasoning and tool calls appear here")
+        self.form.addRow("image", self.image)
+        self.form.addRow("columns", self.points)
+        self.form.addRow("elements", self.elements)
+        self.form.addRow("energy model", self.energy_model)
+        self.form.addRow(self.relax)
+        self.form.addRow(self.show_3d)
+        self.body.addWidget(self.transcript)
+        self.message.connect(self.append_message)
+
+    def append_message(self, entry: dict) -> None:
+        role = str(entry.get("role", ""))
+        self.transcript.appendHtml(f"<b>{html.escape(role)}</b>: {html.escape(str(entry.get('content', '')))}")
+
+    def config(self) -> PipelineConfig:
+        return PipelineConfig(elements=self.elements.text(), energy_model=self.energy_model.currentText(),
+                              relax=self.relax.isChecked())
+
+    def run(self) -> None:
+        from ...agent import run_agent
+
+        image_layer = self.image.layer()
+        if image_layer is None:
+            self.set_status("⚠ no image layer", error=True)
+            return
+        mg = layer_micrograph(self.viewer, image_layer)
+        points_layer = self.points.layer()
+        columns = layer_columns(points_layer)[0] if points_layer is not None else None
+        self.transcript.clear()
+        source = f"{image_layer.name}" + (f" + '{points_layer.name}'" if points_layer is not None else "")
+
+        def done(agent):
+            self.show_result(agent, image_layer.name, points_layer)
+            self.set_status(f"done ({agent.planner} planner) on {source}")
+
+        self.start(run_agent, mg, self.config(), columns=columns, on_message=self.message.emit,
+                   label="agent", on_done=done)
+
+    def show_result(self, agent, name: str, points_layer=None) -> None:
+        """Add the result of an agent run as layers (nothing existing is replaced)."""
+        result = agent.result
+        analysed = result.analysed
+        if result.denoised is not None:
+            self.add_layer(micrograph_layer_data(result.denoised, name=f"{name} denoised (agent)",
+                                                 automat_denoise_info=result.denoise_info))
+        columns_layer = points_layer
+        if result.columns is not None and (points_layer is None or result.columns_source != "user"):
+            columns_layer = self.add_layer(columns_layer_data(result.columns, name=f"{name} columns (agent)",
+                                                              **{MICROGRAPH_KEY: analysed}))
+        if columns_layer is not None and result.hits:
+            columns_layer.metadata.update({HITS_KEY: result.hits, SELECTED_HIT_KEY: result.config.candidate_index})
+        if result.lattice is not None:
+            self.add_layer(lattice_layer_data(result.lattice, result.columns.pixel_size_A,
+                                              name=f"{name} lattice (agent)", **{COLUMNS_KEY: result.columns}))
+            if columns_layer is not None:
+                columns_layer.metadata[LATTICE_KEY] = result.lattice
+        if result.reconstruction is not None:
+            rec = result.reconstruction
+            extra = {RECONSTRUCTION_KEY: rec, LATTICE_KEY: result.lattice, COLUMNS_KEY: result.columns,
+                     AGENT_KEY: agent}
+            if result.energy is not None:
+                extra[ENERGY_KEY] = result.energy
+            added = [self.add_layer(d) for d in structure_layer_data(
+                rec.structure, name=f"{rec.structure.composition.reduced_formula} structure (agent)", **extra)]
+            if self.show_3d.isChecked():
+                show_structure_3d(self.viewer, added)
+        lines = []
+        if result.reconstruction is not None:
+            lines.append(f"structure: {result.reconstruction.structure.composition.reduced_formula}")
+        if result.energy is not None:
+            e = result.energy.formation_energy_per_atom_eV
+            lines.append(f"formation energy: {e:.4f} eV/atom ({result.energy.model})" if e is not None
+                         else f"energy: {result.energy.energy_per_atom_eV:.4f} eV/atom ({result.energy.model})")
+        for text in result.warnings:
+            lines.append(f"⚠ {text}")
+        if lines:
+            self.transcript.appendPlainText("\n" + "\n".join(lines))

@@ -1,0 +1,179 @@
+"""Detect atom columns into a NEW Points layer; inspect and edit columns (defaults for added
+points, refinement of selected points, intensity histogram by sublattice)."""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.layers import Image, Points
+from qtpy.QtWidgets import QCheckBox, QComboBox, QGroupBox, QFormLayout, QLineEdit, QPushButton, QSpinBox
+
+from ...model import AutomatError
+from ..layers import (ADDED_DEFAULTS, MICROGRAPH_KEY, STRUCTURE_KEY, columns_from_points_layer,
+                      columns_layer_data, set_column_features, untracked)
+from ._common import LayerCombo, StageWidget, double_spin, layer_micrograph
+
+SIGNALS = ("auto", "HAADF", "ADF", "iDPC", "ABF", "BF")
+
+
+def is_columns_layer(layer) -> bool:
+    """A 2D Points layer that is not a 3D structure."""
+    return isinstance(layer, Points) and layer.ndim == 2 and STRUCTURE_KEY not in layer.metadata
+
+
+def detect_and_classify(micrograph, min_separation_A=None, threshold_scale=1.0, signal="auto",
+                        sublattices=True, progress=None):
+    """Detect columns, then (optionally) label sublattices with the lattice fit.
+
+    Returns ``(columns, note)``; ``note`` says why sublattices stayed unknown, or is empty.
+    """
+    from ...detect import detect_columns, find_lattice
+
+    columns = detect_columns(micrograph, min_separation_A=min_separation_A, threshold_scale=threshold_scale,
+                             signal=signal, progress=lambda f, m="": progress(0.8 * f, m))
+    if not sublattices:
+        return columns, ""
+    try:
+        _, labelled = find_lattice(columns, image=micrograph.data, progress=lambda f, m="": progress(0.8 + 0.2 * f, m))
+    except AutomatError as exc:
+        return columns, f"sublattices unknown: {exc}"
+    return labelled, ""
+
+
+class DetectWidget(StageWidget):
+    """``detect.detect_columns`` on the chosen image → a new Points layer (never overwrites one)."""
+
+    run_text = "Detect columns"
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(napari_viewer, parent)
+        self.image = LayerCombo(napari_viewer, Image)
+        self.min_separation = double_spin(0.0, 0.0, 50.0, 0.1, 2, " Å", special="auto")
+        self.min_separation.setToolTip("closest distance between two columns; auto = from the Fourier transform")
+        self.threshold = double_spin(1.0, 0.05, 10.0, 0.05)
+        self.threshold.setToolTip("multiplies the automatic contrast threshold (lower finds weaker columns)")
+        self.signal = QComboBox()
+        self.signal.addItems(SIGNALS)
+        self.signal.setToolTip("ABF/BF: columns are dark; auto: from the file, else from the contrast")
+        self.sublattices = QCheckBox("label sublattices (lattice fit)")
+        self.sublattices.setChecked(True)
+        self.form.addRow("image", self.image)
+        self.form.addRow("min separation", self.min_separation)
+        self.form.addRow("threshold ×", self.threshold)
+        self.form.addRow("signal", self.signal)
+        self.form.addRow(self.sublattices)
+
+        from ._plots import IntensityHistogram
+
+        edit = QGroupBox("Edit columns")
+        edit_form = QFormLayout(edit)
+        self.points = LayerCombo(napari_viewer, Points, accept=is_columns_layer)
+        self.histogram = IntensityHistogram()
+        self.new_sublattice = QSpinBox()
+        self.new_sublattice.setRange(-1, 9)
+        self.new_sublattice.setSpecialValueText("unknown")
+        self.new_sublattice.setValue(-1)
+        self.new_species = QLineEdit()
+        self.new_species.setPlaceholderText("e.g. Sr or Ti+O")
+        self.refine_button = QPushButton("Refine selected")
+        self.refine_button.setToolTip("fit the selected points (all when none is selected) on the image")
+        edit_form.addRow("columns", self.points)
+        edit_form.addRow(self.histogram)
+        edit_form.addRow("new points: sublattice", self.new_sublattice)
+        edit_form.addRow("new points: species", self.new_species)
+        edit_form.addRow(self.refine_button)
+        self.body.addWidget(edit)
+
+        self._watched = None
+        self.points.currentIndexChanged.connect(self._on_points_changed)
+        self.new_sublattice.valueChanged.connect(self.apply_defaults)
+        self.new_species.editingFinished.connect(self.apply_defaults)
+        self.refine_button.clicked.connect(self.refine_selected)
+        self._on_points_changed()
+
+    # --- detection ---
+    def run(self) -> None:
+        layer = self.image.layer()
+        if layer is None:
+            self.set_status("⚠ no image layer", error=True)
+            return
+        mg = layer_micrograph(self.viewer, layer)
+        min_sep = self.min_separation.value() or None
+        name = f"{layer.name} columns"
+
+        def done(out):
+            columns, note = out
+            self.add_layer(columns_layer_data(columns, name=name, **{MICROGRAPH_KEY: mg,
+                                                                     "automat_source_layer": layer.name}))
+            counts = np.bincount(columns.sublattice[columns.sublattice >= 0]) if columns.count else []
+            per = ", ".join(f"{s}: {n}" for s, n in enumerate(counts) if n)
+            self.set_status(f"{columns.count} columns" + (f" (sublattices {per})" if per else "")
+                            + (f"; {note}" if note else ""))
+
+        self.start(detect_and_classify, mg, min_separation_A=min_sep, threshold_scale=float(self.threshold.value()),
+                   signal=self.signal.currentText(), sublattices=self.sublattices.isChecked(),
+                   label="detect columns", on_done=done)
+
+    # --- editing ---
+    def _on_points_changed(self, *_) -> None:
+        layer = self.points.layer()
+        if self._watched is not None:
+            self._watched.events.data.disconnect(self.update_histogram)
+            self._watched.events.features.disconnect(self.update_histogram)
+        self._watched = layer
+        if layer is not None:
+            layer.events.data.connect(self.update_histogram)
+            layer.events.features.connect(self.update_histogram)
+        self.update_histogram()
+
+    def update_histogram(self, event=None) -> None:
+        if event is not None and str(getattr(event, "action", "")) in ("adding", "removing", "changing"):
+            return
+        layer = self.points.layer()
+        if layer is None:
+            self.histogram.plot(np.zeros(0), np.zeros(0, int))
+            return
+        cols = columns_from_points_layer(layer)
+        self.histogram.plot(cols.intensity, cols.sublattice)
+
+    def apply_defaults(self, *_) -> None:
+        """Sublattice and species that points added by hand will get (provenance 'added')."""
+        layer = self.points.layer()
+        if layer is None:
+            return
+        layer.feature_defaults = dict(ADDED_DEFAULTS, sublattice=int(self.new_sublattice.value()),
+                                      species=self.new_species.text().strip())
+
+    def refine_selected(self) -> None:
+        """Re-fit the selected points (all if none selected) on the image they were detected on."""
+        from ...detect import refine_columns
+
+        layer = self.points.layer()
+        if layer is None:
+            self.set_status("⚠ no columns layer", error=True)
+            return
+        image = layer.metadata.get(MICROGRAPH_KEY)
+        if image is None and self.image.layer() is not None:
+            image = layer_micrograph(self.viewer, self.image.layer())
+        if image is None:
+            self.set_status("⚠ no image to refine on", error=True)
+            return
+        columns = columns_from_points_layer(layer)
+        indices = sorted(layer.selected_data) or None
+        n_before = len(layer.data)
+
+        def refine(progress):
+            progress(0.0, f"refining {len(indices) if indices else columns.count} columns")
+            return refine_columns(image, columns, indices)
+
+        def done(refined):
+            if len(layer.data) != n_before:
+                self.set_status("⚠ the layer changed while refining; nothing written", error=True)
+                return
+            with untracked(layer):
+                data = np.array(layer.data, float)
+                data[:, -2:] = refined.positions_px
+                layer.data = data
+            set_column_features(layer, refined)
+            self.set_status(f"refined {len(indices) if indices else refined.count} columns")
+
+        self.start(refine, label="refine columns", on_done=done)

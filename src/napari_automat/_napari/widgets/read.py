@@ -1,0 +1,95 @@
+"""Read and calibrate: open a micrograph, see its calibration, set the pixel size [Å/px]."""
+
+from __future__ import annotations
+
+import html
+
+from napari.layers import Image
+from qtpy.QtWidgets import QDoubleSpinBox, QFileDialog, QLabel, QPushButton
+
+from ...model import AutomatError
+from ..layers import MICROGRAPH_KEY, micrograph_from_layer
+from ._common import LayerCombo, StageWidget, fmt
+
+FILE_FILTER = ("Micrographs (*.dm3 *.dm4 *.emd *.ser *.emi *.mrc *.tif *.tiff *.hspy *.hdf5 *.h5 "
+               "*.png *.jpg);;All files (*)")
+
+
+class ReadWidget(StageWidget):
+    """Shows the chosen image's calibration and sets its pixel size (both axes) in Å."""
+
+    run_text = "Set pixel size"
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(napari_viewer, parent)
+        self.open_button = QPushButton("Open micrograph…")
+        self.open_button.clicked.connect(self._open_dialog)
+        self.image = LayerCombo(napari_viewer, Image)
+        self.info = QLabel()
+        self.info.setWordWrap(True)
+        self.pixel_size = QDoubleSpinBox()
+        self.pixel_size.setDecimals(4)
+        self.pixel_size.setRange(0.001, 1000.0)
+        self.pixel_size.setSingleStep(0.01)
+        self.pixel_size.setSuffix(" Å/px")
+        self.form.addRow(self.open_button)
+        self.form.addRow("image", self.image)
+        self.form.addRow(self.info)
+        self.form.addRow("pixel size", self.pixel_size)
+        self.cancel_button.hide()
+        self.image.currentIndexChanged.connect(self.update_info)
+        self.update_info()
+
+    def open_path(self, path: str) -> list:
+        """Open a file with the AutoMat reader; returns the new layers."""
+        layers = self.viewer.open(path, plugin="napari-automat")
+        self.viewer.scale_bar.visible = True
+        return layers
+
+    def _open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open micrograph", "", FILE_FILTER)
+        if path:
+            try:
+                self.open_path(path)
+            except Exception as exc:  # noqa: BLE001 - the reader's one-line reason for the user
+                self.set_status(f"⚠ {getattr(exc, '__cause__', None) or exc}", error=True)
+
+    def update_info(self, *_) -> None:
+        layer = self.image.layer()
+        if layer is None:
+            self.info.setText("<i>open a micrograph (File ▸ Open, or the button above)</i>")
+            return
+        mg = micrograph_from_layer(layer)
+        md = mg.metadata
+        rows = [("shape", " × ".join(str(s) for s in mg.shape) + (" (frames, y, x)" if mg.is_stack else " (y, x)")),
+                ("pixel size y, x", f"{fmt(mg.pixel_size_A[0], '.4f')}, {fmt(mg.pixel_size_A[1], '.4f')} Å"),
+                ("calibrated", ("yes" if mg.calibrated else "<b style='color:#ff8a80'>no: set the pixel size</b>")
+                 + (f" ({html.escape(str(md['calibration_note']))})" if md.get("calibration_note") else "")),
+                ("signal", html.escape(str(md.get("signal") or md.get("detector") or "—"))),
+                ("voltage", fmt(md.get("voltage_kV"), ".0f", "kV")),
+                ("file", html.escape(str(mg.path or "—")))]
+        self.info.setText("<table>" + "".join(f"<tr><td>{k}&nbsp;</td><td>{v}</td></tr>" for k, v in rows)
+                          + "</table>")
+        self.pixel_size.setValue(mg.mean_pixel_size_A)
+
+    def run(self) -> None:
+        """Set the pixel size of the chosen image (marks it calibrated by the user)."""
+        from ...io.read import apply_pixel_size
+
+        layer = self.image.layer()
+        if layer is None:
+            self.set_status("⚠ no image layer", error=True)
+            return
+        value = float(self.pixel_size.value())
+        try:
+            mg = apply_pixel_size(micrograph_from_layer(layer), value)
+        except AutomatError as exc:
+            self.set_status(f"⚠ {exc}", error=True)
+            return
+        layer.metadata[MICROGRAPH_KEY] = mg
+        layer.metadata.update(pixel_size_A=list(mg.pixel_size_A), calibrated=True)
+        layer.scale = (*tuple(layer.scale)[:-2], value, value)
+        self.viewer.scale_bar.visible = True
+        self.viewer.reset_view()
+        self.update_info()
+        self.set_status(f"pixel size of '{layer.name}' set to {value:.4f} Å/px")

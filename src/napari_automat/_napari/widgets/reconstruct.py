@@ -1,0 +1,137 @@
+"""Reconstruct: template hit + lattice of the CURRENT columns → 3D structure layers (atoms and cell)."""
+
+from __future__ import annotations
+
+import numpy as np
+from napari.layers import Points
+from qtpy.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton
+
+from ..layers import (COLUMNS_KEY, HITS_KEY, LATTICE_KEY, SELECTED_HIT_KEY, STRUCTURE_KEY, cell_atoms,
+                      structure_layer_data)
+from ._analysis import layer_columns, reconstruct_hit
+from ._common import LayerCombo, StageWidget, fmt
+from .detect import is_columns_layer
+
+RECONSTRUCTION_KEY = "automat_reconstruction"
+
+
+class _HitCombo(QComboBox):
+    """Candidates stored on a columns layer; re-read whenever the list opens."""
+
+    def __init__(self, points: LayerCombo):
+        super().__init__()
+        self._points = points
+
+    def refresh(self, *_) -> None:
+        layer = self._points.layer()
+        hits = layer.metadata.get(HITS_KEY, []) if layer is not None else []
+        keep = self.currentIndex() if self.count() == len(hits) else None
+        self.blockSignals(True)
+        self.clear()
+        for i, hit in enumerate(hits):
+            zone = " ".join(str(int(v)) for v in hit.zone_axis)
+            self.addItem(f"{i + 1}. {hit.formula} [{zone}]  score {hit.score:.3f}", i)
+        self.blockSignals(False)
+        if hits:
+            chosen = layer.metadata.get(SELECTED_HIT_KEY, 0) if keep is None or keep < 0 else keep
+            self.setCurrentIndex(min(max(int(chosen), 0), len(hits) - 1))
+
+    def showPopup(self) -> None:
+        self.refresh()
+        super().showPopup()
+
+
+def structure_summary_html(rec) -> str:
+    s = rec.structure
+    lat = s.lattice
+    try:
+        sg = s.get_space_group_info(symprec=rec.symprec_A)
+        sg_text = f"{sg[0]} ({sg[1]})"
+    except Exception:  # noqa: BLE001 - symmetry analysis is informative only
+        sg_text = "—"
+    text = (f"<b>{s.composition.reduced_formula}</b>, space group {sg_text}, {len(s)} atoms/cell<br>"
+            f"a, b, c = {fmt(lat.a)}, {fmt(lat.b)}, {fmt(lat.c)} Å; "
+            f"α, β, γ = {fmt(lat.alpha, '.1f')}, {fmt(lat.beta, '.1f')}, {fmt(lat.gamma, '.1f')}°")
+    if rec.warnings:
+        text += "<br>⚠ " + "<br>⚠ ".join(rec.warnings)
+    return text
+
+
+class ReconstructWidget(StageWidget):
+    """``reconstruct.reconstruct(hit, lattice)`` with the lattice refitted on the chosen columns."""
+
+    run_text = "Reconstruct"
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(napari_viewer, parent)
+        self.points = LayerCombo(napari_viewer, Points, accept=is_columns_layer)
+        self.hit = _HitCombo(self.points)
+        self.show_3d = QCheckBox("show in 3D (hides the 2D layers)")
+        self.show_3d.setChecked(True)
+        self.result = QLabel("")
+        self.result.setWordWrap(True)
+        self.back_button = QPushButton("Back to 2D")
+        self.back_button.clicked.connect(self.back_to_2d)
+        self.form.addRow("columns", self.points)
+        self.form.addRow("candidate", self.hit)
+        self.form.addRow(self.show_3d)
+        row = QHBoxLayout()
+        row.addWidget(self.back_button)
+        self.body.addWidget(self.result)
+        self.body.addLayout(row)
+        self.points.currentIndexChanged.connect(self.hit.refresh)
+        self.hit.refresh()
+
+    def showEvent(self, event) -> None:
+        self.hit.refresh()
+        super().showEvent(event)
+
+    def run(self) -> None:
+        layer = self.points.layer()
+        if layer is None:
+            self.set_status("⚠ no columns layer", error=True)
+            return
+        self.hit.refresh()
+        hits = layer.metadata.get(HITS_KEY, [])
+        if not hits:
+            self.set_status("⚠ no candidates on this layer: run 'Retrieve templates' first", error=True)
+            return
+        index = max(self.hit.currentIndex(), 0)
+        layer.metadata[SELECTED_HIT_KEY] = index
+        columns, image = layer_columns(layer)
+
+        def done(out):
+            rec, lattice, used = out
+            name = f"{rec.structure.composition.reduced_formula} structure"
+            added = [self.add_layer(d) for d in structure_layer_data(
+                rec.structure, name=name, **{RECONSTRUCTION_KEY: rec, LATTICE_KEY: lattice, COLUMNS_KEY: used,
+                                             "automat_hit": hits[index], "automat_source_layer": layer.name})]
+            self.result.setText(structure_summary_html(rec))
+            self.set_status(f"reconstructed from {used.count} columns of '{layer.name}' and candidate {index + 1}")
+            if self.show_3d.isChecked():
+                show_structure_3d(self.viewer, added)
+
+        self.start(reconstruct_hit, hits[index], columns, image, label="reconstruct", on_done=done)
+
+    def back_to_2d(self) -> None:
+        """2D view with the image layers visible again and the structures hidden."""
+        for layer in self.viewer.layers:
+            layer.visible = STRUCTURE_KEY not in layer.metadata
+        self.viewer.dims.ndisplay = 2
+        self.viewer.reset_view()
+
+
+def show_structure_3d(viewer, layers) -> None:
+    """3D view of the given structure layers: others hidden, camera on the cell, tilted."""
+    for layer in viewer.layers:
+        layer.visible = layer in layers
+    viewer.dims.ndisplay = 3
+    structure = layers[0].metadata[STRUCTURE_KEY]
+    xyz, _ = cell_atoms(structure)
+    zyx = xyz[:, ::-1]
+    center = 0.5 * (zyx.min(axis=0) + zyx.max(axis=0))
+    extent = float(np.max(np.ptp(np.vstack([zyx, np.zeros((1, 3))]), axis=0))) + 2.0
+    viewer.camera.center = tuple(center)
+    viewer.camera.angles = (-20.0, 30.0, 145.0)
+    canvas = getattr(viewer, "_canvas_size", (600, 600))
+    viewer.camera.zoom = 0.55 * min(canvas) / extent

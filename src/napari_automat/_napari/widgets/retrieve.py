@@ -1,0 +1,131 @@
+"""Retrieve: match the lattice of the chosen columns against the template library → a sortable
+table of candidates. The hits and the chosen row are kept in the columns layer's metadata, where
+the reconstruct widget finds them."""
+
+from __future__ import annotations
+
+from napari.layers import Points
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QSpinBox, QTableWidget, QTableWidgetItem
+
+from ..layers import HITS_KEY, LATTICE_KEY, SELECTED_HIT_KEY, set_column_features
+from ._analysis import layer_columns, retrieve_hits
+from ._common import LayerCombo, StageWidget
+from .detect import is_columns_layer
+
+HEADERS = ("rank", "formula", "zone axis", "score", "Δ lattice %", "template", "source")
+
+
+class _Item(QTableWidgetItem):
+    """A table cell that sorts by its value (numbers as numbers)."""
+
+    def __init__(self, value, text=None):
+        super().__init__(str(value) if text is None else text)
+        self.value = value
+        self.setFlags(self.flags() & ~Qt.ItemIsEditable)
+
+    def __lt__(self, other):
+        try:
+            return self.value < other.value
+        except TypeError:
+            return str(self.value) < str(other.value)
+
+
+def lattice_mismatch_pct(hit) -> float:
+    """The relative lattice mismatch of a hit in %, from its details (NaN when not given)."""
+    for key in ("lattice_mismatch", "mismatch", "lattice_error"):
+        value = hit.details.get(key)
+        if isinstance(value, (int, float)):
+            return 100.0 * float(value)
+    return float("nan")
+
+
+class RetrieveWidget(StageWidget):
+    """``templates.retrieve`` on the lattice of the chosen columns, best first."""
+
+    run_text = "Retrieve templates"
+
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(napari_viewer, parent)
+        self.points = LayerCombo(napari_viewer, Points, accept=is_columns_layer)
+        self.elements = QLineEdit()
+        self.elements.setPlaceholderText("optional, e.g. Sr, Ti, O")
+        self.top_k = QSpinBox()
+        self.top_k.setRange(1, 100)
+        self.top_k.setValue(10)
+        self.table = QTableWidget(0, len(HEADERS))
+        self.table.setHorizontalHeaderLabels(HEADERS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.setMinimumHeight(220)
+        self.form.addRow("columns", self.points)
+        self.form.addRow("elements", self.elements)
+        self.form.addRow("candidates", self.top_k)
+        self.body.addWidget(self.table)
+        self.table.itemSelectionChanged.connect(self._on_row_selected)
+        self.points.currentIndexChanged.connect(self.show_hits)
+
+    def elements_list(self) -> tuple[str, ...]:
+        text = self.elements.text().replace(",", " ").replace(";", " ")
+        return tuple(e.strip() for e in text.split() if e.strip())
+
+    def run(self) -> None:
+        layer = self.points.layer()
+        if layer is None:
+            self.set_status("⚠ no columns layer", error=True)
+            return
+        columns, image = layer_columns(layer)
+        n = len(layer.data)
+
+        def done(out):
+            hits, lattice, labelled = out
+            layer.metadata.update({HITS_KEY: hits, LATTICE_KEY: lattice, SELECTED_HIT_KEY: 0})
+            if len(layer.data) == n == labelled.count:
+                set_column_features(layer, labelled)
+            self.show_hits()
+            best = f"; best: {hits[0].formula} [{' '.join(map(str, hits[0].zone_axis))}]" if hits else ""
+            self.set_status(f"{len(hits)} candidates for a = {lattice.a_A:.3f} Å, b = {lattice.b_A:.3f} Å, "
+                            f"γ = {lattice.gamma_deg:.1f}°{best}")
+
+        self.start(retrieve_hits, columns, image, elements=self.elements_list(), top_k=int(self.top_k.value()),
+                   label="retrieve templates", on_done=done)
+
+    def show_hits(self, *_) -> None:
+        """Fill the table from the hits stored on the chosen columns layer."""
+        layer = self.points.layer()
+        hits = layer.metadata.get(HITS_KEY, []) if layer is not None else []
+        self.table.blockSignals(True)
+        self.table.setSortingEnabled(False)
+        self.table.setRowCount(len(hits))
+        for row, hit in enumerate(hits):
+            zone = "[" + " ".join(str(int(v)) for v in hit.zone_axis) + "]"
+            mismatch = lattice_mismatch_pct(hit)
+            cells = (_Item(row + 1), _Item(hit.formula), _Item(tuple(hit.zone_axis), zone),
+                     _Item(float(hit.score), f"{hit.score:.3f}"),
+                     _Item(mismatch, "—" if mismatch != mismatch else f"{mismatch:.1f}"),
+                     _Item(hit.template_id), _Item(hit.source or "—"))
+            for col, item in enumerate(cells):
+                item.setData(Qt.UserRole, row)
+                self.table.setItem(row, col, item)
+        self.table.setSortingEnabled(True)
+        self.table.blockSignals(False)
+        if hits:
+            self.select_hit(layer.metadata.get(SELECTED_HIT_KEY, 0))
+
+    def select_hit(self, index: int) -> None:
+        """Select the row of hit ``index`` (whatever the sort order)."""
+        for row in range(self.table.rowCount()):
+            if self.table.item(row, 0).data(Qt.UserRole) == index:
+                self.table.selectRow(row)
+                return
+
+    def selected_hit_index(self):
+        rows = self.table.selectionModel().selectedRows()
+        return None if not rows else self.table.item(rows[0].row(), 0).data(Qt.UserRole)
+
+    def _on_row_selected(self) -> None:
+        layer, index = self.points.layer(), self.selected_hit_index()
+        if layer is not None and index is not None:
+            layer.metadata[SELECTED_HIT_KEY] = int(index)

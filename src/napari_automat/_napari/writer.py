@@ -1,0 +1,30 @@
+"""npe2 writers: atom columns (Points layer) to CSV, a reconstructed structure to CIF."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .layers import STRUCTURE_KEY, columns_from_points
+
+
+def write_columns(path: str, data: Any, meta: dict) -> list[str]:
+    """Write the points of a layer as atom columns (positions in px and Å, features) to CSV."""
+    from ..io.write import write_columns_csv
+
+    scale = meta.get("scale") or (1.0, 1.0)
+    columns = columns_from_points(data, meta.get("features"), scale)
+    write_columns_csv(path, columns)
+    return [str(path)]
+
+
+def write_structure(path: str, data: Any, meta: dict) -> list[str]:
+    """Write the structure behind a 3D structure layer to CIF."""
+    from ..io.write import write_cif
+    from ..model import AutomatError
+
+    structure = (meta.get("metadata") or {}).get(STRUCTURE_KEY)
+    if structure is None:
+        raise AutomatError(f"layer '{meta.get('name', '')}' holds no reconstructed structure: "
+                           "choose a structure layer made by 'Reconstruct 3D structure'")
+    write_cif(path, structure)
+    return [str(path)]

@@ -1,0 +1,241 @@
+"""The template library: deduplicated structures and their zone-axis projections in one file.
+
+File format (``json.gz``, versioned): ``{"format", "version", "meta", "entries", "projections"}``.
+An entry holds the conventional standard cell (lattice matrix [Å], species, fractional
+coordinates), its space group and provenance. A projection holds the zone axis, the integer
+vectors ``p, q`` of the projected cell, the period ``t_A`` [Å] and one or two visible patterns:
+``weighted`` (translation cell of the visible columns with their Z-contrast) and, when it differs,
+``geometric`` (translation cell of the column positions alone). Column compositions are atom
+counts per period over the entry's ``elements``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..model import AutomatError, Progress, no_progress
+
+FORMAT = "napari-automat-templates"
+VERSION = 1
+FILENAME = f"templates-v{VERSION}.json.gz"
+#: Projections whose visible cell is longer than this are not resolvable [Å].
+MAX_CELL_A = 12.0
+#: Projections with visible columns closer than this are not resolvable [Å].
+MIN_SEPARATION_A = 0.6
+#: Columns fainter than this fraction of the heaviest are invisible in HAADF.
+VISIBLE_FRACTION = 0.1
+#: Z-contrast exponent used to decide visibility at build time.
+Z_EXPONENT = 1.7
+#: Highest |index| of the zone axes.
+MAX_INDEX = 2
+#: Symmetry tolerance for space groups and point-group equivalence of zone axes [Å].
+SYMPREC = 0.1
+
+
+@dataclass
+class TemplateLibrary:
+    """Template entries and their projections (see the module docstring for the layout)."""
+
+    entries: list[dict]
+    projections: list[dict]
+    meta: dict = field(default_factory=dict)
+    path: Optional[str] = None
+    cache: dict = field(default_factory=dict, repr=False)
+
+    def structure(self, index: int):
+        """The pymatgen Structure (conventional standard cell) of entry ``index``."""
+        key = ("structure", index)
+        if key not in self.cache:
+            from pymatgen.core import Lattice, Structure
+
+            s = self.entries[index]["structure"]
+            self.cache[key] = Structure(Lattice(s["lattice"]), s["species"], s["frac"])
+        return self.cache[key].copy()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def default_path() -> Path:
+    """The library file: packaged in ``napari_automat/data`` if present, else the user cache."""
+    packaged = Path(__file__).resolve().parent.parent / "data" / FILENAME
+    if packaged.exists():
+        return packaged
+    return cache_dir() / FILENAME
+
+
+def cache_dir() -> Path:
+    """The user cache directory (``$AUTOMAT_CACHE_DIR`` overrides it)."""
+    if os.environ.get("AUTOMAT_CACHE_DIR"):
+        return Path(os.environ["AUTOMAT_CACHE_DIR"])
+    try:
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("napari-automat"))
+    except ImportError:  # pragma: no cover - platformdirs ships with pip-installed environments
+        return Path.home() / ".cache" / "napari-automat"
+
+
+def _compact(structure) -> dict:
+    return {"lattice": np.round(structure.lattice.matrix, 6).tolist(),
+            "species": [site.specie.symbol for site in structure],
+            "frac": np.round(np.mod(structure.frac_coords, 1.0), 6).tolist()}
+
+
+def _pattern_dict(kind: str, pattern, elements: list[str]) -> dict:
+    counts = [[round(c.get(el, 0.0), 4) for el in elements] for c in pattern.composition]
+    return {"kind": kind, "basis": np.round(pattern.basis_frac3, 6).tolist(),
+            "cell": np.round(pattern.cell_A, 5).tolist(), "frac": np.round(pattern.frac, 4).tolist(),
+            "counts": counts}
+
+
+def _resolvable(pattern) -> bool:
+    from .projection import periodic_distances
+
+    if max(pattern.a_A, pattern.b_A) > MAX_CELL_A or min(pattern.a_A, pattern.b_A) < MIN_SEPARATION_A:
+        return False
+    if len(pattern) < 2:
+        return True
+    d = periodic_distances(pattern.frac, pattern.frac, pattern.cell_A)
+    np.fill_diagonal(d, np.inf)
+    return bool(d.min() >= MIN_SEPARATION_A)
+
+
+def entry_projections(structure, elements: list[str], entry_index: int) -> list[dict]:
+    """The resolvable zone-axis projections of one conventional cell, as library records."""
+    from .projection import project, symmetry_unique_axes, visible_columns
+
+    out = []
+    for axis in symmetry_unique_axes(structure, MAX_INDEX, SYMPREC):
+        proj = project(structure, axis, Z_EXPONENT)
+        vis = visible_columns(proj, VISIBLE_FRACTION)
+        if not _resolvable(vis):
+            continue
+        patterns = [_pattern_dict("weighted", vis, elements)]
+        geo = visible_columns(proj, VISIBLE_FRACTION, use_weights=False)
+        if abs(geo.area_A2 - vis.area_A2) > 1e-3 * vis.area_A2 and _resolvable(geo):
+            patterns.append(_pattern_dict("geometric", geo, elements))
+        out.append({"entry": entry_index, "zone_axis": list(axis), "p": proj.p.tolist(), "q": proj.q.tolist(),
+                    "t_A": round(proj.t_A, 5), "n_columns": len(proj), "patterns": patterns})
+    return out
+
+
+def _deduplicate(sources: list, progress: Progress) -> list[dict]:
+    """Conventional standard cells of the sources, one per structure (StructureMatcher within
+    groups of equal reduced formula and space group); later duplicates add provenance only."""
+    from pymatgen.core.structure_matcher import StructureMatcher
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    matcher = StructureMatcher()
+    groups: dict[tuple, list[dict]] = {}
+    entries: list[dict] = []
+    for i, src in enumerate(sources):
+        progress(0.05 + 0.25 * i / len(sources), f"symmetry of {src.id}")
+        sga = SpacegroupAnalyzer(src.structure, symprec=SYMPREC)
+        conv = sga.get_conventional_standard_structure()
+        key = (conv.composition.reduced_formula, sga.get_space_group_number())
+        twin = next((e for e in groups.get(key, []) if matcher.fit(e["_structure"], conv)), None)
+        if twin is not None:
+            twin["sources"].append({"id": src.id, "source": src.source, "description": src.description})
+            continue
+        entry = {"id": src.id, "formula": conv.composition.formula.replace(" ", ""),
+                 "reduced_formula": key[0], "elements": [el.symbol for el in sorted(conv.composition.elements, key=lambda el: el.X)],
+                 "spacegroup_number": key[1], "spacegroup_symbol": sga.get_space_group_symbol(),
+                 "crystal_system": sga.get_crystal_system(), "is_2d": src.is_2d,
+                 "sources": [{"id": src.id, "source": src.source, "description": src.description}],
+                 "structure": _compact(conv), "_structure": conv}
+        groups.setdefault(key, []).append(entry)
+        entries.append(entry)
+    return entries
+
+
+def build_library(path=None, progress: Progress = no_progress) -> TemplateLibrary:
+    """Build the library from all offline sources and save it to ``path`` (default: the user
+    cache file). Takes about a minute; ``progress`` reports each structure."""
+    from . import sources as src_mod
+
+    start = time.perf_counter()
+    progress(0.0, "collecting template structures")
+    entries = _deduplicate(src_mod.all_sources(), progress)
+    projections: list[dict] = []
+    for i, entry in enumerate(entries):
+        progress(0.3 + 0.7 * i / len(entries), f"projecting {entry['reduced_formula']} ({entry['id']})")
+        projections += entry_projections(entry.pop("_structure"), entry["elements"], i)
+    import pymatgen.core
+
+    meta = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "build_s": round(time.perf_counter() - start, 1),
+            "pymatgen": pymatgen.core.__version__, "z_exponent": Z_EXPONENT, "visible_fraction": VISIBLE_FRACTION,
+            "max_index": MAX_INDEX, "max_cell_A": MAX_CELL_A, "min_separation_A": MIN_SEPARATION_A}
+    library = TemplateLibrary(entries, projections, meta)
+    save_library(library, path if path is not None else cache_dir() / FILENAME)
+    progress(1.0, f"template library: {len(entries)} structures, {len(projections)} projections")
+    return library
+
+
+def save_library(library: TemplateLibrary, path) -> Path:
+    """Write the library atomically as versioned ``json.gz``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION, "meta": library.meta, "entries": library.entries,
+               "projections": library.projections}
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with gzip.open(tmp, "wt", compresslevel=9) as fh:
+        json.dump(payload, fh, separators=(",", ":"))
+    os.replace(tmp, path)
+    library.path = str(path)
+    return path
+
+
+_LOADED: dict[tuple, TemplateLibrary] = {}
+
+
+def load_library(path=None, progress: Progress = no_progress) -> TemplateLibrary:
+    """The library at ``path`` (default: packaged file, else the user cache, built there on first
+    use). Loaded libraries are kept in memory per file."""
+    target = Path(path) if path is not None else default_path()
+    if not target.exists():
+        if path is not None:
+            raise AutomatError(f"template library not found: {target}")
+        return build_library(target, progress)
+    key = (str(target.resolve()), target.stat().st_mtime_ns)
+    if key not in _LOADED:
+        progress(0.0, f"loading template library {target.name}")
+        with gzip.open(target, "rt") as fh:
+            payload = json.load(fh)
+        if payload.get("format") != FORMAT:
+            raise AutomatError(f"{target} is not a napari-automat template library")
+        if payload.get("version") != VERSION:
+            raise AutomatError(f"template library {target} has version {payload.get('version')}, "
+                               f"expected {VERSION}: rebuild it with `automat library build`")
+        _LOADED[key] = TemplateLibrary(payload["entries"], payload["projections"], payload.get("meta", {}),
+                                       str(target))
+        progress(1.0, "template library loaded")
+    return _LOADED[key]
+
+
+def library_info(library: TemplateLibrary) -> dict:
+    """Summary figures: counts of structures, projections and patterns, sources, file size."""
+    from collections import Counter
+
+    size = Path(library.path).stat().st_size if library.path and Path(library.path).exists() else None
+    return {
+        "path": library.path,
+        "version": VERSION,
+        "size_MB": round(size / 1e6, 2) if size else None,
+        "structures": len(library.entries),
+        "projections": len(library.projections),
+        "patterns": sum(len(p["patterns"]) for p in library.projections),
+        "elements": len({el for e in library.entries for el in e["elements"]}),
+        "sources": dict(Counter(s["source"] for e in library.entries for s in e["sources"])),
+        "crystal_systems": dict(Counter(e["crystal_system"] for e in library.entries)),
+        "created": library.meta.get("created"),
+        "build_s": library.meta.get("build_s"),
+    }

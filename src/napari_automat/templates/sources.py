@@ -1,0 +1,122 @@
+"""Where template structures come from, all offline: pymatgen's AFLOW prototype library and its
+bundled example structures, ASE elemental ground states and a few common 2D monolayers.
+
+Each source yields :class:`TemplateSource` records with provenance; the library deduplicates them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+#: Elemental reference states that ase.build.bulk builds without extra parameters.
+BULK_KINDS = ("fcc", "bcc", "hcp", "diamond", "sc")
+#: Vacuum added on each side of a monolayer [Å] (≈15 Å in all).
+MONOLAYER_VACUUM_A = 7.5
+#: Bundled example structures larger than this are skipped (too big to be resolvable).
+MAX_SITES = 64
+#: Bundled examples that are not bulk crystals.
+SKIP_EXAMPLES = ("Si_SiO2_Interface", "He_BCC")
+
+
+@dataclass
+class TemplateSource:
+    """One candidate structure: ``id`` (``source:name``), the pymatgen Structure, provenance."""
+
+    id: str
+    structure: Any
+    source: str
+    description: str
+    is_2d: bool = False
+
+
+def _package_dir(module: str) -> Path:
+    """Directory of an installed (sub)package, found without importing it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"{module} is not installed")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def aflow_prototypes() -> Iterator[TemplateSource]:
+    """The 288 AFLOW prototypes shipped with pymatgen (real elements, experimental cells)."""
+    from pymatgen.core import Structure
+
+    path = _package_dir("pymatgen.analysis.prototypes") / "aflow_prototypes.json.gz"
+    with gzip.open(path, "rt") as fh:
+        rows = json.load(fh)
+    for row in rows:
+        tags = row.get("tags", {})
+        label = tags.get("aflow", "")
+        extra = ", ".join(str(tags[k]) for k in ("strukturbericht", "mineral") if tags.get(k) not in ("", "None", None))
+        yield TemplateSource(f"aflow:{label}", Structure.from_dict(row["snl"]), "aflow",
+                             f"AFLOW prototype {label}" + (f" ({extra})" if extra else "") + " via pymatgen")
+
+
+def pymatgen_examples() -> Iterator[TemplateSource]:
+    """Ordered example structures bundled with pymatgen (pymatgen/util/structures)."""
+    from pymatgen.core import Structure
+
+    folder = _package_dir("pymatgen.util") / "structures"
+    for path in sorted(folder.glob("*.json")):
+        with open(path) as fh:
+            structure = Structure.from_dict(json.load(fh))
+        if structure.is_ordered and len(structure) <= MAX_SITES and path.stem not in SKIP_EXAMPLES:
+            yield TemplateSource(f"pymatgen:{path.stem}", structure, "pymatgen",
+                                 f"pymatgen bundled example structure {path.name}")
+
+
+def elemental_ground_states() -> Iterator[TemplateSource]:
+    """Elements in their ASE reference crystal structure (fcc, bcc, hcp, diamond, sc); no noble gases."""
+    from ase.build import bulk
+    from ase.data import chemical_symbols, reference_states
+    from pymatgen.core import Element
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    for z, state in enumerate(reference_states):
+        if not state or state.get("symmetry") not in BULK_KINDS or "basis" in state:  # Se, Te: chains
+            continue
+        symbol = chemical_symbols[z]
+        if Element(symbol).is_noble_gas:
+            continue
+        kind = state["symmetry"]
+        yield TemplateSource(f"ase:{symbol}-{kind}", AseAtomsAdaptor.get_structure(bulk(symbol)), "ase",
+                             f"{symbol} {kind} ground state from ase.data.reference_states")
+
+
+#: (formula, builder, keyword arguments) of the monolayers; lattice constants in Å.
+MONOLAYERS = (
+    ("MoS2", "mx2", {"kind": "2H", "a": 3.16, "thickness": 3.17}),
+    ("WS2", "mx2", {"kind": "2H", "a": 3.15, "thickness": 3.14}),
+    ("MoSe2", "mx2", {"kind": "2H", "a": 3.29, "thickness": 3.34}),
+    ("WSe2", "mx2", {"kind": "2H", "a": 3.28, "thickness": 3.36}),
+    ("C2", "graphene", {"a": 2.46}),
+    ("BN", "graphene", {"a": 2.50}),
+)
+
+
+def monolayers() -> Iterator[TemplateSource]:
+    """Common 2D monolayers (2H transition-metal dichalcogenides, graphene, hBN) with ~15 Å vacuum."""
+    import ase.build
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    for formula, builder, kwargs in MONOLAYERS:
+        atoms = getattr(ase.build, builder)(formula=formula, vacuum=MONOLAYER_VACUUM_A, **kwargs)
+        atoms.pbc = True
+        name = "graphene" if formula == "C2" else ("hBN" if formula == "BN" else f"{formula}-{kwargs['kind']}")
+        yield TemplateSource(f"2d:{name}", AseAtomsAdaptor.get_structure(atoms), "2d",
+                             f"{name} monolayer built with ase.build.{builder}, {2 * MONOLAYER_VACUUM_A:.0f} Å vacuum",
+                             is_2d=True)
+
+
+#: All sources in priority order (the first of duplicates keeps its id).
+SOURCES = (elemental_ground_states, monolayers, pymatgen_examples, aflow_prototypes)
+
+
+def all_sources() -> list[TemplateSource]:
+    """Every template structure from every source, duplicates included."""
+    return [s for source in SOURCES for s in source()]
