@@ -184,9 +184,6 @@ def energy_stage(result: PipelineResult, config: PipelineConfig, progress: Progr
                                    device=config.device, progress=progress)
     for text in result.energy.warnings:
         result.warn(text)
-    if result.energy.lattice_change_pct > 100 * config.max_lattice_change:
-        result.warn(f"relaxation changed the lattice by {result.energy.lattice_change_pct:.1f}%: "
-                    "the reconstructed structure may be wrong")
 
 
 #: Stage name → function, in chain order (the relative cost sets each stage's share of progress).

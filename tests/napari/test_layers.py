@@ -132,3 +132,9 @@ def test_structure_layers_show_full_cubic_perovskite_cell():
 def test_unique_name():
     assert L.unique_name("columns", ["image"]) == "columns"
     assert L.unique_name("columns", ["columns", "columns [2]"]) == "columns [3]"
+
+
+def test_lattice_vectors_start_at_lattice_point_nearest_a_given_point():
+    lat = Lattice2D([0.0, 4.0], [4.0, 0.0], origin_px=[1.0, 2.0])
+    data, _, _ = L.lattice_layer_data(lat, (1.0, 1.0), near_px=(50.0, 51.0))
+    np.testing.assert_allclose(data[0, 0], [49.0, 50.0])

@@ -8,6 +8,7 @@ points, vectors and image line up in world coordinates (Å). 3D structure layers
 from __future__ import annotations
 
 import warnings
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -34,7 +35,8 @@ FEATURE_NAMES = ("intensity", "sigma_px", "sublattice", "species", "species_conf
 ADDED_DEFAULTS = {"intensity": np.nan, "sigma_px": np.nan, "sublattice": -1, "species": "",
                   "species_confidence": 0.0, "provenance": "added"}
 
-_TRACKING_FLAG = "_automat_tracking"
+#: Points layer -> its provenance-tracking state (weak, so layers are not kept alive).
+_TRACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def unique_name(base: str, existing: Sequence[str]) -> str:
@@ -99,13 +101,13 @@ def micrograph_from_layer(layer, frame: Optional[int] = None) -> Micrograph:
 # --- atom columns ------------------------------------------------------------------------------
 
 def _point_size_px(positions_px: np.ndarray) -> float:
-    """Marker diameter [px]: 40 % of the median nearest-neighbour distance."""
+    """Marker diameter [px]: 30 % of the median nearest-neighbour distance."""
     if len(positions_px) < 2:
         return 5.0
     from scipy.spatial import cKDTree
 
     d, _ = cKDTree(positions_px).query(positions_px, k=2)
-    return float(max(2.0, 0.4 * np.median(d[:, 1])))
+    return float(max(2.0, 0.3 * np.median(d[:, 1])))
 
 
 def columns_features(columns: Columns) -> dict:
@@ -200,7 +202,7 @@ def set_column_features(layer, columns: Columns) -> None:
 
 def track_provenance(layer) -> None:
     """Mark points the user moves as ``moved`` (added ones stay ``added``). Idempotent."""
-    if getattr(layer, _TRACKING_FLAG, None) is not None:
+    if layer in _TRACKED:
         return
     state = {"before": None, "paused": False}
 
@@ -216,7 +218,7 @@ def track_provenance(layer) -> None:
             _mark_moved(layer, idx, before)
 
     layer.events.data.connect(on_data)
-    setattr(layer, _TRACKING_FLAG, state)
+    _TRACKED[layer] = state
 
 
 def _mark_moved(layer, indices: list[int], before: Optional[np.ndarray]) -> None:
@@ -239,7 +241,7 @@ def _mark_moved(layer, indices: list[int], before: Optional[np.ndarray]) -> None
 @contextmanager
 def untracked(layer):
     """Change points programmatically without marking them ``moved``."""
-    state = getattr(layer, _TRACKING_FLAG, None)
+    state = _TRACKED.get(layer)
     if state is None:
         yield
         return
@@ -253,13 +255,20 @@ def untracked(layer):
 # --- lattice ----------------------------------------------------------------------------------
 
 def lattice_layer_data(lattice: Lattice2D, pixel_size_A: Sequence[float], name: str = "lattice",
-                       **extra_metadata) -> tuple:
-    """A Vectors layer with the basis a (red) and b (blue) drawn from the lattice origin [px]."""
+                       near_px: Optional[Sequence[float]] = None, **extra_metadata) -> tuple:
+    """A Vectors layer with the basis a (red) and b (blue) drawn from a lattice point [px].
+
+    The lattice point is ``origin_px``, or the one closest to ``near_px`` (e.g. the image centre).
+    """
     px = np.asarray(pixel_size_A, float)
+    a_px, b_px = lattice.a_vec_A / px, lattice.b_vec_A / px
     origin = np.asarray(lattice.origin_px, float)
-    vectors = np.array([[origin, lattice.a_vec_A / px], [origin, lattice.b_vec_A / px]])
+    if near_px is not None:
+        uv = np.linalg.solve(np.column_stack([a_px, b_px]), np.asarray(near_px, float) - origin)
+        origin = origin + np.round(uv[0]) * a_px + np.round(uv[1]) * b_px
+    vectors = np.array([[origin, a_px], [origin, b_px]])
     kwargs = {"name": name, "scale": tuple(px), "units": UNITS_2D, "edge_color": ["#ff3b30", "#1e90ff"],
-              "edge_width": max(1.0, 0.06 * min(lattice.a_A, lattice.b_A) / float(px.mean())),
+              "edge_width": max(1.0, 0.08 * min(lattice.a_A, lattice.b_A) / float(px.mean())),
               "vector_style": "arrow", "length": 1.0, "features": {"vector": ["a", "b"]},
               "metadata": {LATTICE_KEY: lattice, **extra_metadata}}
     return vectors, kwargs, "vectors"

@@ -123,7 +123,7 @@ def start(func: Callable[..., Any], *args, label: str, on_done: Callable[[Any], 
 
     from napari.qt.threading import create_worker
 
-    worker = create_worker(func, *args, progress=job.progress, _start_thread=False,
+    worker = create_worker(_warmed_up(func), *args, progress=job.progress, _start_thread=False,
                            _ignore_errors=on_error is not None, **kwargs)
     worker.returned.connect(on_done)
     if on_error is not None:
@@ -132,3 +132,15 @@ def start(func: Callable[..., Any], *args, label: str, on_done: Callable[[Any], 
     job.worker = worker
     worker.start()
     return job
+
+
+def _warmed_up(func: Callable) -> Callable:
+    """``func``, after importing in the worker thread what napari would otherwise import on the GUI
+    thread when the result becomes a layer (pandas, for layer features: about 1 s)."""
+
+    def call(*args, **kwargs):
+        import pandas  # noqa: F401
+
+        return func(*args, **kwargs)
+
+    return call

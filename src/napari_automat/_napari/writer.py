@@ -18,13 +18,16 @@ def write_columns(path: str, data: Any, meta: dict) -> list[str]:
 
 
 def write_structure(path: str, data: Any, meta: dict) -> list[str]:
-    """Write the structure behind a 3D structure layer to CIF."""
+    """Write the structure behind a 3D structure layer to CIF (nothing, with a warning, for
+    other Points layers)."""
     from ..io.write import write_cif
-    from ..model import AutomatError
 
     structure = (meta.get("metadata") or {}).get(STRUCTURE_KEY)
     if structure is None:
-        raise AutomatError(f"layer '{meta.get('name', '')}' holds no reconstructed structure: "
-                           "choose a structure layer made by 'Reconstruct 3D structure'")
+        from napari.utils.notifications import show_warning
+
+        show_warning(f"layer '{meta.get('name', '')}' holds no reconstructed structure: choose a "
+                     "structure layer made by 'Reconstruct 3D structure' to save a CIF")
+        return []
     write_cif(path, structure)
     return [str(path)]

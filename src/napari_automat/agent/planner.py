@@ -84,9 +84,10 @@ def plan(result: PipelineResult, say: Callable[[str, str, dict | None], None],
         out = step("energy", "compute_energy", {"model": config.energy_model, "relax": config.relax})
         if "error" in out:
             result.warn(f"energy not computed: {out['error']}")
-        elif result.energy is not None and result.energy.lattice_change_pct > 100 * config.max_lattice_change:
-            say("planner", f"flag: relaxation drift {result.energy.lattice_change_pct:.1f}% "
-                           f"(> {100 * config.max_lattice_change:.0f}%)", None)
+        elif result.energy is not None and abs(result.energy.lattice_change_pct) > 100 * config.max_lattice_change:
+            drift = f"relaxation changed the lattice by {result.energy.lattice_change_pct:+.1f}%"
+            result.warn(f"{drift}: the reconstructed structure may be wrong")
+            say("planner", f"flag: {drift} (> {100 * config.max_lattice_change:.0f}%)", None)
     progress(1.0, "done")
     return result
 

@@ -11,17 +11,19 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, connected_components
-from scipy.spatial import Delaunay, QhullError, cKDTree
+from scipy.spatial import ConvexHull, QhullError, cKDTree
 
 from ..model import AutomatError, Columns, Lattice2D, Micrograph, MotifSite, Progress, no_progress
 from .basis import reduce_basis
-from .spectrum import fft_mismatch
+from .spectrum import basis_from_spots, spectrum_peaks, spot_mismatch
 from .sublattice import intensity_classes
 
 #: Fraction of columns (per intensity class) a translation must map onto columns of their class.
 MIN_INVARIANCE = 0.8
 #: Matching tolerance as a fraction of the median nearest-neighbour distance.
 TOLERANCE = 0.25
+#: Largest relative distance of the strongest Bragg spots from the reciprocal lattice deemed a match.
+MAX_FFT_MISMATCH = 0.05
 _MIN_SIN = np.sin(np.radians(15))
 
 
@@ -40,19 +42,28 @@ def find_lattice(columns: Columns, image=None, progress: Progress = no_progress)
     nn = cKDTree(pts).query(pts, k=2)[0][:, 1]
     tol = TOLERANCE * float(np.median(nn))
     try:
-        hull = Delaunay(pts)
+        hull = ConvexHull(pts)
     except QhullError as err:
         raise AutomatError("the columns lie on a line: no 2D lattice") from err
 
     progress(0.1, "lattice basis")
-    classes = intensity_classes(columns.intensity)
-    basis = _basis(pts, classes, tol, hull)
-    if basis is None and classes.max() > 0:
-        classes = np.where(classes >= 0, 0, -1)
-        basis = _basis(pts, classes, tol, hull)
+    basis, tried = None, set()
+    for max_classes in (3, 2, 1):  # fewer classes when a split breaks every translation
+        classes = intensity_classes(columns.intensity, max_classes)
+        if classes.max() not in tried:
+            tried.add(classes.max())
+            basis = _basis(pts, classes, tol, hull)
+            if basis is not None:
+                break
     if basis is None:
         raise AutomatError("no 2D lattice found: no two translations map the columns onto themselves")
     a, b = reduce_basis(*basis)
+    spots = None
+    if image is not None:
+        data = image.data if isinstance(image, Micrograph) else np.asarray(image)
+        if data.ndim == 2:
+            spots = spectrum_peaks(data, columns.pixel_size_A)
+            a, b = _superlattice_from_spots(a, b, *spots)
 
     progress(0.5, "motif")
     site, idx = _sites(pts, classes, a, b, tol)
@@ -76,25 +87,44 @@ def find_lattice(columns: Columns, image=None, progress: Progress = no_progress)
     sublattice = np.where(site >= 0, rank[np.maximum(site, 0)], -1)
     origin_px = offsets[order[0]] / np.asarray(columns.pixel_size_A, float)
 
-    mismatch = float("nan")
-    if image is not None:
-        progress(0.9, "comparing with the Fourier transform")
-        data = image.data if isinstance(image, Micrograph) else np.asarray(image)
-        if data.ndim == 2:
-            mismatch = fft_mismatch(data, columns.pixel_size_A, a, b)
+    mismatch = spot_mismatch(spots[0], a, b) if spots is not None else float("nan")
     out = columns.subset(np.arange(len(columns)))
     out.sublattice = sublattice
     progress(1.0, "lattice found")
     return Lattice2D(a, b, origin_px, motif, mismatch, uncertainty), out
 
 
+def _superlattice_from_spots(a, b, g, strength):
+    """A larger cell when Bragg spots that ``(a, b)`` cannot index show one.
+
+    Columns whose intensities do not separate into classes (a varying background, mixed
+    materials) leave only the lattice of all columns; spots of the true, larger cell then sit
+    between its reciprocal points. The cell of the spots is taken when it is built from 2 to 4
+    of the current cells (integer combinations of ``a`` and ``b``).
+    """
+    if spot_mismatch(g, a, b) <= MAX_FFT_MISMATCH:
+        return a, b
+    spot_basis = basis_from_spots(g, strength)
+    if spot_basis is None:
+        return a, b
+    combo = np.linalg.solve(np.stack([a, b], axis=1), np.stack(spot_basis, axis=1))
+    whole = np.rint(combo)
+    if np.max(np.abs(combo - whole)) > 0.1 or not 2 <= abs(round(np.linalg.det(whole))) <= 4:
+        return a, b
+    new = np.stack([a, b], axis=1) @ whole
+    if spot_mismatch(g, new[:, 0], new[:, 1]) > MAX_FFT_MISMATCH:
+        return a, b
+    return reduce_basis(new[:, 0], new[:, 1])
+
+
 def _basis(pts, classes, tol, hull):
     """The two shortest non-collinear translations that keep every class invariant, or None."""
     found = []
+    groups = _Classes(pts, classes)
     for t in _candidate_vectors(pts, classes, tol):
         if found and abs(np.cross(found[0], t)) < _MIN_SIN * np.linalg.norm(found[0]) * np.linalg.norm(t):
             continue
-        if _invariance(pts, classes, t, tol, hull) >= MIN_INVARIANCE:
+        if _invariance(groups, t, tol, hull) >= MIN_INVARIANCE:
             found.append(t)
             if len(found) == 2:
                 return found
@@ -124,55 +154,75 @@ def _candidate_vectors(pts, classes, tol) -> list[np.ndarray]:
     return unique
 
 
-def _cluster(vectors, tol, min_count) -> list[np.ndarray]:
-    """Greedy density clustering: centres of groups of at least ``min_count`` vectors within ``tol``."""
-    tree = cKDTree(vectors)
-    density = tree.query_ball_point(vectors, tol, return_length=True)
-    taken = np.zeros(len(vectors), dtype=bool)
+def _cluster(vectors, tol, min_count, max_points: int = 3000) -> list[np.ndarray]:
+    """Greedy density clustering: centres of groups of at least ``min_count`` vectors within ``tol``.
+
+    Densities are counted on an evenly thinned sample of at most ``max_points`` vectors; the
+    centres are then averaged over all vectors.
+    """
+    stride = max(1, int(np.ceil(len(vectors) / max_points)))
+    sample = vectors[::stride]
+    need = min_count / stride
+    tree = cKDTree(sample)
+    density = tree.query_ball_point(sample, tol, return_length=True)
+    taken = np.zeros(len(sample), dtype=bool)
+    full = cKDTree(vectors)
     centres = []
     for i in np.argsort(-density):
-        if density[i] < min_count:
+        if density[i] < need:
             break
         if taken[i]:
             continue
-        members = [j for j in tree.query_ball_point(vectors[i], tol) if not taken[j]]
-        if len(members) >= min_count:
-            centre = vectors[members].mean(0)
-            members = [j for j in tree.query_ball_point(centre, tol) if not taken[j]]
-            centres.append(vectors[members].mean(0))
+        members = [j for j in tree.query_ball_point(sample[i], tol) if not taken[j]]
+        if len(members) >= need:
+            centre = sample[members].mean(0)
+            centres.append(vectors[full.query_ball_point(centre, tol)].mean(0))
         taken[members] = True
     return centres
 
 
-def _invariance(pts, classes, t, tol, hull) -> float:
+class _Classes:
+    """Columns split by intensity class, with a search tree per class (unknown class -1 matches any)."""
+
+    def __init__(self, pts, classes):
+        self.pts, self.classes = pts, classes
+        self.members, self.trees = {}, {}
+        for c in np.unique(classes):
+            members = np.flatnonzero((classes == c) | (classes < 0)) if c >= 0 else np.arange(len(pts))
+            self.members[c], self.trees[c] = members, cKDTree(pts[members])
+
+    def match(self, c, targets, tol):
+        """Index of the column of class ``c`` within ``tol`` of each target (-1 if none)."""
+        d, j = self.trees[c].query(targets, distance_upper_bound=tol)
+        return np.where(np.isfinite(d), self.members[c][np.minimum(j, len(self.members[c]) - 1)], -1)
+
+
+def _invariance(groups: _Classes, t, tol, hull) -> float:
     """Smallest fraction, over intensity classes, of columns that ``t`` maps onto a column of their class."""
-    target = pts + t
-    inside = hull.find_simplex(target) >= 0
+    target = groups.pts + t
+    inside = np.all(target @ hull.equations[:, :2].T + hull.equations[:, 2] <= -tol, axis=1)
+    if np.sum(inside) < 3:
+        return 0.0
     worst = 1.0
-    for c in np.unique(classes):
-        same = (classes == c) | (classes < 0) if c >= 0 else np.ones(len(pts), bool)
-        sel = inside & (classes == c)
-        if sel.sum() < 3:
-            continue
-        d, _ = cKDTree(pts[same]).query(target[sel], distance_upper_bound=tol)
-        worst = min(worst, float(np.mean(np.isfinite(d))))
-    return worst if np.sum(inside) >= 3 else 0.0
+    for c in groups.trees:
+        sel = np.flatnonzero(inside & (groups.classes == c))
+        if len(sel) >= 3:
+            worst = min(worst, float(np.mean(groups.match(c, target[sel], tol) >= 0)))
+    return worst
 
 
 def _sites(pts, classes, a, b, tol) -> tuple[np.ndarray, np.ndarray]:
     """Motif site of every column (-1: none) and its integer cell indices, by linking basis steps."""
     n = len(pts)
     rows, cols, steps = [], [], []
-    for c in np.unique(classes):
-        members = np.flatnonzero((classes == c) | (classes < 0)) if c >= 0 else np.arange(n)
-        tree = cKDTree(pts[members])
+    groups = _Classes(pts, classes)
+    for c in groups.trees:
         src = np.flatnonzero(classes == c)
         for step, vec in (((1, 0), a), ((0, 1), b)):
-            d, j = tree.query(pts[src] + vec, distance_upper_bound=tol)
-            ok = np.isfinite(d)
-            rows.append(src[ok])
-            cols.append(members[j[ok]])
-            steps += [step] * int(ok.sum())
+            j = groups.match(c, pts[src] + vec, tol)
+            rows.append(src[j >= 0])
+            cols.append(j[j >= 0])
+            steps += [step] * int(np.sum(j >= 0))
     rows, cols = np.concatenate(rows), np.concatenate(cols)
     steps = np.array(steps, dtype=int).reshape(-1, 2)
     graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n)).tocsr()

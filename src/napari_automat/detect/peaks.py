@@ -83,15 +83,26 @@ def _candidates(bright: np.ndarray, scale: np.ndarray, sep_px: float):
     """
     sigma = 0.2 * sep_px / scale
     smooth = ndi.gaussian_filter(bright, sigma)
-    is_max = smooth == ndi.maximum_filter(smooth, size=3, mode="nearest")
-    is_max &= smooth > ndi.minimum_filter(smooth, size=3, mode="nearest")
-    ys, xs = np.nonzero(is_max)
-    floor_size = [2 * max(1, int(1.2 * sep_px / s)) + 1 for s in scale]  # square, separable: fast
-    floor = ndi.minimum_filter(smooth, size=floor_size, mode="nearest")
-    contrast = smooth[ys, xs] - floor[ys, xs]
+    ys, xs = np.nonzero(smooth == ndi.maximum_filter(smooth, size=3, mode="nearest"))
+    neighbours = [smooth[np.clip(ys + dy, 0, smooth.shape[0] - 1), np.clip(xs + dx, 0, smooth.shape[1] - 1)]
+                  for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+    strict = smooth[ys, xs] > np.min(neighbours, axis=0)  # not inside a flat plateau
+    ys, xs = ys[strict], xs[strict]
+    contrast = smooth[ys, xs] - _local_floor(smooth, 1.2 * sep_px / scale)[ys, xs]
     pts = np.stack([ys, xs], axis=1).astype(float)
     keep = _dedupe(pts, contrast, scale, sep_px)
     return pts[keep], contrast[keep], _pixel_noise(bright) * _kernel_norm(sigma)
+
+
+def _local_floor(image: np.ndarray, reach_px) -> np.ndarray:
+    """Lowest value within about ``reach_px`` (per axis) of every pixel, from a block-minimum grid."""
+    block = [max(1, int(r / 3)) for r in reach_px]
+    pad = [(-n) % b for n, b in zip(image.shape, block)]
+    padded = np.pad(image, [(0, pad[0]), (0, pad[1])], mode="edge")
+    coarse = padded.reshape(padded.shape[0] // block[0], block[0], padded.shape[1] // block[1], block[1]).min((1, 3))
+    coarse = ndi.minimum_filter(coarse, size=[2 * int(np.ceil(r / b)) + 1 for r, b in zip(reach_px, block)],
+                                mode="nearest")
+    return np.repeat(np.repeat(coarse, block[0], 0), block[1], 1)[:image.shape[0], :image.shape[1]]
 
 
 def _dedupe(points: np.ndarray, weight: np.ndarray, scale: np.ndarray, distance_px: float) -> np.ndarray:

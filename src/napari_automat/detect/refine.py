@@ -1,8 +1,10 @@
 """Sub-pixel column positions: 2D Gaussians fitted to all columns at once (batched Levenberg-Marquardt).
 
 Each column gets its own patch, a disc of half its nearest-neighbour distance, and five parameters:
-amplitude, y, x, width and a constant offset. Fits that fail (diverge, run to a neighbour, collapse)
-fall back to the centre of mass of the patch and are flagged with ``sigma_px = nan``.
+amplitude, y, x, width and a constant offset. A second round refits every column after subtracting
+the fitted Gaussians of its neighbours, so that a dim column on the tails of bright ones is not
+pulled towards them. Fits that fail (diverge, run to a neighbour, collapse) fall back to the centre
+of mass of the patch and are flagged with ``sigma_px = nan``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from .signal import column_image
 #: Most patch pixels held in memory at once (columns x pixels).
 _CHUNK_PIXELS = 1_500_000
 _ITERATIONS = 20
+#: Fitting rounds: the later ones subtract the neighbours fitted in the previous one.
+ROUNDS = 2
 
 
 def refine_columns(image, columns: Columns, indices=None) -> Columns:
@@ -24,8 +28,8 @@ def refine_columns(image, columns: Columns, indices=None) -> Columns:
     ``image`` is the ``Micrograph`` (or 2D array) the positions refer to; dark-column signals
     (ABF, BF) are inverted first. Only ``indices`` are refitted when given (the others are kept as
     they are); provenance, species and sublattice are kept. ``intensity`` is the background-subtracted
-    integral ``2π A σ²`` [counts px²]; ``sigma_px`` is ``nan`` where the fit failed and the centre of
-    mass was used instead.
+    integral ``2π A σ²`` [counts px²]; ``sigma_px`` [mean px] is ``nan`` where the fit failed and the
+    centre of mass was used instead.
     """
     data, signal = (image.data, image.metadata.get("signal", "auto")) if isinstance(image, Micrograph) else (image, "auto")
     data = np.asarray(data, dtype=float)
@@ -39,12 +43,17 @@ def refine_columns(image, columns: Columns, indices=None) -> Columns:
         raise IndexError("refine_columns: index out of range")
     scale = np.asarray(columns.pixel_size_A, float) / np.mean(columns.pixel_size_A)
     radius = patch_radii_px(columns.positions_px, scale, columns.sigma_px)
-    spacing = 2.0 * float(np.median(radius))
-    bright = column_image(data, scale, spacing_px=spacing, signal=signal)
-    pos, inten, sig = fit_gaussians(bright, columns.positions_px[idx], radius[idx], scale, columns.sigma_px[idx])
-    out.positions_px[idx] = pos
-    out.intensity[idx] = inten
-    out.sigma_px[idx] = sig
+    bright = column_image(data, scale, spacing_px=2.0 * float(np.median(radius)), signal=signal)
+    # the neighbours of the selected columns are fitted too, to be subtracted
+    tree = cKDTree(columns.positions_px * scale)
+    near = tree.query_ball_point(columns.positions_px[idx] * scale, 4.0 * radius[idx])
+    fit_set = np.unique(np.concatenate([idx] + [np.asarray(n, dtype=int) for n in near]))
+    pos, inten, sig = fit_gaussians(bright, columns.positions_px[fit_set], radius[fit_set], scale,
+                                    columns.sigma_px[fit_set])
+    chosen = np.isin(fit_set, idx)
+    out.positions_px[fit_set[chosen]] = pos[chosen]
+    out.intensity[fit_set[chosen]] = inten[chosen]
+    out.sigma_px[fit_set[chosen]] = sig[chosen]
     return out
 
 
@@ -64,106 +73,181 @@ def fit_gaussians(image: np.ndarray, positions_px: np.ndarray, radius_px: np.nda
     """Fit ``A exp(-r²/2σ²) + B`` around every position of a bright-column image.
 
     ``scale`` is the pixel size per axis relative to the mean one (anisotropic pixels); ``radius_px``
-    the patch radius of each column. Returns ``(positions_px, intensity, sigma_px)``.
+    the patch radius of each column [mean px]. Returns ``(positions_px, intensity, sigma_px)``.
     """
-    positions_px = np.asarray(positions_px, dtype=float).reshape(-1, 2)
-    radius_px = np.broadcast_to(np.asarray(radius_px, dtype=float), (len(positions_px),))
-    sigma0 = np.full(len(positions_px), np.nan) if sigma0_px is None else np.asarray(sigma0_px, dtype=float)
-    scale = np.asarray(scale, dtype=float)
-    half = np.ceil(radius_px.max() / scale.min()).astype(int) if len(radius_px) else 1
-    chunk = max(1, _CHUNK_PIXELS // (2 * half + 1) ** 2)
-    results = [_fit_chunk(image, positions_px[s:s + chunk], radius_px[s:s + chunk], scale, sigma0[s:s + chunk], half)
-               for s in range(0, len(positions_px), chunk)]
-    if not results:
+    pos = np.asarray(positions_px, dtype=float).reshape(-1, 2).copy()
+    n = len(pos)
+    if n == 0:
         return np.zeros((0, 2)), np.zeros(0), np.zeros(0)
-    return tuple(np.concatenate(parts) for parts in zip(*results))
+    radius = np.broadcast_to(np.asarray(radius_px, dtype=float), (n,))
+    scale = np.asarray(scale, dtype=float)
+    sigma0 = np.full(n, np.nan) if sigma0_px is None else np.asarray(sigma0_px, dtype=float)
+    start = np.where(np.isfinite(sigma0) & (sigma0 > 0), sigma0, 0.4 * radius)
+    shape = np.full((n, 3), np.nan)  # amplitude, sigma, offset of the previous round
+    shape[:, 1] = np.clip(start, 0.5, radius)
+    ok = np.zeros(n, dtype=bool)
+    neighbours = None
+    origin = pos.copy()
+    chunks = _chunks(n, len(_disc_offsets(radius.max() + 1.0, scale)))
+    for round_ in range(ROUNDS):
+        if round_:
+            reach = np.minimum(2.5 * radius[ok], 4.0 * shape[ok, 1] + 1.0)
+            neighbours = _render(image.shape, pos[ok], shape[ok, 0], shape[ok, 1], scale, reach)
+        first = pos.copy()
+        for sl in chunks:
+            pos[sl], shape[sl], ok[sl] = _fit_chunk(image, neighbours, first[sl], radius[sl], scale, shape[sl],
+                                                   ok[sl] & (round_ > 0))
+        ok &= np.hypot(*((pos - origin) * scale).T) < 0.6 * radius
+        pos[~ok] = first[~ok]
+        shape[~ok, 1] = np.clip(start[~ok], 0.5, radius[~ok])
+    measured = ok.copy()
+    if np.any(ok) and not np.all(ok):  # faint columns: fit again with the typical width held fixed
+        bad = np.flatnonzero(~ok)
+        shape[bad, 1] = np.minimum(np.median(shape[ok, 1]), 0.5 * radius[bad])
+        for sl in _chunks(len(bad), len(_disc_offsets(radius.max() + 1.0, scale))):
+            rows = bad[sl]
+            pos[rows], shape[rows], ok[rows] = _fit_chunk(image, neighbours, first[rows], radius[rows], scale,
+                                                          shape[rows], np.zeros(len(rows), bool), fixed_width=True)
+        ok &= np.hypot(*((pos - origin) * scale).T) < 0.6 * radius
+        pos[~ok] = first[~ok]
+    intensity = 2.0 * np.pi * shape[:, 0] * shape[:, 1] ** 2 / (scale[0] * scale[1])
+    sigma = np.where(measured, shape[:, 1], np.nan)
+    if not np.all(ok):
+        pos[~ok], intensity[~ok] = _centre_of_mass(image, neighbours, pos[~ok], radius[~ok], scale)
+    return pos, intensity, sigma
 
 
-def _fit_chunk(image, pos, radius, scale, sigma0, half):
-    oy, ox = np.mgrid[-half:half + 1, -half:half + 1]
-    oy, ox = oy.ravel().astype(float), ox.ravel().astype(float)
+def _chunks(n: int, pixels_each: int):
+    """Slices of at most ``_CHUNK_PIXELS`` patch pixels."""
+    step = max(1, _CHUNK_PIXELS // max(pixels_each, 1))
+    return [slice(s, s + step) for s in range(0, n, step)]
+
+
+def _disc_offsets(reach: float, scale: np.ndarray) -> np.ndarray:
+    """Integer pixel offsets ``(m, 2)`` within ``reach`` [mean px] of a pixel."""
+    half = np.ceil(reach / scale).astype(int)
+    oy, ox = np.mgrid[-half[0]:half[0] + 1, -half[1]:half[1] + 1]
+    disc = (oy * scale[0]) ** 2 + (ox * scale[1]) ** 2 <= reach ** 2
+    return np.stack([oy[disc], ox[disc]], axis=1)
+
+
+def _patches(image, pos, radius, scale):
+    """Pixels around each position: values, local coordinates [mean px] and the disc mask."""
+    offsets = _disc_offsets(radius.max() + 1.0, scale)  # rounding the centre moves the disc by < 0.71 px
     centre = np.rint(pos).astype(int)
-    yy = centre[:, :1] + oy[None, :].astype(int)
-    xx = centre[:, 1:] + ox[None, :].astype(int)
+    yy = centre[:, :1] + offsets[None, :, 0]
+    xx = centre[:, 1:] + offsets[None, :, 1]
     inside = (yy >= 0) & (yy < image.shape[0]) & (xx >= 0) & (xx < image.shape[1])
-    patch = image[np.clip(yy, 0, image.shape[0] - 1), np.clip(xx, 0, image.shape[1] - 1)]
-    ly = yy - pos[:, :1]
-    lx = xx - pos[:, 1:]
-    w = (inside & ((ly * scale[0]) ** 2 + (lx * scale[1]) ** 2 <= radius[:, None] ** 2)).astype(float)
+    yy, xx = np.clip(yy, 0, image.shape[0] - 1), np.clip(xx, 0, image.shape[1] - 1)
+    ly = (yy - pos[:, :1]) * scale[0]
+    lx = (xx - pos[:, 1:]) * scale[1]
+    w = (inside & (ly ** 2 + lx ** 2 <= radius[:, None] ** 2)).astype(float)
+    return (yy, xx), ly, lx, w
+
+
+def _render(shape, pos, amplitude, sigma, scale, reach):
+    """Image of the Gaussians ``A exp(-r²/2σ²)`` (no offsets), each drawn out to ``reach`` [mean px]."""
+    out = np.zeros(int(np.prod(shape)))
+    if len(pos) == 0:
+        return out.reshape(shape)
+    for sl in _chunks(len(pos), len(_disc_offsets(reach.max() + 1.0, scale))):
+        (yy, xx), ly, lx, w = _patches(np.empty(shape), pos[sl], reach[sl], scale)
+        values = amplitude[sl, None] * np.exp(-0.5 * (ly ** 2 + lx ** 2) / sigma[sl, None] ** 2) * w
+        out += np.bincount((yy * shape[1] + xx).ravel(), weights=values.ravel(), minlength=out.size)
+    return out.reshape(shape)
+
+
+def _fit_chunk(image, neighbours, pos, radius, scale, previous, subtract_own, fixed_width=False):
+    """One round of fits; returns new positions, (A, σ, B) and success flags.
+
+    ``previous`` holds (A, σ, B) of the last round (σ is the start, or the value kept with
+    ``fixed_width``); ``neighbours`` is the image of the fitted Gaussians to subtract, which includes
+    a column's own one where ``subtract_own``.
+    """
+    (yy, xx), ly, lx, w = _patches(image, pos, radius, scale)
+    patch = image[yy, xx]
+    if neighbours is not None:
+        own = np.where(subtract_own[:, None], previous[:, :1] * np.exp(
+            -0.5 * (ly ** 2 + lx ** 2) / previous[:, 1:2] ** 2), 0.0)
+        patch = patch - (neighbours[yy, xx] - own)
+    patch = patch * w
     npix = w.sum(1)
-    # local coordinates relative to the start position
-    ly, lx = ly * scale[0], lx * scale[1]
 
     offset = _masked_percentile(patch, w, 10)
-    peak = np.sum(patch * w * ((ly ** 2 + lx ** 2) <= 1.5), axis=1) / np.maximum(
-        np.sum(w * ((ly ** 2 + lx ** 2) <= 1.5), axis=1), 1)
-    s0 = np.where(np.isfinite(sigma0) & (sigma0 > 0), sigma0, 0.4 * radius)
+    core = w * (ly ** 2 + lx ** 2 <= 1.5)
+    peak = np.sum(patch * core, axis=1) / np.maximum(core.sum(1), 1)
     p = np.stack([np.maximum(peak - offset, 1e-12), np.zeros(len(pos)), np.zeros(len(pos)),
-                  np.clip(s0, 0.5, radius), offset], axis=1)
+                  np.clip(previous[:, 1], 0.5, radius), offset], axis=1)
     lam = np.full(len(pos), 1e-2)
-    cost = _cost(p, ly, lx, patch, w)
+    jtj, grad, cost = _normal_equations(p, ly, lx, patch, w)
+    active = np.ones(len(pos), dtype=bool)
+    eye = np.eye(5)[None]
     for _ in range(_ITERATIONS):
-        jac, model = _jacobian(p, ly, lx)
-        resid = (patch - model) * w
-        jac_t = np.transpose(jac * w[:, :, None], (0, 2, 1))
-        jtj = jac_t @ jac
-        grad = (jac_t @ resid[:, :, None])[:, :, 0]
-        damped = jtj + lam[:, None, None] * (jtj * np.eye(5)[None] + 1e-9 * np.eye(5)[None])
+        a = np.flatnonzero(active)
+        if not len(a):
+            break
+        damped = jtj[a] + lam[a, None, None] * (jtj[a] * eye + 1e-9 * eye)
+        if fixed_width:  # decouple the width: its step is zero
+            damped[:, 3, :] = damped[:, :, 3] = 0.0
+            damped[:, 3, 3] = 1.0
         try:
-            step = np.linalg.solve(damped, grad[:, :, None])[:, :, 0]
+            step = np.linalg.solve(damped, grad[a][:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
-            step = np.stack([np.linalg.lstsq(m, g, rcond=None)[0] for m, g in zip(damped, grad)])
-        trial = p + step
-        trial[:, 3] = np.abs(trial[:, 3])
-        new_cost = _cost(trial, ly, lx, patch, w)
-        better = np.isfinite(new_cost) & (new_cost < cost)
-        p[better], cost[better] = trial[better], new_cost[better]
-        lam = np.where(better, lam / 3.0, lam * 4.0)
+            step = np.stack([np.linalg.lstsq(m, g, rcond=None)[0] for m, g in zip(damped, grad[a])])
+        trial = p[a] + step
+        trial[:, 3] = np.clip(np.abs(trial[:, 3]), 0.3, radius[a])  # a width beyond the patch is meaningless
+        if fixed_width:
+            trial[:, 3] = p[a, 3]
+        t_jtj, t_grad, t_cost = _normal_equations(trial, ly[a], lx[a], patch[a], w[a])
+        better = np.isfinite(t_cost) & (t_cost < cost[a])
+        up = a[better]
+        p[up], jtj[up], grad[up], cost[up] = trial[better], t_jtj[better], t_grad[better], t_cost[better]
+        lam[a] = np.where(better, lam[a] / 3.0, lam[a] * 4.0)
+        small = np.max(np.abs(step[:, 1:4]), axis=1) < 1e-3
+        active[a[(better & small) | (lam[a] > 1e8)]] = False
 
-    shift = np.hypot(p[:, 1], p[:, 2])
-    ok = (np.all(np.isfinite(p), axis=1) & (p[:, 0] > 0) & (p[:, 3] > 0.3) & (p[:, 3] < radius)
-          & (shift < 0.6 * radius) & (npix >= 9))
+    width_ok = True if fixed_width else (p[:, 3] > 0.3) & (p[:, 3] < 0.95 * radius)
+    ok = (np.all(np.isfinite(p), axis=1) & (p[:, 0] > 0) & width_ok
+          & (np.hypot(p[:, 1], p[:, 2]) < 0.6 * radius) & (npix >= 9))
     new_pos = pos + np.stack([p[:, 1] / scale[0], p[:, 2] / scale[1]], axis=1)
-    intensity = 2.0 * np.pi * p[:, 0] * p[:, 3] ** 2 / (scale[0] * scale[1])
-    sigma = p[:, 3].copy()
-
-    # centre-of-mass fallback for failed fits
-    if not np.all(ok):
-        bad = ~ok
-        mass = np.clip(patch[bad] - offset[bad, None], 0, None) * w[bad]
-        total = mass.sum(1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            com = np.stack([(mass * ly[bad]).sum(1) / total / scale[0], (mass * lx[bad]).sum(1) / total / scale[1]], 1)
-        com = np.where(np.isfinite(com), com, 0.0)
-        new_pos[bad] = pos[bad] + com
-        intensity[bad] = total
-        sigma[bad] = np.nan
-    return new_pos, intensity, sigma
+    return new_pos, p[:, [0, 3, 4]], ok
 
 
-def _model_parts(p, ly, lx):
+def _centre_of_mass(image, neighbours, pos, radius, scale):
+    """Centre of mass of the positive part of each patch above its 10th percentile, and its sum."""
+    (yy, xx), ly, lx, w = _patches(image, pos, radius, scale)
+    patch = image[yy, xx] - (neighbours[yy, xx] if neighbours is not None else 0.0)
+    mass = np.clip(patch - _masked_percentile(patch, w, 10)[:, None], 0, None) * w
+    total = mass.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shift = np.stack([(mass * ly).sum(1) / total / scale[0], (mass * lx).sum(1) / total / scale[1]], 1)
+    return pos + np.where(np.isfinite(shift), shift, 0.0), total
+
+
+def _normal_equations(p, ly, lx, patch, w):
+    """``JᵀJ`` (n, 5, 5), ``Jᵀr`` (n, 5) and the squared residual (n,) of the masked Gaussian model."""
     dy = ly - p[:, 1:2]
     dx = lx - p[:, 2:3]
-    s2 = p[:, 3:4] ** 2
+    inv_s2 = 1.0 / p[:, 3:4] ** 2
     r2 = dy ** 2 + dx ** 2
-    g = np.exp(-0.5 * r2 / s2)
-    return dy, dx, s2, r2, g
-
-
-def _cost(p, ly, lx, patch, w):
-    *_, g = _model_parts(p, ly, lx)
-    resid = (patch - p[:, :1] * g - p[:, 4:5]) * w
-    return np.sum(resid ** 2, axis=1)
-
-
-def _jacobian(p, ly, lx):
-    dy, dx, s2, r2, g = _model_parts(p, ly, lx)
+    g = np.exp(-0.5 * r2 * inv_s2) * w
     ag = p[:, :1] * g
-    jac = np.stack([g, ag * dy / s2, ag * dx / s2, ag * r2 / (s2 * p[:, 3:4]), np.ones_like(g)], axis=2)
-    return jac, ag + p[:, 4:5]
+    resid = patch - ag - p[:, 4:5] * w
+    jac = np.empty((len(p), 5, ly.shape[1]))
+    jac[:, 0] = g
+    jac[:, 1] = ag * dy * inv_s2
+    jac[:, 2] = ag * dx * inv_s2
+    jac[:, 3] = ag * r2 * inv_s2 / p[:, 3:4]
+    jac[:, 4] = w
+    jtj = jac @ np.transpose(jac, (0, 2, 1))
+    grad = (jac @ resid[:, :, None])[:, :, 0]
+    return jtj, grad, np.sum(resid ** 2, axis=1)
 
 
 def _masked_percentile(values: np.ndarray, weights: np.ndarray, q: float) -> np.ndarray:
-    masked = np.where(weights > 0, values, np.nan)
-    out = np.nanpercentile(masked, q, axis=1)
-    return np.where(np.isfinite(out), out, 0.0)
+    """Per-row ``q``-th percentile of the values where ``weights > 0`` (0 for empty rows)."""
+    ranked = np.sort(np.where(weights > 0, values, np.inf), axis=1)
+    count = (weights > 0).sum(1)
+    k = np.clip(np.floor(q / 100 * (count - 1)).astype(int), 0, values.shape[1] - 1)
+    out = np.take_along_axis(ranked, k[:, None], axis=1)[:, 0]
+    return np.where(count > 0, out, 0.0)

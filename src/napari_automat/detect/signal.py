@@ -43,11 +43,27 @@ def column_image(data: np.ndarray, scale=(1.0, 1.0), spacing_px: float = 10.0, s
     if not np.all(np.isfinite(img)):
         img = np.where(np.isfinite(img), img, np.nanmedian(img))
     scale = np.asarray(scale, dtype=float)
-    flat = img - ndi.gaussian_filter(img, 2.5 * spacing_px / scale, mode="reflect")
+    flat = img - smooth_background(img, 2.5 * spacing_px / scale)
     polarity = column_polarity(signal)
     if polarity is None:
         polarity = 1 if skewness(ndi.gaussian_filter(flat, 0.15 * spacing_px / scale)) >= 0 else -1
     return polarity * flat
+
+
+def smooth_background(img: np.ndarray, sigma_px) -> np.ndarray:
+    """Gaussian blur of width ``sigma_px`` (per axis), computed on a binned copy when it is wide."""
+    sigma_px = np.broadcast_to(np.asarray(sigma_px, dtype=float), (2,))
+    factor = [max(1, min(int(s / 4), n // 8)) for s, n in zip(sigma_px, img.shape)]
+    if factor == [1, 1]:
+        return ndi.gaussian_filter(img, sigma_px, mode="reflect")
+    pad = [(-n) % f for n, f in zip(img.shape, factor)]
+    padded = np.pad(img, [(0, pad[0]), (0, pad[1])], mode="reflect")
+    binned = padded.reshape(padded.shape[0] // factor[0], factor[0], padded.shape[1] // factor[1], factor[1]).mean((1, 3))
+    blurred = ndi.gaussian_filter(binned, sigma_px / np.array(factor), mode="reflect")
+    # block centres sit at (f - 1) / 2 in full-resolution pixels
+    coords = [(np.arange(n) - (f - 1) / 2) / f for n, f in zip(img.shape, factor)]
+    grid = np.meshgrid(*coords, indexing="ij")
+    return ndi.map_coordinates(blurred, grid, order=1, mode="nearest")
 
 
 def skewness(values: np.ndarray) -> float:

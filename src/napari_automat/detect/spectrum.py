@@ -13,6 +13,9 @@ from .basis import reduce_basis
 
 #: A spot counts when its power exceeds the radial median background this many times.
 _MIN_SPOT_RATIO = 25.0
+#: Largest analysed field and padded transform [px per axis].
+_MAX_FIELD = 768
+_MAX_PADDED = 1024
 #: Spots weaker than this fraction of the strongest excess power are ignored for the basis.
 _BASIS_MIN_STRENGTH = 0.05
 
@@ -29,51 +32,60 @@ def spectrum_peaks(image, pixel_size_A) -> tuple[np.ndarray, np.ndarray]:
 
     Returns ``(g, strength)``: ``g`` is ``(m, 2)`` spatial frequencies ``(ky, kx)`` [Å⁻¹] located to
     sub-bin precision, ``strength`` the excess power above the radial background (arbitrary units).
+    The central ``_MAX_FIELD`` pixels per axis are analysed, Hann-windowed and zero-padded.
     """
     img = np.asarray(image, dtype=float)
     if img.ndim != 2 or min(img.shape) < 16:
         raise ValueError("spectrum_peaks needs a 2D image of at least 16x16 pixels")
     p = _pixel_size(pixel_size_A)
+    y0, x0 = (max(0, (n - _MAX_FIELD) // 2) for n in img.shape)
+    img = img[y0:y0 + _MAX_FIELD, x0:x0 + _MAX_FIELD]
     img = np.where(np.isfinite(img), img, np.nanmean(img))
     img = _minus_plane(img) * np.outer(np.hanning(img.shape[0]), np.hanning(img.shape[1]))
-    shape = tuple(sfft.next_fast_len(2 * n) for n in img.shape)  # zero-padding interpolates the spectrum
-    power = np.abs(sfft.fftshift(sfft.fft2(img, s=shape))) ** 2
-    ky = (np.arange(shape[0]) - shape[0] // 2) / (shape[0] * p[0])
-    kx = (np.arange(shape[1]) - shape[1] // 2) / (shape[1] * p[1])
+    shape = tuple(sfft.next_fast_len(max(n, min(2 * n, _MAX_PADDED))) for n in img.shape)
+    power = np.abs(sfft.fft2(img, s=shape)) ** 2
+    ky = sfft.fftfreq(shape[0], p[0])
+    kx = sfft.fftfreq(shape[1], p[1])
     kr = np.hypot(ky[:, None], kx[None, :])
-
-    # radial median background of the log power
-    step = 1.5 / min(s * q for s, q in zip(shape, p))
-    ring = (kr / step).astype(int)
     logp = np.log(power + power.max() * 1e-12)
-    order = np.argsort(ring, axis=None)
-    rings, starts = np.unique(ring.ravel()[order], return_index=True)
-    medians = np.array([np.median(chunk) for chunk in np.split(logp.ravel()[order], starts[1:])])
-    background = np.interp(kr / step - 0.5, rings, ndi.median_filter(medians, size=5, mode="nearest"))
-    ratio = logp - background
+
+    # radial median background of the log power (from every other pixel: plenty per ring)
+    step = 1.5 / min(n * q for n, q in zip(shape, p))
+    ring = (kr[::2, ::2] / step).astype(int).ravel()
+    order = np.argsort(ring, kind="stable")
+    rings, starts = np.unique(ring[order], return_index=True)
+    medians = np.array([np.median(chunk) for chunk in np.split(logp[::2, ::2].ravel()[order], starts[1:])])
+    medians = ndi.median_filter(medians, size=5, mode="nearest")
+
+    def ratio_at(iy, ix):
+        return logp[iy, ix] - np.interp(kr[iy, ix] / step - 0.5, rings, medians)
 
     k_min = 4.0 / min(n * q for n, q in zip(img.shape, p))  # at least four periods in the field
-    local_max = ratio == ndi.maximum_filter(ratio, size=7, mode="wrap")
-    upper = (np.arange(shape[0])[:, None] > shape[0] // 2) | (
-        (np.arange(shape[0])[:, None] == shape[0] // 2) & (np.arange(shape[1])[None, :] > shape[1] // 2))
-    spots = local_max & upper & (kr > k_min) & (ratio > np.log(_MIN_SPOT_RATIO))
-    iy, ix = np.nonzero(spots)
+    half = (ky[:, None] > 0) | ((ky[:, None] == 0) & (kx[None, :] > 0))
+    iy, ix = np.nonzero(half & (kr > k_min) & (logp > np.interp(kr / step - 0.5, rings, medians) + np.log(_MIN_SPOT_RATIO)))
+    ratio = ratio_at(iy, ix)
+    window = [ratio_at((iy + dy) % shape[0], (ix + dx) % shape[1]) for dy in range(-3, 4) for dx in range(-3, 4)]
+    is_max = ratio >= np.max(window, axis=0)
+    iy, ix = iy[is_max], ix[is_max]
     if len(iy) == 0:
         return np.zeros((0, 2)), np.zeros(0)
-    # the background slope can shift the maximum of the ratio: locate the spot on the power itself
-    peak_of = ndi.maximum_filter(logp, size=5, mode="wrap")
+    # the background slope can shift the maximum of the ratio: climb to the maximum of the power itself
+    steps = np.array([(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
     for _ in range(3):
-        for oy, ox in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)):
-            ny, nx = (iy + oy) % shape[0], (ix + ox) % shape[1]
-            up = (logp[ny, nx] > logp[iy, ix]) & (logp[iy, ix] < peak_of[iy, ix])
-            iy, ix = np.where(up, ny, iy), np.where(up, nx, ix)
-    strength = power[iy, ix] - np.exp(background[iy, ix])
-    dy = _parabolic(logp, iy, ix, axis=0)
-    dx = _parabolic(logp, iy, ix, axis=1)
-    g = np.stack([(iy + dy - shape[0] // 2) / (shape[0] * p[0]),
-                  (ix + dx - shape[1] // 2) / (shape[1] * p[1])], axis=1)
+        ny, nx = (iy[:, None] + steps[:, 0]) % shape[0], (ix[:, None] + steps[:, 1]) % shape[1]
+        best = np.argmax(logp[ny, nx], axis=1)
+        iy, ix = ny[np.arange(len(iy)), best], nx[np.arange(len(ix)), best]
+    strength = power[iy, ix] - np.exp(np.interp(kr[iy, ix] / step - 0.5, rings, medians))
+    fy = np.where(iy > shape[0] // 2, iy - shape[0], iy) + _parabolic(logp, iy, ix, axis=0)
+    fx = np.where(ix > shape[1] // 2, ix - shape[1], ix) + _parabolic(logp, iy, ix, axis=1)
+    g = np.stack([fy / (shape[0] * p[0]), fx / (shape[1] * p[1])], axis=1)
+    g = np.where((g[:, :1] < 0) | ((g[:, :1] == 0) & (g[:, 1:] < 0)), -g, g)  # climbing may cross the half plane
     keep = np.argsort(strength)[::-1]
-    return g[keep], strength[keep]
+    g, strength = g[keep], strength[keep]
+    distinct = np.ones(len(g), dtype=bool)  # two maxima may climb onto the same spot
+    for i in range(1, len(g)):
+        distinct[i] = np.min(np.linalg.norm(g[:i][distinct[:i]] - g[i], axis=1)) > 1e-9
+    return g[distinct], strength[distinct]
 
 
 def _minus_plane(img: np.ndarray) -> np.ndarray:
@@ -109,7 +121,11 @@ def fft_basis(image, pixel_size_A) -> tuple[np.ndarray, np.ndarray] | None:
     Built from the two shortest non-collinear spots with at least 5% of the strongest spot's power
     and Gauss-reduced; None when fewer than two independent spots are seen.
     """
-    g, strength = spectrum_peaks(image, pixel_size_A)
+    return basis_from_spots(*spectrum_peaks(image, pixel_size_A))
+
+
+def basis_from_spots(g: np.ndarray, strength: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`fft_basis` from spots already found by :func:`spectrum_peaks`."""
     g = g[strength >= _BASIS_MIN_STRENGTH * strength[0]] if len(g) else g
     g = g[np.argsort(np.linalg.norm(g, axis=1))]
     for j in range(1, len(g)):
@@ -120,13 +136,18 @@ def fft_basis(image, pixel_size_A) -> tuple[np.ndarray, np.ndarray] | None:
     return None
 
 
-def fft_mismatch(image, pixel_size_A, a_vec_A, b_vec_A, n_spots: int = 4) -> float:
+def fft_mismatch(image, pixel_size_A, a_vec_A, b_vec_A) -> float:
     """Relative distance of the strongest Bragg spots from the reciprocal lattice of ``(a, b)``.
 
-    0 when every one of the ``n_spots`` strongest spots is a reciprocal-lattice vector of the
-    real-space basis (the spots may see only a sub-set of reflections); ``nan`` when no spot is seen.
+    0 when each of the four strongest spots is a reciprocal-lattice vector of the real-space basis
+    (the spots may show only a sub-set of reflections); ``nan`` when no spot is seen.
     """
     g, _ = spectrum_peaks(image, pixel_size_A)
+    return spot_mismatch(g, a_vec_A, b_vec_A)
+
+
+def spot_mismatch(g: np.ndarray, a_vec_A, b_vec_A, n_spots: int = 4) -> float:
+    """:func:`fft_mismatch` for spots ``g`` (strongest first) already found by :func:`spectrum_peaks`."""
     if not len(g):
         return float("nan")
     g = g[:n_spots]

@@ -67,7 +67,7 @@ def compute_energy(structure, model: str = "auto", relax: bool = True, fmax_eV_A
             warnings.append(f"the lattice changed by {result.lattice_change_pct:+.1f}% during relaxation: "
                             "the reconstructed structure may be wrong")
     else:
-        result = evaluate(atoms, calculator, fmax_eV_A)
+        result = evaluate(atoms, calculator)
     progress(_RELAX_SHARE, "elemental references")
     try:
         refs = elemental_references(atoms.get_chemical_symbols(), name, checkpoint,

@@ -20,7 +20,7 @@ from MP's; CHGNet is trained on MP2020-corrected energies, which largely absorbs
 
 Results are cached per model in ``<cache>/energy_references/<model-key>.json``; ``<cache>`` is
 ``$AUTOMAT_CACHE_DIR`` or the user cache dir of ``napari-automat``. Only requested elements are
-computed. ``python -m napari_automat.energy.references --model chgnet`` fills the whole table.
+computed. ``automat references build --energy-model chgnet`` fills the whole table.
 """
 
 from __future__ import annotations
@@ -202,16 +202,15 @@ def elemental_references(elements: Iterable[str], model: str, checkpoint: Option
 
 
 def build_reference_cache(model: str, elements: Optional[Iterable[str]] = None, progress: Progress = no_progress,
-                          checkpoint: Optional[str] = None, device: str = "cpu") -> Path:
-    """Compute (or complete) the reference table of ``model`` for ``elements`` (default H..Pu); its path."""
+                          checkpoint: Optional[str] = None, device: str = "cpu") -> dict[str, float]:
+    """Compute (or complete) the cached table of ``model`` for ``elements`` (default: H to Pu).
+
+    Returns element -> energy per atom [eV]; the file is ``cache_path(model_key)``.
+    """
     from ase.data import chemical_symbols
 
-    from .backends import model_key, resolve_model
-
     elements = list(elements) if elements else chemical_symbols[1:MAX_Z + 1]
-    elemental_references(elements, model, checkpoint, progress, device)
-    name, _ = resolve_model(model, checkpoint)
-    return cache_path(model_key(name, checkpoint if name == "mattersim" else None))
+    return elemental_references(elements, model, checkpoint, progress, device)
 
 
 def formation_energy_per_atom(structure, energy_per_atom: float, refs: dict[str, float]) -> float:
@@ -234,27 +233,3 @@ def _symbols(structure) -> list[str]:
     if not structure.is_ordered:
         raise AutomatError("the structure has partially occupied sites: order it before computing energies")
     return [site.specie.symbol for site in structure]
-
-
-def main(argv=None) -> int:
-    """``python -m napari_automat.energy.references [--model M] [--elements Sr,Ti,O]``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Build the cached elemental reference energies of a model.")
-    parser.add_argument("--model", default="chgnet", help="auto, mattersim or chgnet")
-    parser.add_argument("--elements", default="", help="comma-separated symbols (default: H to Pu)")
-    parser.add_argument("--checkpoint", default=None, help="MatterSim checkpoint path or name")
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
-    elements = [e.strip() for e in args.elements.split(",") if e.strip()]
-
-    def show(fraction, message):
-        print(f"\r{100 * fraction:5.1f}% {message[:70]:70s}", end="", flush=True)
-
-    path = build_reference_cache(args.model, elements or None, show, args.checkpoint, args.device)
-    print(f"\n{path}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

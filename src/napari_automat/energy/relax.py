@@ -54,12 +54,12 @@ def lattice_change_pct(cell_before, cell_after) -> float:
     return float(change[np.argmax(np.abs(change))])
 
 
-def evaluate(atoms, calculator, converged_below_eV_A: float = 0.05) -> RelaxResult:
-    """Energy, forces and stress of ``atoms`` as they are (no relaxation)."""
+def evaluate(atoms, calculator) -> RelaxResult:
+    """Energy, forces and stress of ``atoms`` as they are (not relaxed, so ``converged`` is False)."""
     atoms = atoms.copy()
     atoms.calc = calculator
     with _quiet():
-        return _result(atoms, steps=0, converged=None, converged_below_eV_A=converged_below_eV_A, cell0=atoms.cell)
+        return _result(atoms, 0, False, atoms.cell)
 
 
 def relax_atoms(atoms, calculator, fmax_eV_A: float = 0.05, max_steps: int = 200, relax_cell: bool = True,
@@ -92,10 +92,10 @@ def relax_atoms(atoms, calculator, fmax_eV_A: float = 0.05, max_steps: int = 200
     opt.attach(report, interval=1)
     with _quiet():
         converged = bool(opt.run(fmax=fmax_eV_A, steps=max_steps))
-        return _result(atoms, opt.nsteps, converged, fmax_eV_A, cell0)
+        return _result(atoms, opt.nsteps, converged, cell0)
 
 
-def _result(atoms, steps: int, converged, converged_below_eV_A: float, cell0) -> RelaxResult:
+def _result(atoms, steps: int, converged: bool, cell0) -> RelaxResult:
     from ase.units import GPa
 
     energy = float(atoms.get_potential_energy()) / len(atoms)
@@ -104,8 +104,6 @@ def _result(atoms, steps: int, converged, converged_below_eV_A: float, cell0) ->
     max_force = float(np.max(np.linalg.norm(forces, axis=1))) if len(atoms) else 0.0
     if not (np.isfinite(energy) and np.isfinite(max_force) and np.all(np.isfinite(stress))):
         raise AutomatError("the potential returned non-finite energies or forces for this structure")
-    if converged is None:
-        converged = max_force < converged_below_eV_A
     clean = atoms.copy()
     clean.calc = None
     clean.set_constraint()

@@ -13,9 +13,9 @@ import math
 import numpy as np
 
 from ..model import AutomatError, Micrograph, Progress, no_progress
-from .geometry import ProjectedCell, field_columns, field_points, zone_frame
+from .geometry import ProjectedCell, cluster_columns, field_columns, field_points, field_shape, zone_frame
 from .noise import add_dose_noise, as_rng
-from .render import integrate_gradient, sample_periodic
+from .render import blur_periodic, integrate_gradient, sample_periodic
 
 #: Default detector angles [mrad]; ``None`` entries are fractions of the convergence semi-angle.
 DETECTORS = {"HAADF": (70.0, 200.0), "ABF": (0.5, 1.0), "iDPC": (0.25, 1.0)}
@@ -61,6 +61,7 @@ def simulate_stem(structure, zone_axis=(0, 0, 1), thickness_A: float = 100.0, de
                   Cs_A: float = 0.0, pixel_size_A: float = 0.1, field_of_view_A=None, dose_e_per_A2=None,
                   seed: int = 0, frozen_phonons: int = 0, rotation_deg: float = 0.0,
                   detector_mrad: tuple[float, float] | None = None, phonon_sigma_A: float = 0.1,
+                  source_size_A: float = 0.0,
                   progress: Progress = no_progress) -> Micrograph:
     """Simulate a STEM image of ``structure`` (pymatgen) viewed along ``zone_axis`` with abTEM PRISM.
 
@@ -69,7 +70,8 @@ def simulate_stem(structure, zone_axis=(0, 0, 1), thickness_A: float = 100.0, de
     repeats along the beam; ``defocus_A`` follows abTEM's sign (``defocus = -C10``) [Å], ``Cs_A`` [Å].
     ``field_of_view_A``: one number (square) or ``(height, width)`` [Å]; default 8 lattice repeats,
     at least 25 Å. ``frozen_phonons`` > 0 averages that many thermal configurations (Gaussian
-    displacements of ``phonon_sigma_A``). With ``dose_e_per_A2`` the image holds Poisson counts
+    displacements of ``phonon_sigma_A``); ``source_size_A`` is the standard deviation of a Gaussian
+    (incoherent) source blur [Å]. With ``dose_e_per_A2`` the image holds Poisson counts
     (electrons per pixel on the detector); without, the fraction of the incident beam (HAADF, ABF)
     or the integrated DPC signal [arbitrary units, zero mean]. ``rotation_deg`` rotates the crystal
     counter-clockwise in ``(x, y)`` about the image centre. ``true_columns_px`` are exact.
@@ -85,8 +87,8 @@ def simulate_stem(structure, zone_axis=(0, 0, 1), thickness_A: float = 100.0, de
     progress(0.0, "orienting the structure")
     atoms, orient = orient_structure(structure, zone_axis)
     lx, ly, lz = orient["cell_A"]
-    cell = _cell_from_atoms(atoms, structure)
-    shape = _field_shape(cell, pixel_size_A, field_of_view_A)
+    cell = _cell_from_atoms(atoms)
+    shape = field_shape(cell, pixel_size_A, field_of_view_A)
 
     energy = voltage_kV * 1e3
     wavelength = energy2wavelength(energy)
@@ -130,21 +132,20 @@ def simulate_stem(structure, zone_axis=(0, 0, 1), thickness_A: float = 100.0, de
     extent = (lx, ly)
     if detector == "iDPC":
         segments = np.moveaxis(signal.reshape(scan_gpts + (4,)), -1, 0).transpose(0, 2, 1)  # (4, y, x)
-        step = (lx / scan_gpts[0], ly / scan_gpts[1])
-        gx = (segments[0] - segments[2]) / step[0]
-        gy = (segments[1] - segments[3]) / step[1]
-        phase = integrate_gradient(gx, gy, min(step), periodic=True)
+        segments = np.array([blur_periodic(s, extent, source_size_A) for s in segments])
+        step = (ly / scan_gpts[1], lx / scan_gpts[0])
+        phase = integrate_gradient(segments[0] - segments[2], segments[1] - segments[3], step, periodic=True)
         data = sample_periodic(phase, extent, points)
         if dose_e_per_A2 is not None:
             seg_out = [np.clip(sample_periodic(s, extent, points), 0, None) for s in segments]
             noisy = [add_dose_noise(s, dose_e_per_A2, pixel_size_A, rng, absolute=True) for s in seg_out]
             scale = dose_e_per_A2 * pixel_size_A ** 2
             noise = [n / scale - s for n, s in zip(noisy, seg_out)]
-            data = data + integrate_gradient((noise[0] - noise[2]) / pixel_size_A,
-                                             (noise[1] - noise[3]) / pixel_size_A, pixel_size_A, periodic=False)
+            data = data + integrate_gradient(noise[0] - noise[2], noise[1] - noise[3], pixel_size_A, periodic=False)
         units = "integrated DPC (arbitrary units)"
     else:
-        data = np.clip(sample_periodic(signal.reshape(scan_gpts).T, extent, points), 0, None)
+        period = blur_periodic(signal.reshape(scan_gpts).T, extent, source_size_A)
+        data = np.clip(sample_periodic(period, extent, points), 0, None)
         units = "fraction of the incident beam"
         if dose_e_per_A2 is not None:
             data = add_dose_noise(data, dose_e_per_A2, pixel_size_A, rng, absolute=True)
@@ -155,7 +156,8 @@ def simulate_stem(structure, zone_axis=(0, 0, 1), thickness_A: float = 100.0, de
                 "detector_angles_mrad": [float(inner), float(outer)],
                 "convergence_angle_mrad": float(convergence_mrad), "dose_e_per_A2": dose_e_per_A2,
                 "units": units, "thickness_A": float(n_z * lz), "zone_axis": [int(v) for v in zone_axis],
-                "defocus_A": float(defocus_A), "Cs_A": float(Cs_A), "frozen_phonons": int(frozen_phonons),
+                "defocus_A": float(defocus_A), "Cs_A": float(Cs_A), "source_size_A": float(source_size_A),
+                "frozen_phonons": int(frozen_phonons),
                 "rotation_deg": float(rotation_deg), "formula": structure.composition.reduced_formula,
                 "simulation": "abTEM PRISM", "orientation": orient,
                 "true_columns_species": [cell.column_labels[i] for i in index]}
@@ -183,26 +185,14 @@ def _detector_angles(detector: str, convergence_mrad: float, detector_mrad) -> t
     return inner, outer
 
 
-def _cell_from_atoms(atoms, structure) -> ProjectedCell:
-    """Columns of the orthogonal simulation cell (exactly what abTEM sees)."""
-    from pymatgen.core import Lattice, Structure
-
-    from .geometry import projected_cell
-
-    ortho = Structure(Lattice(np.asarray(atoms.cell)), atoms.get_chemical_symbols(), atoms.get_scaled_positions())
-    cell = projected_cell(ortho, (0, 0, 1))
-    del structure
-    return cell
-
-
-def _field_shape(cell: ProjectedCell, pixel_size_A: float, field_of_view_A) -> tuple[int, int]:
-    if field_of_view_A is None:
-        period = float(np.max(np.linalg.norm(cell.basis_A, axis=1)))
-        field_of_view_A = max(25.0, 8 * period)
-    fov = np.broadcast_to(np.asarray(field_of_view_A, dtype=float), (2,))
-    if np.any(fov <= 0):
-        raise AutomatError(f"field of view must be positive, got {field_of_view_A}")
-    return tuple(max(8, int(round(v / pixel_size_A))) for v in fov)
+def _cell_from_atoms(atoms) -> ProjectedCell:
+    """Columns of the orthogonal simulation cell, in exactly abTEM's frame."""
+    lx, ly, lz = np.diag(np.asarray(atoms.cell))
+    basis = np.array([[lx, 0.0], [0.0, ly]])
+    symbols = dict(zip(atoms.numbers.tolist(), atoms.get_chemical_symbols()))
+    frac, column_atoms, labels = cluster_columns(atoms.get_scaled_positions()[:, :2], basis,
+                                                 [[(int(z), 1.0)] for z in atoms.numbers], symbols)
+    return ProjectedCell(basis, frac @ basis, column_atoms, labels, float(lz), np.eye(3, dtype=int))
 
 
 def _fft_size(n: int, multiple: int) -> int:

@@ -109,12 +109,22 @@ def projected_cell(structure, zone_axis, tolerance_A: float = 0.1) -> ProjectedC
     species = [[(sp.Z, float(occ)) for sp, occ in site.species.items()] for site in structure]
     symbols = {sp.Z: sp.symbol for site in structure for sp in site.species}
 
+    col_frac, column_atoms, labels = cluster_columns(frac2, basis, species, symbols, tolerance_A)
+    return ProjectedCell(basis, col_frac @ basis, column_atoms, labels, float(np.linalg.norm(new_L[2])), M)
+
+
+def cluster_columns(frac2, basis_A, species, symbols, tolerance_A: float = 0.1):
+    """Group atoms by projected position: ``(column fractions (n, 2), atoms per column, labels)``.
+
+    ``frac2``: in-plane fractional coordinates per atom; ``species``: per atom ``[(Z, occupancy)]``;
+    ``symbols``: ``{Z: symbol}``. Distances are periodic in the 2D cell ``basis_A``.
+    """
     centres, members = [], []
-    for k, f in enumerate(frac2):
+    for k, f in enumerate(np.mod(np.asarray(frac2, dtype=float), 1.0)):
         for c_idx, centre in enumerate(centres):
             d = f - centre
             d -= np.round(d)
-            if np.linalg.norm(d @ basis) < tolerance_A:
+            if np.linalg.norm(d @ basis_A) < tolerance_A:
                 members[c_idx].append((k, d))
                 break
         else:
@@ -123,7 +133,20 @@ def projected_cell(structure, zone_axis, tolerance_A: float = 0.1) -> ProjectedC
     col_frac = np.array([np.mod(c + np.mean([d for _, d in m], axis=0), 1.0) for c, m in zip(centres, members)])
     column_atoms = [[zo for k, _ in m for zo in species[k]] for m in members]
     labels = ["+".join(symbols[z] for z in sorted({z for z, _ in atoms}, reverse=True)) for atoms in column_atoms]
-    return ProjectedCell(basis, col_frac @ basis, column_atoms, labels, float(np.linalg.norm(new_L[2])), M)
+    return col_frac, column_atoms, labels
+
+
+def field_shape(cell: ProjectedCell, pixel_size_A: float, field_of_view_A=None) -> tuple[int, int]:
+    """Output image shape ``(ny, nx)`` for a field of view [Å]: one number (square), ``(height, width)``,
+    or None for 8 lattice repeats (at least 25 Å)."""
+    if not pixel_size_A > 0:
+        raise AutomatError(f"pixel size must be positive, got {pixel_size_A}")
+    if field_of_view_A is None:
+        field_of_view_A = max(25.0, 8 * float(np.max(np.linalg.norm(cell.basis_A, axis=1))))
+    fov = np.broadcast_to(np.asarray(field_of_view_A, dtype=float), (2,))
+    if np.any(fov <= 0):
+        raise AutomatError(f"field of view must be positive, got {field_of_view_A}")
+    return tuple(max(8, int(round(v / pixel_size_A))) for v in fov)
 
 
 def field_points(shape_px, pixel_size_A: float, rotation_deg: float = 0.0) -> np.ndarray:

@@ -27,9 +27,10 @@ def sample_periodic(values: np.ndarray, extent_A, points_xy_A: np.ndarray, fine_
     return ndimage.map_coordinates(fine, coords, order=3, mode="grid-wrap")
 
 
-def integrate_gradient(gx: np.ndarray, gy: np.ndarray, sampling_A: float, periodic: bool) -> np.ndarray:
+def integrate_gradient(gx: np.ndarray, gy: np.ndarray, sampling_A, periodic: bool) -> np.ndarray:
     """Potential whose gradient is ``(gx, gy)`` (arrays ``(y, x)``), by Fourier integration.
 
+    ``sampling_A``: pixel size [Å], one number or ``(y, x)``.
     ``periodic=False`` mirrors the field first (even extension) so edges do not wrap around.
     The result has zero mean.
     """
@@ -37,11 +38,22 @@ def integrate_gradient(gx: np.ndarray, gy: np.ndarray, sampling_A: float, period
         gx = np.block([[gx, -gx[:, ::-1]], [gx[::-1], -gx[::-1, ::-1]]])
         gy = np.block([[gy, gy[:, ::-1]], [-gy[::-1], -gy[::-1, ::-1]]])
     ny, nx = gx.shape
-    ky = np.fft.fftfreq(ny, sampling_A)[:, None]
-    kx = np.fft.fftfreq(nx, sampling_A)[None, :]
+    sy, sx = np.broadcast_to(np.asarray(sampling_A, dtype=float), (2,))
+    ky = np.fft.fftfreq(ny, sy)[:, None]
+    kx = np.fft.fftfreq(nx, sx)[None, :]
     k2 = kx ** 2 + ky ** 2
     k2[0, 0] = 1.0
     spec = (kx * np.fft.fft2(gx) + ky * np.fft.fft2(gy)) / (2j * np.pi * k2)
     spec[0, 0] = 0.0
     out = np.fft.ifft2(spec).real
     return out if periodic else out[: ny // 2, : nx // 2]
+
+
+def blur_periodic(values: np.ndarray, extent_A, sigma_A: float) -> np.ndarray:
+    """Gaussian blur (standard deviation ``sigma_A`` [Å]) of one period ``(ny, nx)`` of extent ``(Lx, Ly)``."""
+    if sigma_A <= 0:
+        return values
+    ny, nx = values.shape
+    ky = np.fft.fftfreq(ny, extent_A[1] / ny)[:, None]
+    kx = np.fft.fftfreq(nx, extent_A[0] / nx)[None, :]
+    return np.fft.ifft2(np.fft.fft2(values) * np.exp(-2 * (np.pi * sigma_A) ** 2 * (kx ** 2 + ky ** 2))).real

@@ -7,8 +7,7 @@ import weakref
 from typing import Any, Callable, Optional
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSizePolicy,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from ...model import AutomatError, Cancelled
 from .. import worker
@@ -107,11 +106,14 @@ class StageWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
-        self.body = QVBoxLayout(self)
-        self.body.addLayout(self.form)
-        self.body.addLayout(buttons)
-        self.body.addWidget(self.status)
-        self.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Maximum)
+        outer = QVBoxLayout(self)
+        outer.addLayout(self.form)
+        outer.addLayout(buttons)
+        outer.addWidget(self.status)
+        #: where subclasses put results below the status line
+        self.body = QVBoxLayout()
+        outer.addLayout(self.body)
+        outer.addStretch(1)
 
     # --- to override ---
     def run(self) -> None:
@@ -156,11 +158,17 @@ class StageWidget(QWidget):
         self.status.setText(text)
         self.status.setStyleSheet("color: #ff8a80;" if error else "")
 
-    def add_layer(self, layer_data: tuple, unique: bool = True):
-        """Add a LayerDataTuple; its name gets a `` [n]`` suffix when taken (nothing is replaced)."""
+    def add_layer(self, layer_data: tuple, like=None):
+        """Add a LayerDataTuple; its name gets a `` [n]`` suffix when taken (nothing is replaced).
+
+        ``like``: the layer it derives from, whose spatial units it takes (so units stay consistent
+        when the user's image has none).
+        """
         data, kwargs, kind = layer_data
-        if unique:
-            kwargs = dict(kwargs, name=unique_name(kwargs.get("name", kind), [l.name for l in self.viewer.layers]))
+        kwargs = dict(kwargs, name=unique_name(kwargs.get("name", kind), [layer.name for layer in self.viewer.layers]))
+        if like is not None and "units" in kwargs:
+            n, source = len(kwargs["units"]), tuple(like.units)
+            kwargs["units"] = source[-n:] if len(source) >= n else (source[-1],) * (n - len(source)) + source
         return add_layer(self.viewer, (data, kwargs, kind))
 
 

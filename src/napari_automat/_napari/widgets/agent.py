@@ -97,7 +97,9 @@ class AgentWidget(StageWidget):
             columns_layer.metadata.update({HITS_KEY: result.hits, SELECTED_HIT_KEY: result.config.candidate_index})
         if result.lattice is not None:
             self.add_layer(lattice_layer_data(result.lattice, result.columns.pixel_size_A,
-                                              name=f"{name} lattice (agent)", **{COLUMNS_KEY: result.columns}))
+                                              name=f"{name} lattice (agent)",
+                                              near_px=result.columns.positions_px.mean(axis=0),
+                                              **{COLUMNS_KEY: result.columns}))
             if columns_layer is not None:
                 columns_layer.metadata[LATTICE_KEY] = result.lattice
         if result.reconstruction is not None:

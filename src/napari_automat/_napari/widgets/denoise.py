@@ -42,7 +42,7 @@ class DenoiseWidget(StageWidget):
         def done(out):
             denoised, info = out
             self.add_layer(micrograph_layer_data(denoised, name=name, automat_denoise_info=info,
-                                                 automat_source_layer=layer.name))
+                                                 automat_source_layer=layer.name), like=layer)
             summary = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                                 for k, v in info.items() if isinstance(v, (str, int, float)))
             self.set_status(f"done: {summary}" if summary else "done")

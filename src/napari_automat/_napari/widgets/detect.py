@@ -103,7 +103,8 @@ class DetectWidget(StageWidget):
         def done(out):
             columns, note = out
             self.add_layer(columns_layer_data(columns, name=name, **{MICROGRAPH_KEY: mg,
-                                                                     "automat_source_layer": layer.name}))
+                                                                     "automat_source_layer": layer.name}),
+                           like=layer)
             counts = np.bincount(columns.sublattice[columns.sublattice >= 0]) if columns.count else []
             per = ", ".join(f"{s}: {n}" for s, n in enumerate(counts) if n)
             self.set_status(f"{columns.count} columns" + (f" (sublattices {per})" if per else "")

@@ -48,7 +48,8 @@ class LatticeWidget(StageWidget):
         def done(out):
             lattice, labelled = out
             self.add_layer(lattice_layer_data(lattice, labelled.pixel_size_A, name=f"{layer.name} lattice",
-                                              **{COLUMNS_KEY: labelled}))
+                                              near_px=labelled.positions_px.mean(axis=0), **{COLUMNS_KEY: labelled}),
+                           like=layer)
             if len(layer.data) == n == labelled.count:
                 set_column_features(layer, labelled)
             layer.metadata[LATTICE_KEY] = lattice

@@ -89,6 +89,7 @@ class ReadWidget(StageWidget):
         layer.metadata[MICROGRAPH_KEY] = mg
         layer.metadata.update(pixel_size_A=list(mg.pixel_size_A), calibrated=True)
         layer.scale = (*tuple(layer.scale)[:-2], value, value)
+        layer.units = (*tuple(layer.units)[:-2], "angstrom", "angstrom")
         self.viewer.scale_bar.visible = True
         self.viewer.reset_view()
         self.update_info()

@@ -1,0 +1,356 @@
+"""Template retrieval: rank library projections against a measured 2D lattice and motif.
+
+Score = lattice shape × lattice scale × column positions × Z-contrast × elements, each in [0, 1]:
+
+* lattice: the measured reduced cell (a, b, gamma) against each visible projected cell in its
+  equivalent settings (swap, gamma ↔ 180° − gamma, b ± a), after the best isotropic rescaling
+  (±8% for real compounds; around the radius-predicted scale for decorated prototypes);
+* motif: measured sites against template columns after the best origin shift, setting and 2D
+  inversion (RMS distance [Å], both ways, so missing and extra columns count);
+* Z-contrast: log site intensities against log ``Σ Z^n`` of the matched columns, up to a factor;
+* elements: 1 when the template has the hinted elements, 0.5–0.9 for a prototype decorated with
+  them (plausible oxidation states, data-mined substitution probability), low otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import permutations, product
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..model import AutomatError, Lattice2D, Progress, TemplateHit, no_progress
+
+#: Cell settings: rows of ``[v1; v2] = M [A; B]`` for a reduced template cell (A, B).
+SETTINGS = np.array([[[1, 0], [0, 1]], [[1, 0], [0, -1]], [[0, 1], [1, 0]], [[0, 1], [-1, 0]],
+                     [[1, 0], [1, 1]], [[1, 0], [-1, 1]], [[0, 1], [1, 1]], [[0, 1], [1, -1]]])
+#: Largest anisotropic lattice mismatch (strain-like: log lengths and angle in rad) considered.
+MAX_SHAPE = 0.08
+#: Width of the lattice-shape score.
+SIGMA_SHAPE = 0.025
+#: Largest isotropic rescaling of a template (log), and the width of its score.
+MAX_SCALE = math.log(1.08)
+SIGMA_SCALE = 0.04
+#: Decorated prototypes: scale range considered and score width around the predicted scale.
+DECORATED_SCALE = (0.6, 1.6)
+SIGMA_SCALE_DECORATED = 0.08
+#: Width of the column-position score [Å] and of the log-intensity score.
+SIGMA_POS_A = 0.3
+SIGMA_LOG_I = 0.3
+#: Prototypes with more species than this are not decorated (n! permutations).
+MAX_DECORATED_SPECIES = 4
+#: Elements that may be missing from a hint (light, often invisible in HAADF).
+LIGHT_Z = 9
+
+
+@dataclass
+class _Index:
+    entry: np.ndarray  # (R,) entry index per pattern row
+    proj: np.ndarray  # (R,) projection index
+    geometric: np.ndarray  # (R,) bool: geometry-only translation cell
+    contrast: np.ndarray  # (R,) min/max column weight of the projection's visible columns
+    cells: np.ndarray  # (R, 2, 2) template cell vectors in the plane [Å]
+    lengths: np.ndarray  # (R, 8, 2) |v1|, |v2| per setting
+    gammas: np.ndarray  # (R, 8) angle between v1 and v2 per setting [deg]
+    fracs: list  # per row (n, 2)
+    counts: list  # per row (n, n_elements)
+    z: list  # per entry, atomic numbers of its elements
+
+
+def _index(library) -> _Index:
+    if "index" in library.cache:
+        return library.cache["index"]
+    from pymatgen.core import Element
+
+    z = [np.array([Element(el).Z for el in e["elements"]], float) for e in library.entries]
+    entry, proj, geometric, contrast, cells, fracs, counts = [], [], [], [], [], [], []
+    for pi, pr in enumerate(library.projections):
+        weighted = np.asarray(pr["patterns"][0]["counts"], float) @ z[pr["entry"]] ** 1.7
+        for pat in pr["patterns"]:
+            entry.append(pr["entry"])
+            proj.append(pi)
+            geometric.append(pat["kind"] == "geometric")
+            contrast.append(weighted.min() / weighted.max())
+            cells.append(pat["cell"])
+            fracs.append(np.asarray(pat["frac"], float).reshape(-1, 2))
+            counts.append(np.asarray(pat["counts"], float).reshape(len(fracs[-1]), -1))
+    cells = np.asarray(cells, float)
+    vecs = np.einsum("sij,rjk->rsik", SETTINGS, cells)
+    lengths = np.linalg.norm(vecs, axis=-1)
+    cosg = np.einsum("rsk,rsk->rs", vecs[:, :, 0], vecs[:, :, 1]) / (lengths[..., 0] * lengths[..., 1])
+    idx = _Index(np.array(entry), np.array(proj), np.array(geometric), np.array(contrast), cells, lengths,
+                 np.degrees(np.arccos(np.clip(cosg, -1, 1))), fracs, counts, z)
+    library.cache["index"] = idx
+    return idx
+
+
+def measured_cell(lattice: Lattice2D) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The measured cell Gauss-reduced: ``(cell (2, 2) [Å] in its own frame, motif fractional
+    positions (k, 2) in that cell, intensities (k,))``. The frame puts a along x."""
+    from .projection import gauss_reduce
+
+    a2, b2, m = gauss_reduce(lattice.a_vec_A, lattice.b_vec_A)
+    a, b = np.linalg.norm(a2), np.linalg.norm(b2)
+    if a < 1e-6 or abs(a2[0] * b2[1] - a2[1] * b2[0]) < 1e-6 * a * b:
+        raise AutomatError("the measured lattice is degenerate (parallel or zero basis vectors)")
+    cosg = float(a2 @ b2) / (a * b)
+    cell = np.array([[a, 0.0], [b * cosg, b * math.sqrt(max(0.0, 1 - cosg ** 2))]])
+    frac = np.array([s.frac for s in lattice.motif], float).reshape(-1, 2)
+    frac = np.mod(frac @ np.linalg.inv(m), 1.0) if len(frac) else frac
+    intensity = np.array([s.intensity for s in lattice.motif], float)
+    return cell, frac, intensity
+
+
+def _periodic_d(f1: np.ndarray, f2: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Distances [Å] between (..., k, 2) and (..., n, 2) fractional positions: (..., k, n)."""
+    d = f1[..., :, None, :] - f2[..., None, :, :]
+    d -= np.round(d)
+    images = np.array(list(product((-1, 0, 1), repeat=2)), float)
+    cart = (d[..., None, :] + images) @ cell
+    return np.sqrt((cart ** 2).sum(-1)).min(-1)
+
+
+def _motif_scores(frac_t: np.ndarray, log_w: np.ndarray, settings: Sequence[int], meas: tuple) -> list[dict]:
+    """Best position and Z-contrast agreement per weight vector in ``log_w`` (P, n)."""
+    cell, frac_m, intensity = meas
+    P = len(log_w)
+    if len(frac_m) == 0:
+        return [{"position": 1.0, "intensity": 1.0, "rms_A": None, "setting": settings[0], "inverted": False,
+                 "shift": [0.0, 0.0], "sites": []} for _ in range(P)]
+    use_i = bool(np.all(np.isfinite(intensity)) and np.all(intensity > 0) and len(frac_m) > 1)
+    anchor = int(np.argmax(intensity)) if use_i else 0
+    best = [None] * P
+    for s in settings:
+        g0 = frac_t @ np.linalg.inv(SETTINGS[s])
+        for sign in (1.0, -1.0):
+            g = sign * g0
+            shifts = frac_m[anchor] - g  # (S, 2): the anchor site on each template column
+            d = _periodic_d(frac_m[None], g[None] + shifts[:, None], cell)  # (S, k, n)
+            nearest = d.argmin(-1)  # (S, k)
+            sq = (d.min(-1) ** 2).sum(-1) + (d.min(-2) ** 2).sum(-1)
+            rms = np.sqrt(sq / (d.shape[1] + d.shape[2]))
+            pos = np.exp(-0.5 * (rms / SIGMA_POS_A) ** 2)
+            if use_i:
+                r = np.log(intensity)[None, None, :] - log_w[:, nearest]  # (P, S, k)
+                r -= r.mean(-1, keepdims=True)
+                inten = np.exp(-0.5 * (np.sqrt((r ** 2).mean(-1)) / SIGMA_LOG_I) ** 2)
+            else:
+                inten = np.ones((P, len(shifts)))
+            total = pos[None] * inten
+            for p in range(P):
+                k = int(np.argmax(total[p]))
+                if best[p] is None or total[p, k] > best[p]["position"] * best[p]["intensity"] + 1e-12:
+                    best[p] = {"position": float(pos[k]), "intensity": float(inten[p, k]), "rms_A": float(rms[k]),
+                               "setting": int(s), "inverted": sign < 0, "shift": np.mod(shifts[k], 1.0).tolist(),
+                               "sites": nearest[k].tolist()}
+    return best
+
+
+@lru_cache(maxsize=4096)
+def _oxidation_guess(formula: str) -> Optional[dict]:
+    from pymatgen.core import Composition
+
+    guesses = Composition(formula).oxi_state_guesses(max_sites=-1)
+    return dict(guesses[0]) if guesses else None
+
+
+@lru_cache(maxsize=1)
+def _substitution():
+    try:
+        from pymatgen.core.structure_prediction.substitution_probability import SubstitutionProbability
+    except ImportError:  # older pymatgen
+        from pymatgen.analysis.structure_prediction.substitution_probability import SubstitutionProbability
+    return SubstitutionProbability()
+
+
+def _species(el: str, oxi: Optional[dict]):
+    from pymatgen.core import Species
+
+    if oxi is None or el not in oxi or abs(oxi[el] - round(oxi[el])) > 1e-6:
+        return None
+    return Species(el, int(round(oxi[el])))
+
+
+def _decorations(entry: dict, hint: tuple[str, ...]) -> list[dict]:
+    """Plausible assignments of the hinted elements to the species of a prototype, with the
+    substitution likelihood (0..1) and the radius-predicted lattice scale."""
+    from pymatgen.core import Composition, Element
+
+    old = entry["elements"]
+    comp = {el.symbol: n for el, n in Composition(entry["reduced_formula"]).items()}
+    old_oxi = _oxidation_guess(entry["reduced_formula"])
+    metallic = all(Element(el).is_metal for el in old)
+    sub = None
+    out = []
+    for perm in permutations(hint):
+        mapping = dict(zip(old, perm))
+        new_comp = Composition({mapping[el]: n for el, n in comp.items()})
+        new_formula = new_comp.reduced_formula
+        new_oxi = _oxidation_guess(new_formula)
+        if new_oxi is None and not (metallic and all(Element(el).is_metal for el in perm)):
+            continue
+        q = []
+        for o, n in mapping.items():
+            if o == n:
+                q.append(1.0)
+                continue
+            so, sn = _species(o, old_oxi), _species(n, new_oxi)
+            sub = sub or _substitution()
+            known = so is not None and sn is not None and frozenset([so, sn]) in sub._l
+            q.append(1 / (1 + math.exp(-sub.get_lambda(sn, so) / 1.5)) if known else 0.5)
+        radius = lambda el: Element(el).atomic_radius or 1.5  # noqa: E731
+        scale = sum(n * radius(mapping[el]) for el, n in comp.items()) / sum(n * radius(el) for el, n in comp.items())
+        out.append({"mapping": mapping, "formula": new_formula, "likelihood": float(np.prod(q) ** (1 / len(q))),
+                    "scale": float(scale), "z": np.array([Element(mapping[el]).Z for el in old], float)})
+    return out
+
+
+def _element_score(elements: list[str], hint: tuple[str, ...]) -> float:
+    from pymatgen.core import Element
+
+    have, want = set(elements), set(hint)
+    if not want or have == want:
+        return 1.0
+    if want < have and all(Element(el).Z <= LIGHT_Z for el in have - want):
+        return 0.8
+    return 0.1 * len(have & want) / len(have | want)
+
+
+def _normalise_hint(elements) -> tuple[str, ...]:
+    from pymatgen.core import Element
+
+    out = []
+    for el in elements or ():
+        sym = str(el).strip()
+        sym = sym[:1].upper() + sym[1:].lower()
+        try:
+            Element(sym)
+        except ValueError:
+            raise AutomatError(f"unknown element in the hint: {el!r}") from None
+        if sym not in out:
+            out.append(sym)
+    return tuple(out)
+
+
+def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top_k: int = 10,
+             z_exponent: float = 1.7, progress: Progress = no_progress) -> list[TemplateHit]:
+    """Rank the template projections against the measured ``lattice`` (and its motif), best first.
+
+    ``elements`` is an optional hint such as ``("Sr", "Ti", "O")``; prototypes with as many species
+    are then also decorated with these elements. Scores are in [0, 1]; ``details`` holds the
+    partial scores, the fitted scale, the ambiguity (score gap to the next different formula) and
+    the in-plane mapping: ``basis_frac3`` (template vectors, fractional in the template cell,
+    whose projections map onto the measured a and b), ``p``, ``q``, ``t``.
+    """
+    from .library import load_library
+
+    library = library if library is not None else load_library(progress=progress)
+    progress(0.0, "retrieving templates")
+    hint = _normalise_hint(elements)
+    idx = _index(library)
+    meas = measured_cell(lattice)
+    cell = meas[0]
+    a, b = np.linalg.norm(cell, axis=1)
+    gamma = math.degrees(math.atan2(cell[1, 1], cell[1, 0]))
+
+    # Lattice filter over all rows and settings at once.
+    la, lb = np.log(a / idx.lengths[..., 0]), np.log(b / idx.lengths[..., 1])
+    log_scale = 0.5 * (la + lb)
+    shape = np.sqrt(0.5 * (la - lb) ** 2 + np.radians(gamma - idx.gammas) ** 2)
+    best_setting = shape.argmin(1)
+    rows = np.arange(len(shape))
+    shape_best, scale_best = shape[rows, best_setting], log_scale[rows, best_setting]
+    n_species = np.array([len(e["elements"]) for e in library.entries])[idx.entry]
+    exact_ok = (shape_best <= MAX_SHAPE) & (np.abs(scale_best) <= MAX_SCALE)
+    deco_ok = np.zeros_like(exact_ok)
+    if hint and len(hint) <= MAX_DECORATED_SPECIES:
+        deco_ok = ((shape_best <= MAX_SHAPE) & (n_species == len(hint)) & (scale_best >= math.log(DECORATED_SCALE[0]))
+                   & (scale_best <= math.log(DECORATED_SCALE[1])))
+
+    decorations: dict[int, list[dict]] = {}
+    found: dict[tuple, dict] = {}
+    for r in np.flatnonzero(exact_ok | deco_ok):
+        e = int(idx.entry[r])
+        entry = library.entries[e]
+        settings = np.flatnonzero(shape[r] <= shape_best[r] + 0.01)
+        shape_score = math.exp(-0.5 * (shape_best[r] / SIGMA_SHAPE) ** 2)
+        variant = idx.contrast[r] ** 0.5 if idx.geometric[r] else 1.0
+        options = []  # (decoration or None, z per element, expected scale, element score, scale sigma)
+        if exact_ok[r] and not (hint and set(entry["elements"]) != set(hint) and deco_ok[r]):
+            options.append((None, idx.z[e], 1.0, _element_score(entry["elements"], hint), SIGMA_SCALE))
+        if deco_ok[r]:
+            if e not in decorations:
+                decorations[e] = [d for d in _decorations(entry, hint) if set(d["mapping"].items()) != {
+                    (el, el) for el in entry["elements"]}]
+            for d in decorations[e]:
+                options.append((d, d["z"], d["scale"], 0.5 + 0.4 * d["likelihood"], SIGMA_SCALE_DECORATED))
+        if not options:
+            continue
+        log_w = np.log(np.maximum(np.stack([idx.counts[r] @ o[1] ** z_exponent for o in options]), 1e-9))
+        motifs = _motif_scores(idx.fracs[r], log_w, [int(s) for s in settings], meas)
+        for (deco, _, expected, el_score, sigma), m in zip(options, motifs):
+            dev = scale_best[r] - math.log(expected)
+            if deco is not None and abs(dev) > 3 * sigma:
+                continue
+            scale_score = math.exp(-0.5 * (dev / sigma) ** 2)
+            score = shape_score * scale_score * m["position"] * m["intensity"] * el_score * variant
+            tid = entry["id"] if deco is None else f"{entry['id']}|" + ",".join(deco["mapping"][el] for el in entry["elements"])
+            pr = library.projections[int(idx.proj[r])]
+            key = (tid, tuple(pr["zone_axis"]))
+            if key in found and found[key]["score"] >= score:
+                continue
+            found[key] = {"score": score, "row": int(r), "entry": e, "deco": deco, "motif": m, "tid": tid,
+                          "parts": {"lattice_shape": shape_score, "lattice_scale": scale_score,
+                                    "positions": m["position"], "z_contrast": m["intensity"], "elements": el_score,
+                                    "cell_variant": variant}}
+    ranked = sorted(found.values(), key=lambda h: -h["score"])
+    hits = [_hit(library, idx, h, meas, scale_best, shape_best, best_setting) for h in ranked[:top_k]]
+    for i, hit in enumerate(hits):
+        nxt = next((h["score"] for h in ranked[i + 1:] if _formula(library, h) != hit.formula), 0.0)
+        hit.details["ambiguity_gap"] = round(hit.score - nxt, 4)
+    progress(1.0, f"{len(found)} template candidates")
+    return hits
+
+
+def _formula(library, h: dict) -> str:
+    return h["deco"]["formula"] if h["deco"] is not None else library.entries[h["entry"]]["reduced_formula"]
+
+
+def _hit(library, idx: _Index, h: dict, meas: tuple, scale_best, shape_best, best_setting) -> TemplateHit:
+    r, entry, m, deco = h["row"], library.entries[h["entry"]], h["motif"], h["deco"]
+    pr = library.projections[int(idx.proj[r])]
+    pat = pr["patterns"][int(idx.geometric[r])]
+    setting = SETTINGS[m["setting"]]
+    basis = setting @ np.asarray(pat["basis"], float)
+    structure = library.structure(h["entry"])
+    scale = math.exp(scale_best[r])
+    if deco is not None:
+        structure.replace_species(deco["mapping"])
+        structure.scale_lattice(structure.volume * scale ** 3)
+    sites = [{el: c for el, c in zip(entry["elements"] if deco is None else [deco["mapping"][x] for x in entry["elements"]],
+                                     idx.counts[r][j]) if c > 0} for j in m["sites"]]
+    details = {
+        **{k: round(float(v), 4) for k, v in h["parts"].items()},
+        "lattice_mismatch": round(float(shape_best[r]), 4),
+        "scale": round(scale, 4),
+        "position_rms_A": None if m["rms_A"] is None else round(m["rms_A"], 3),
+        "n_template_columns": len(pat["frac"]),
+        "n_measured_sites": len(meas[1]),
+        "cell_variant": pat["kind"],
+        "template_cell_A": [round(float(x), 4) for x in idx.lengths[r, m["setting"]]] + [
+            round(float(idx.gammas[r, m["setting"]]), 2)],
+        "basis_frac3": np.round(basis, 6).tolist(),
+        "p": pr["p"], "q": pr["q"], "t": pr["zone_axis"],
+        "inverted": m["inverted"], "origin_shift": [round(x, 4) for x in m["shift"]],
+        "site_composition": sites,
+        "spacegroup": entry["spacegroup_symbol"], "spacegroup_number": entry["spacegroup_number"],
+        "is_2d": entry["is_2d"],
+        "decoration": None if deco is None else {**deco["mapping"], "likelihood": round(deco["likelihood"], 3),
+                                                 "predicted_scale": round(deco["scale"], 3)},
+    }
+    source = "; ".join(s["description"] for s in entry["sources"])
+    return TemplateHit(h["tid"], _formula(library, h), tuple(pr["zone_axis"]), float(h["score"]), details,
+                       structure, source)

@@ -1,0 +1,231 @@
+"""The stage widgets in a real viewer (under Xvfb), synchronous workers.
+
+Set ``AUTOMAT_SCREENSHOT_DIR=docs/images`` to save the screenshots used by docs/user-guide.md.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from napari.layers import Points
+
+from napari_automat._napari.layers import (COLUMNS_KEY, HITS_KEY, LATTICE_KEY, MICROGRAPH_KEY, STRUCTURE_KEY,
+                                           columns_from_points_layer)
+
+pytestmark = pytest.mark.gui
+
+SHOT_DIR = os.environ.get("AUTOMAT_SCREENSHOT_DIR")
+PLUGIN = "napari-automat"
+
+
+def screenshot(viewer, name: str) -> None:
+    if SHOT_DIR:
+        from qtpy.QtWidgets import QApplication
+
+        QApplication.processEvents()
+        Path(SHOT_DIR).mkdir(parents=True, exist_ok=True)
+        viewer.screenshot(str(Path(SHOT_DIR) / f"{name}.png"), canvas_only=False, flash=False)
+
+
+def dock(viewer, name: str):
+    """Show one AutoMat widget (alone, so screenshots stay readable) and return it."""
+    viewer.window.remove_dock_widget("all")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    return widget
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, sync_workers):
+    from napari.settings import get_settings
+
+    get_settings().application.gui_notification_level = "error"  # no toasts over screenshots
+    v = make_napari_viewer(show=True)
+    v.window._qt_window.resize(1500, 950)
+    return v
+
+
+def lattice_image(n_cells=10, a_A=3.905, pixel_A=0.2, noise=0.02, seed=0):
+    """SrTiO3 [001]-like HAADF image: bright Sr columns on the corners, dimmer Ti-O in the centres."""
+    size = int(n_cells * a_A / pixel_A)
+    yy, xx = np.mgrid[0:size, 0:size] * pixel_A
+    img = np.zeros((size, size))
+    for (fy, fx), amp in (((0.0, 0.0), 1.0), ((0.5, 0.5), 0.55)):
+        for i in range(-1, n_cells + 2):
+            for j in range(-1, n_cells + 2):
+                y, x = (i + fy) * a_A, (j + fx) * a_A
+                img += amp * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 0.45 ** 2))
+    return img + np.random.default_rng(seed).normal(0, noise, img.shape)
+
+
+def test_calibration_widget_sets_pixel_size(viewer):
+    w = dock(viewer, "1 Read and calibrate")
+    layer = viewer.add_image(lattice_image(n_cells=4), name="uncalibrated")
+    assert w.image.layer() is layer
+    assert "no: set the pixel size" in w.info.text()
+    w.pixel_size.setValue(0.2)
+    w.run_button.click()
+    np.testing.assert_allclose(layer.scale, [0.2, 0.2])
+    mg = layer.metadata[MICROGRAPH_KEY]
+    assert mg.calibrated and mg.pixel_size_A == (0.2, 0.2)
+    assert "yes" in w.info.text()
+
+
+def test_detect_threaded_run_does_not_block(viewer, qtbot, monkeypatch):
+    from napari_automat._napari import worker
+
+    monkeypatch.setattr(worker, "SYNCHRONOUS", False)
+    viewer.add_image(lattice_image(), name="sto", scale=(0.2, 0.2))
+    w = dock(viewer, "3 Detect atom columns")
+    w.run_button.click()
+    assert w.busy and not w.run_button.isEnabled()  # returned at once, work goes on in a thread
+    qtbot.waitUntil(lambda: not w.busy, timeout=30000)
+    layer = viewer.layers["sto columns"]
+    # 10 x 10 cells with both sublattices; border columns may be dropped
+    assert 150 <= len(layer.data) <= 242
+    cols = columns_from_points_layer(layer)
+    assert set(np.unique(cols.sublattice)) >= {0, 1}
+    bright = cols.intensity[cols.sublattice == 0].mean()
+    dim = cols.intensity[cols.sublattice == 1].mean()
+    assert bright > 1.3 * dim  # sublattice 0 is the brighter (Sr) one
+
+
+def test_stack_frame_is_analysed(viewer):
+    frames = np.stack([lattice_image(n_cells=6, seed=s) for s in range(2)])
+    viewer.add_image(frames, name="stack", scale=(1, 0.2, 0.2))
+    w = dock(viewer, "3 Detect atom columns")
+    viewer.dims.set_current_step(0, 1)
+    w.run_button.click()
+    layer = viewer.layers["stack columns"]
+    assert layer.ndim == 2 and len(layer.data) > 40
+    assert layer.metadata[MICROGRAPH_KEY].metadata.get("frame") == 1
+
+
+def test_full_workflow_on_real_image_with_edits(viewer, real_file):
+    path = real_file("real/atomap_test_ADF_cropped.hdf5")
+
+    # 1 read
+    w = dock(viewer, "1 Read and calibrate")
+    (image,) = w.open_path(str(path))
+    np.testing.assert_allclose(image.scale, [0.0933, 0.0933], rtol=0.01)
+    assert "yes" in w.info.text()
+    screenshot(viewer, "01_read")
+
+    # 2 denoise -> a new image layer with the same calibration
+    w = dock(viewer, "2 Denoise")
+    w.run_button.click()
+    denoised = viewer.layers[f"{image.name} denoised"]
+    assert denoised.data.shape == image.data.shape
+    np.testing.assert_allclose(denoised.scale, image.scale)
+    screenshot(viewer, "02_denoise")
+
+    # 3 detect on the denoised image -> a NEW points layer, sublattices labelled
+    w = dock(viewer, "3 Detect atom columns")
+    assert w.image.layer() is denoised
+    w.run_button.click()
+    points = viewer.layers[f"{denoised.name} columns"]
+    n = len(points.data)
+    assert n > 150, w.status.text()
+    assert f"{n} columns" in w.status.text()
+    np.testing.assert_allclose(points.scale, image.scale)
+    screenshot(viewer, "03_detect")
+
+    # edit: delete 3 columns, add one back by hand with chosen defaults, refine it
+    removed = points.data[[5, 50, 100]].copy()
+    points.selected_data = {5, 50, 100}
+    points.remove_selected()
+    w.new_sublattice.setValue(0)
+    w.new_species.setText("Sr")
+    w.apply_defaults()
+    points.add(removed[0] + [0.6, -0.5])  # a click near the deleted column
+    edited = columns_from_points_layer(points)
+    assert edited.count == n - 2
+    assert edited.provenance[-1] == "added" and edited.species[-1] == "Sr" and edited.sublattice[-1] == 0
+    points.selected_data = {n - 3}
+    w.refine_button.click()
+    refined = columns_from_points_layer(points)
+    assert np.linalg.norm(refined.positions_px[-1] - removed[0]) < 0.5  # snapped onto the column
+    assert np.isfinite(refined.intensity[-1]) and refined.provenance[-1] == "added"
+    screenshot(viewer, "04_edit")
+
+    # re-detection never overwrites the edited layer
+    w.run_button.click()
+    assert len(points.data) == n - 2
+    viewer.layers[f"{denoised.name} columns [2]"].visible = False
+
+    # 4 lattice of the EDITED layer
+    w = dock(viewer, "4 2D lattice")
+    w.points.set_layer(points)
+    w.run_button.click()
+    vectors = viewer.layers[f"{points.name} lattice"]
+    used = vectors.metadata[COLUMNS_KEY]
+    assert used.count == n - 2 and used.provenance.count("added") == 1
+    lattice = vectors.metadata[LATTICE_KEY]
+    # SrTiO3 seen along [110]: 3.905/sqrt(2) and 3.905 Å, 90°
+    assert lattice.a_A == pytest.approx(3.905 / np.sqrt(2), rel=0.03)
+    assert lattice.b_A == pytest.approx(3.905, rel=0.03)
+    assert lattice.gamma_deg == pytest.approx(90, abs=2)
+    screenshot(viewer, "05_lattice")
+
+    # 5 retrieve -> sortable table of candidates
+    w = dock(viewer, "5 Retrieve templates")
+    w.points.set_layer(points)
+    w.elements.setText("Sr, Ti, O")
+    w.run_button.click()
+    hits = points.metadata[HITS_KEY]
+    assert w.table.rowCount() == len(hits) > 0, w.status.text()
+    assert hits[0].formula.replace(" ", "") in ("SrTiO3", "Sr1Ti1O3"), [h.formula for h in hits]
+    w.table.sortItems(3)  # by score, ascending: the best row goes last
+    assert w.table.item(w.table.rowCount() - 1, 0).text() == "1"
+    w.select_hit(0)
+    screenshot(viewer, "06_retrieve")
+
+    # 6 reconstruct from the edited layer -> 3D layers
+    w = dock(viewer, "6 Reconstruct 3D structure")
+    w.points.set_layer(points)
+    w.run_button.click()
+    (structure_layer,) = [layer for layer in viewer.layers
+                          if STRUCTURE_KEY in layer.metadata and isinstance(layer, Points)]
+    assert structure_layer.metadata[COLUMNS_KEY].count == n - 2
+    assert "added" in structure_layer.metadata[COLUMNS_KEY].provenance
+    structure = structure_layer.metadata[STRUCTURE_KEY]
+    assert structure.composition.reduced_formula == "SrTiO3"
+    assert structure.lattice.a == pytest.approx(3.905, rel=0.03)
+    assert viewer.dims.ndisplay == 3
+    assert f"{structure_layer.name} cell" in viewer.layers
+    screenshot(viewer, "07_reconstruct")
+
+    # 7 energy (CHGNet, no relaxation: fast)
+    w = dock(viewer, "7 Energy")
+    assert w.structure.layer() is structure_layer
+    w.model.setCurrentText("chgnet")
+    w.relax.setChecked(False)
+    w.run_button.click()
+    report = structure_layer.metadata["automat_energy"]
+    assert report.model == "chgnet" and not report.relaxed
+    assert -10 < report.energy_per_atom_eV < -5  # SrTiO3 ~ -8 eV/atom in MP-compatible units
+    assert "eV/atom" in w.result.text()
+    screenshot(viewer, "08_energy")
+
+
+def test_agent_widget_runs_full_chain(viewer, real_file, tmp_path):
+    path = real_file("real/atomap_test_ADF_cropped.hdf5")
+    viewer.open(str(path), plugin=PLUGIN)
+    w = dock(viewer, "Agent (full chain)")
+    assert w.points.layer() is None  # detect automatically
+    w.elements.setText("Sr Ti O")
+    w.energy_model.setCurrentText("none")
+    w.run_button.click()
+    text = w.transcript.toPlainText()
+    assert len(text.splitlines()) >= 3, w.status.text()
+    structures = [layer for layer in viewer.layers if STRUCTURE_KEY in layer.metadata]
+    assert structures, text
+    assert viewer.dims.ndisplay == 3
+    assert structures[0].metadata[STRUCTURE_KEY].composition.reduced_formula == "SrTiO3"
+    screenshot(viewer, "09_agent")
+
+    import napari
+
+    out = tmp_path / "structure.cif"
+    assert napari.save_layers(str(out), [structures[0]], plugin=PLUGIN) == [str(out)]
+    assert "_symmetry_space_group_name_H-M" in out.read_text() or "_space_group" in out.read_text()
