@@ -19,7 +19,7 @@ import numpy as np
 A_SRTIO3 = 3.905  # cubic lattice parameter [Å]
 PARAMS = dict(zone_axis=(0, 0, 1), thickness_A=100.0, detector="HAADF", voltage_kV=200.0, convergence_mrad=20.0,
               defocus_A=0.0, Cs_A=0.0, pixel_size_A=0.15, field_of_view_A=256 * 0.15, dose_e_per_A2=5e4,
-              frozen_phonons=4, source_size_A=0.3, rotation_deg=0.0, seed=2025)
+              frozen_phonons=4, phonon_sigma_A=0.08, source_size_A=0.3, rotation_deg=0.0, seed=2025)
 
 
 def main(argv=None) -> None:

@@ -12,7 +12,7 @@ def lattice_points(shape, pixel_A, a_vec_A, b_vec_A, motif, origin_px=(0.0, 0.0)
 
     ``motif`` is a list of fractional ``(u, v)`` along ``(a, b)``; vectors are ``(y, x)`` in Å.
     """
-    basis = np.stack([a_vec_A, b_vec_A]) / pixel_A  # rows a, b in px
+    basis = np.stack([a_vec_A, b_vec_A]) / np.broadcast_to(pixel_A, (2,))  # rows a, b in px
     extent = np.hypot(*shape)
     n = int(np.ceil(extent / min(np.linalg.norm(basis, axis=1)))) + 2
     ij = np.stack(np.meshgrid(np.arange(-n, n + 1), np.arange(-n, n + 1), indexing="ij"), -1).reshape(-1, 2)
@@ -26,17 +26,21 @@ def lattice_points(shape, pixel_A, a_vec_A, b_vec_A, motif, origin_px=(0.0, 0.0)
 
 
 def render(shape, positions_px, amplitudes, sigma_px, background=0.1, dose=None, seed=0):
-    """Sum of Gaussian columns on a flat background; Poisson noise at ``dose`` counts per unit signal."""
+    """Sum of Gaussian columns on a flat background; Poisson noise at ``dose`` counts per unit signal.
+
+    ``sigma_px`` is one width or ``(sigma_y, sigma_x)`` for anisotropic pixels.
+    """
     rng = np.random.default_rng(seed)
     img = np.full(shape, float(background))
-    half = int(np.ceil(5 * sigma_px))
+    sy, sx = np.broadcast_to(np.asarray(sigma_px, float), (2,))
+    hy, hx = int(np.ceil(5 * sy)), int(np.ceil(5 * sx))
     for (y, x), amp in zip(positions_px, amplitudes):
         cy, cx = int(round(y)), int(round(x))
-        y0, y1, x0, x1 = max(cy - half, 0), min(cy + half + 1, shape[0]), max(cx - half, 0), min(cx + half + 1, shape[1])
+        y0, y1, x0, x1 = max(cy - hy, 0), min(cy + hy + 1, shape[0]), max(cx - hx, 0), min(cx + hx + 1, shape[1])
         if y0 >= y1 or x0 >= x1:
             continue
         yy, xx = np.mgrid[y0:y1, x0:x1]
-        img[y0:y1, x0:x1] += amp * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma_px ** 2))
+        img[y0:y1, x0:x1] += amp * np.exp(-0.5 * ((yy - y) / sy) ** 2 - 0.5 * ((xx - x) / sx) ** 2)
     if dose is not None:
         img = rng.poisson(img * dose).astype(float) / dose
     return img
@@ -44,13 +48,17 @@ def render(shape, positions_px, amplitudes, sigma_px, background=0.1, dose=None,
 
 def synthetic(shape, pixel_A, a_vec_A, b_vec_A, motif, amplitudes, sigma_A=0.45, dose=None, seed=0,
               origin_px=(3.3, 5.7), signal="HAADF", background=0.1):
-    """A ``Micrograph`` of a decorated lattice, its true positions [px] and their site indices."""
+    """A ``Micrograph`` of a decorated lattice, its true positions [px] and their site indices.
+
+    ``pixel_A`` is one pixel size [Å] or ``(y, x)``; ``amplitudes`` one per motif site.
+    """
     pos, site = lattice_points(shape, pixel_A, a_vec_A, b_vec_A, motif, origin_px)
     amp = np.asarray(amplitudes, float)[site]
-    img = render(shape, pos, amp, sigma_A / pixel_A, background=background, dose=dose, seed=seed)
+    pixel = tuple(float(p) for p in np.broadcast_to(pixel_A, (2,)))
+    img = render(shape, pos, amp, sigma_A / np.array(pixel), background=background, dose=dose, seed=seed)
     if signal.upper() in ("ABF", "BF"):
         img = img.max() + background - img
-    return Micrograph(img, (pixel_A, pixel_A), True, metadata={"signal": signal}), pos, site
+    return Micrograph(img, pixel, True, metadata={"signal": signal}), pos, site
 
 
 def perovskite(shape=(256, 256), pixel_A=0.1, a_A=3.905, angle_deg=7.0, ratio=0.5, dose=200.0, seed=0,

@@ -33,8 +33,8 @@ def inverse_anscombe(values: np.ndarray) -> np.ndarray:
     return np.maximum(0.25 * y ** 2 + 0.25 * s / y - 1.375 / y ** 2 + 0.625 * s / y ** 3 - 0.125, 0.0)
 
 
-def nlm(image: np.ndarray, strength: float = 1.0) -> tuple[np.ndarray, float]:
-    """Non-local means (scikit-image, fast mode); counts are stabilised first. Returns ``(image, sigma)``."""
+def nlm(image: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """Non-local means (scikit-image, fast mode, ``h = 0.8 σ · strength``); counts are stabilised first."""
     from skimage.restoration import denoise_nl_means
 
     img = np.asarray(image, dtype=float)
@@ -42,10 +42,10 @@ def nlm(image: np.ndarray, strength: float = 1.0) -> tuple[np.ndarray, float]:
     work = anscombe(img) if counts else img
     sigma = estimate_sigma(work)
     if sigma <= 0:
-        return img.copy(), sigma
+        return img.copy()
     out = denoise_nl_means(work, patch_size=5, patch_distance=6, h=0.8 * sigma * strength, sigma=sigma,
                            fast_mode=True)
-    return (inverse_anscombe(out) if counts else out), estimate_sigma(img)
+    return inverse_anscombe(out) if counts else out
 
 
 def gaussian(image: np.ndarray, sigma_px: float) -> np.ndarray:

@@ -32,7 +32,7 @@ def denoise(micrograph: Micrograph, method: str = "auto", strength: float = 1.0,
     (non-local means), ``gaussian`` or ``none``. ``strength`` scales the filtering (narrower Bragg
     masks, larger NLM ``h``, wider Gaussian). Returns the new micrograph (float32, same calibration)
     and ``info``: ``method``, ``periodicity_score``, ``n_bragg_peaks``, ``sigma_noise_estimate``
-    (noise standard deviation in image units).
+    (RMS of the white noise in image units, from the high-frequency floor of the spectrum).
     """
     if method not in METHODS:
         raise AutomatError(f"unknown denoise method '{method}': choose one of {', '.join(METHODS)}")
@@ -62,14 +62,14 @@ def _denoise_frame(image: np.ndarray, method: str, strength: float, pixel_size_A
         raise AutomatError("the image contains NaN or infinite values")
     analysis = spectrum.analyse(image)
     chosen = _choice(analysis) if method == "auto" else method
-    sigma = classical.estimate_sigma(image)
+    sigma = analysis.noise_sigma
     notes = {}
     if chosen == "fourier" and not len(analysis.peaks_k):
         chosen, notes["warning"] = "nlm", "no Bragg peaks in the spectrum: used non-local means instead"
     if chosen == "fourier":
         result = spectrum.bragg_filter(image, analysis, strength)
     elif chosen == "nlm":
-        result, sigma = classical.nlm(image, strength)
+        result = classical.nlm(image, strength)
     elif chosen == "gaussian":
         result = classical.gaussian(image, strength * max(1.0, GAUSSIAN_SIGMA_A / pixel_size_A))
     else:

@@ -15,6 +15,10 @@ from scipy import ndimage
 
 #: Expected number of noise pixels passing the peak threshold (sets the threshold).
 EXPECTED_FALSE_PEAKS = 0.05
+#: Length [frequency pixels] of the windows along ky and kx in which a peak must stand out.
+LINE_WINDOW = 15
+#: Rounds of lattice extrapolation beyond the image edges before the final filtering.
+EXTRAPOLATIONS = 1
 #: Mask width as a fraction of the shortest Bragg vector (at strength 1).
 MASK_WIDTH = 0.15
 
@@ -27,6 +31,12 @@ class BraggAnalysis:
     excess_power: np.ndarray  # (n,) power above the radial background
     periodicity_score: float  # Bragg power / structured (non-noise, non-DC) power, 0..1
     noise_power: float  # white-noise floor of |FFT|^2 per frequency pixel
+    n_pixels: int
+
+    @property
+    def noise_sigma(self) -> float:
+        """Standard deviation of white noise that would give the high-frequency floor (image units)."""
+        return float(np.sqrt(self.noise_power / self.n_pixels))
 
     @property
     def n_peaks(self) -> int:
@@ -72,8 +82,15 @@ def analyse(image: np.ndarray) -> BraggAnalysis:
     radius = np.hypot(ky, kx)
     step = 1.0 / max(ny, nx)
     ring = np.minimum((radius / step).astype(int), int(0.5 / step))
-    median = _ring_medians(power, ring)
-    background = np.maximum(median[ring], 1e-300)
+    # background: radial median, raised where a line of power runs through the pixel (scan-line
+    # noise, rows shifted by jitter): a peak must stand out along ky and along kx as well
+    background = np.maximum(_ring_medians(power, ring)[ring], 1e-300)
+    background = np.maximum(background, ndimage.median_filter(power, size=(LINE_WINDOW, 1), mode="wrap"))
+    # extend to kx < 0 with the Friedel mates P(-ky, -kx) before filtering along kx
+    mates = power[(-np.arange(ny)) % ny, 1:LINE_WINDOW // 2 + 1][:, ::-1]
+    along_kx = ndimage.median_filter(np.hstack([mates, power]), size=(1, LINE_WINDOW), mode="nearest")
+    along_kx = along_kx[:, mates.shape[1]:]
+    background = np.maximum(background, along_kx)
     ratio = power / background
     # power of a noise pixel over the ring median ~ Exp(mean 1/ln 2): few false alarms expected
     n_half = power.size
@@ -83,9 +100,9 @@ def analyse(image: np.ndarray) -> BraggAnalysis:
     peak &= power == ndimage.maximum_filter(power, size=3, mode=("wrap", "nearest"))
     peak[ny // 2 + 1:, 0] = False  # the kx = 0 column holds each peak twice (ky and -ky)
     iy, ix = np.nonzero(peak)
-    peaks = np.column_stack([_subpixel(np.log(power + 1e-300), iy, ix, axis=0) * 1.0,
-                             _subpixel(np.log(power + 1e-300), iy, ix, axis=1)])
-    peaks_k = np.column_stack([np.where(peaks[:, 0] > ny / 2, peaks[:, 0] - ny, peaks[:, 0]) / ny, peaks[:, 1] / nx])
+    log_power = np.log(power + 1e-300)
+    py, px = _subpixel(log_power, iy, ix, axis=0), _subpixel(log_power, iy, ix, axis=1)
+    peaks_k = np.column_stack([np.where(py > ny / 2, py - ny, py) / ny, px / nx])
     box = ndimage.uniform_filter(np.maximum(power - background, 0.0), size=3, mode=("wrap", "nearest")) * 9
     excess = box[iy, ix]
     weight = np.where(kx > 0, 2.0, 1.0)  # rfft: each kx > 0 pixel stands for two in the full plane
@@ -93,7 +110,7 @@ def analyse(image: np.ndarray) -> BraggAnalysis:
     structured = float(np.sum(weight * np.maximum(power - noise, 0.0) * (radius > dc_radius)))
     bragg = float(np.sum(np.where(np.isclose(peaks_k[:, 1], 0), 1.0, 2.0) * excess)) if len(excess) else 0.0
     score = min(1.0, bragg / structured) if structured > 0 else 0.0
-    return BraggAnalysis(peaks_k, excess, score, noise)
+    return BraggAnalysis(peaks_k, excess, score, noise, img.size)
 
 
 def bragg_filter(image: np.ndarray, analysis: BraggAnalysis, strength: float = 1.0) -> np.ndarray:
@@ -127,9 +144,20 @@ def bragg_filter(image: np.ndarray, analysis: BraggAnalysis, strength: float = 1
             sub = np.exp(-0.5 * (dy[rows, None] ** 2 + (kx[0, cols] - cx) ** 2) / sigma ** 2)
             mask[np.ix_(rows, cols)] = np.maximum(mask[np.ix_(rows, cols)], sub)
     mean = img.mean()
-    filtered = irfft2(rfft2(img - mean, shape) * mask, shape)[:ny, :nx]
-    support = irfft2(rfft2(np.ones_like(img), shape) * low, shape)[:ny, :nx]
-    return filtered / np.maximum(support, 0.05) + mean
+    inside = np.zeros(shape)
+    inside[:ny, :nx] = 1.0
+    data = np.zeros(shape)
+    data[:ny, :nx] = img - mean
+    for _ in range(EXTRAPOLATIONS + 1):
+        support = irfft2(rfft2(inside) * low, shape)
+        lattice = irfft2(rfft2(data) * mask, shape) / np.maximum(support, 0.05)
+        # continue the lattice outside the image, fading with the support, and filter again:
+        # the image edges are then no longer a hard cut
+        taper = np.clip(support, 0.0, 1.0)
+        taper[:ny, :nx] = 1.0
+        data = np.where(inside > 0, data, lattice * taper)
+        inside = taper
+    return lattice[:ny, :nx] + mean
 
 
 def _ring_medians(values: np.ndarray, ring: np.ndarray) -> np.ndarray:

@@ -74,20 +74,24 @@ def find_lattice(columns: Columns, image=None, progress: Progress = no_progress)
 
     # order sites by intensity, brightest first, and put the brightest at the origin
     n_sites = site.max() + 1
-    mean_int = np.array([np.nanmean(columns.intensity[site == s]) if np.any(np.isfinite(columns.intensity[site == s]))
-                         else -np.inf for s in range(n_sites)])
+    mean_int = np.full(n_sites, -np.inf)  # sites without a measured intensity go last
+    for s in range(n_sites):
+        values = columns.intensity[site == s]
+        if np.any(np.isfinite(values)):
+            mean_int[s] = np.nanmean(values)
     order = np.argsort(-mean_int, kind="stable")
     rank = np.empty(n_sites, dtype=int)
     rank[order] = np.arange(n_sites)
     basis_m = np.stack([a, b], axis=1)
     frac = np.linalg.solve(basis_m, (offsets - offsets[order[0]]).T).T
     frac = frac - np.floor(frac + 0.005)
-    motif = [MotifSite((float(frac[s, 0]), float(frac[s, 1])), float(mean_int[s]) if np.isfinite(mean_int[s]) else np.nan,
-                       int(rank[s]), int(np.sum(site == s))) for s in order]
+    motif = [MotifSite((float(frac[s, 0]), float(frac[s, 1])),
+                       float(mean_int[s]) if np.isfinite(mean_int[s]) else np.nan, int(rank[s]), int(np.sum(site == s)))
+             for s in order]
     sublattice = np.where(site >= 0, rank[np.maximum(site, 0)], -1)
     origin_px = offsets[order[0]] / np.asarray(columns.pixel_size_A, float)
 
-    mismatch = spot_mismatch(spots[0], a, b) if spots is not None else float("nan")
+    mismatch = spot_mismatch(*spots, a, b) if spots is not None else float("nan")
     out = columns.subset(np.arange(len(columns)))
     out.sublattice = sublattice
     progress(1.0, "lattice found")
@@ -102,7 +106,7 @@ def _superlattice_from_spots(a, b, g, strength):
     between its reciprocal points. The cell of the spots is taken when it is built from 2 to 4
     of the current cells (integer combinations of ``a`` and ``b``).
     """
-    if spot_mismatch(g, a, b) <= MAX_FFT_MISMATCH:
+    if spot_mismatch(g, strength, a, b) <= MAX_FFT_MISMATCH:
         return a, b
     spot_basis = basis_from_spots(g, strength)
     if spot_basis is None:
@@ -112,7 +116,7 @@ def _superlattice_from_spots(a, b, g, strength):
     if np.max(np.abs(combo - whole)) > 0.1 or not 2 <= abs(round(np.linalg.det(whole))) <= 4:
         return a, b
     new = np.stack([a, b], axis=1) @ whole
-    if spot_mismatch(g, new[:, 0], new[:, 1]) > MAX_FFT_MISMATCH:
+    if spot_mismatch(g, strength, new[:, 0], new[:, 1]) > MAX_FFT_MISMATCH:
         return a, b
     return reduce_basis(new[:, 0], new[:, 1])
 

@@ -12,7 +12,7 @@ from .signal import check_signal, column_image
 from .spectrum import lattice_period_from_fft
 
 #: Minimum separation as a fraction of the dominant lattice spacing seen in the Fourier transform.
-SEPARATION_PER_PERIOD = 0.5
+SEPARATION_PER_PERIOD = 0.4
 #: A column must stand this many noise deviations above its surroundings ...
 _NOISE_SIGMAS = 5.0
 #: ... and reach this fraction of the contrast of the bright columns (95th percentile).
@@ -23,11 +23,15 @@ def detect_columns(micrograph: Micrograph, min_separation_A: float | None = None
                    signal: str = "auto", progress: Progress = no_progress) -> Columns:
     """Find atom columns in a 2D micrograph, refined to sub-pixel precision.
 
-    ``min_separation_A`` [Å] is the closest two columns may be (default: half the dominant
-    lattice spacing of the power spectrum). ``threshold_scale`` multiplies the automatic
-    contrast threshold (lower finds weaker columns). ``signal`` is ``auto`` (the micrograph's
-    ``metadata['signal']``, else the contrast decides), or ``HAADF``/``ADF``/``iDPC`` (bright columns)
-    or ``ABF``/``BF`` (dark columns). Columns closer than a quarter separation to the border are dropped.
+    ``min_separation_A`` [Å] is the closest two columns may be (default: 0.4 times the dominant
+    lattice spacing of the power spectrum, which finds O next to Ti in SrTiO3 [110] ABF).
+    ``threshold_scale`` multiplies the automatic contrast threshold (lower finds weaker columns).
+    ``signal`` is ``auto`` (the micrograph's ``metadata['signal']``, else the contrast decides),
+    ``HAADF``/``ADF``/``iDPC`` (bright columns) or ``ABF``/``BF`` (dark columns). Columns closer than
+    a quarter separation to the border are dropped.
+    Candidates are local maxima of the background-subtracted, smoothed image whose contrast exceeds
+    5 noise deviations and 10% of the brightest columns' contrast (times ``threshold_scale``);
+    positions, widths and intensities come from :func:`~napari_automat.detect.refine.fit_gaussians`.
     """
     if not isinstance(micrograph, Micrograph):
         raise AutomatError("detect_columns needs a Micrograph (see napari_automat.io.read.read_micrograph)")
@@ -58,31 +62,31 @@ def detect_columns(micrograph: Micrograph, min_separation_A: float | None = None
                            "the columns are not resolved at this pixel size")
 
     progress(0.2, "finding peaks")
-    bright = column_image(data, scale, spacing_px=2 * sep_px, signal=signal)
-    candidates, contrast, noise = _candidates(bright, scale, sep_px)
+    turned, flat = column_image(data, scale, spacing_px=2 * sep_px, signal=signal)
+    candidates, contrast, noise = _candidates(flat, scale, sep_px)
     if len(candidates):
         reference = np.percentile(contrast, 95)
         threshold = threshold_scale * max(_NOISE_SIGMAS * noise, _RELATIVE_CONTRAST * reference)
         candidates = candidates[contrast > threshold]
-    margin = 0.25 * sep_px / scale
-    inside = np.all((candidates >= margin) & (candidates <= np.array(data.shape) - 1 - margin), axis=1)
-    candidates = candidates[inside]
 
     progress(0.5, f"refining {len(candidates)} columns")
     radius = patch_radii_px(candidates, scale)
-    pos, intensity, sigma = fit_gaussians(bright, candidates, radius, scale)
-    keep = _dedupe(pos, intensity, scale, 0.5 * sep_px)
+    # columns at the border are fitted too (their tails reach their neighbours), then dropped
+    pos, intensity, sigma = fit_gaussians(turned, candidates, radius, scale)  # the offset takes the background
+    margin = 0.25 * sep_px / scale
+    inside = np.all((pos >= margin) & (pos <= np.array(data.shape) - 1 - margin), axis=1)
+    keep = inside & _dedupe(pos, intensity, scale, 0.5 * sep_px)
     progress(1.0, f"{int(keep.sum())} columns")
     return Columns.from_positions(pos[keep], tuple(pixel), intensity=intensity[keep], sigma_px=sigma[keep])
 
 
-def _candidates(bright: np.ndarray, scale: np.ndarray, sep_px: float):
+def _candidates(flat: np.ndarray, scale: np.ndarray, sep_px: float):
     """Local maxima ``(n, 2)`` at least ``sep_px`` apart, their contrast, and the noise of the smoothed image.
 
     The contrast of a maximum is its height above the lowest point within about 1.2 separations.
     """
     sigma = 0.2 * sep_px / scale
-    smooth = ndi.gaussian_filter(bright, sigma)
+    smooth = ndi.gaussian_filter(flat, sigma)
     ys, xs = np.nonzero(smooth == ndi.maximum_filter(smooth, size=3, mode="nearest"))
     neighbours = [smooth[np.clip(ys + dy, 0, smooth.shape[0] - 1), np.clip(xs + dx, 0, smooth.shape[1] - 1)]
                   for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
@@ -91,7 +95,7 @@ def _candidates(bright: np.ndarray, scale: np.ndarray, sep_px: float):
     contrast = smooth[ys, xs] - _local_floor(smooth, 1.2 * sep_px / scale)[ys, xs]
     pts = np.stack([ys, xs], axis=1).astype(float)
     keep = _dedupe(pts, contrast, scale, sep_px)
-    return pts[keep], contrast[keep], _pixel_noise(bright) * _kernel_norm(sigma)
+    return pts[keep], contrast[keep], _pixel_noise(flat) * _kernel_norm(sigma)
 
 
 def _local_floor(image: np.ndarray, reach_px) -> np.ndarray:

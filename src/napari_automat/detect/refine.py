@@ -1,10 +1,11 @@
 """Sub-pixel column positions: 2D Gaussians fitted to all columns at once (batched Levenberg-Marquardt).
 
 Each column gets its own patch, a disc of half its nearest-neighbour distance, and five parameters:
-amplitude, y, x, width and a constant offset. A second round refits every column after subtracting
-the fitted Gaussians of its neighbours, so that a dim column on the tails of bright ones is not
-pulled towards them. Fits that fail (diverge, run to a neighbour, collapse) fall back to the centre
-of mass of the patch and are flagged with ``sigma_px = nan``.
+amplitude, y, x, width and a constant offset. A second round refits the columns whose neighbours
+reach into their patch after subtracting the neighbours' fitted Gaussians, so that a dim column on
+the tails of bright ones is not pulled towards them. Fits that fail (diverge, run to a neighbour,
+collapse) are redone with the typical width held fixed, and then fall back to the centre of mass of
+the patch; both are flagged with ``sigma_px = nan``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from .signal import column_image
 #: Most patch pixels held in memory at once (columns x pixels).
 _CHUNK_PIXELS = 1_500_000
 _ITERATIONS = 20
+#: A fit has converged when its position and width change by less than this [px].
+_CONVERGED_PX = 2e-3
 #: Fitting rounds: the later ones subtract the neighbours fitted in the previous one.
 ROUNDS = 2
 
@@ -28,11 +31,13 @@ def refine_columns(image, columns: Columns, indices=None) -> Columns:
     ``image`` is the ``Micrograph`` (or 2D array) the positions refer to; dark-column signals
     (ABF, BF) are inverted first. Only ``indices`` are refitted when given (the others are kept as
     they are); provenance, species and sublattice are kept. ``intensity`` is the background-subtracted
-    integral ``2π A σ²`` [counts px²]; ``sigma_px`` [mean px] is ``nan`` where the fit failed and the
-    centre of mass was used instead.
+    integral ``2π A σ²`` [counts px²]; ``sigma_px`` [mean px] is ``nan`` where no width could be
+    fitted (the position then comes from a fit with the typical width, or the centre of mass).
     """
-    data, signal = (image.data, image.metadata.get("signal", "auto")) if isinstance(image, Micrograph) else (image, "auto")
-    data = np.asarray(data, dtype=float)
+    if isinstance(image, Micrograph):
+        data, signal = np.asarray(image.data, dtype=float), image.metadata.get("signal", "auto")
+    else:
+        data, signal = np.asarray(image, dtype=float), "auto"
     if data.ndim != 2:
         raise ValueError("refine_columns needs a 2D image (pick one frame of a stack)")
     out = columns.subset(np.arange(len(columns)))
@@ -43,7 +48,7 @@ def refine_columns(image, columns: Columns, indices=None) -> Columns:
         raise IndexError("refine_columns: index out of range")
     scale = np.asarray(columns.pixel_size_A, float) / np.mean(columns.pixel_size_A)
     radius = patch_radii_px(columns.positions_px, scale, columns.sigma_px)
-    bright = column_image(data, scale, spacing_px=2.0 * float(np.median(radius)), signal=signal)
+    bright, _ = column_image(data, scale, spacing_px=2.0 * float(np.median(radius)), signal=signal)
     # the neighbours of the selected columns are fitted too, to be subtracted
     tree = cKDTree(columns.positions_px * scale)
     near = tree.query_ball_point(columns.positions_px[idx] * scale, 4.0 * radius[idx])
@@ -73,7 +78,8 @@ def fit_gaussians(image: np.ndarray, positions_px: np.ndarray, radius_px: np.nda
     """Fit ``A exp(-r²/2σ²) + B`` around every position of a bright-column image.
 
     ``scale`` is the pixel size per axis relative to the mean one (anisotropic pixels); ``radius_px``
-    the patch radius of each column [mean px]. Returns ``(positions_px, intensity, sigma_px)``.
+    the patch radius of each column [mean px]; ``sigma0_px`` optional starting widths. Returns
+    ``(positions_px, intensity, sigma_px)`` as described for :func:`refine_columns`.
     """
     pos = np.asarray(positions_px, dtype=float).reshape(-1, 2).copy()
     n = len(pos)
@@ -82,39 +88,54 @@ def fit_gaussians(image: np.ndarray, positions_px: np.ndarray, radius_px: np.nda
     radius = np.broadcast_to(np.asarray(radius_px, dtype=float), (n,))
     scale = np.asarray(scale, dtype=float)
     sigma0 = np.full(n, np.nan) if sigma0_px is None else np.asarray(sigma0_px, dtype=float)
-    start = np.where(np.isfinite(sigma0) & (sigma0 > 0), sigma0, 0.4 * radius)
-    shape = np.full((n, 3), np.nan)  # amplitude, sigma, offset of the previous round
-    shape[:, 1] = np.clip(start, 0.5, radius)
-    ok = np.zeros(n, dtype=bool)
+    start = np.clip(np.where(np.isfinite(sigma0) & (sigma0 > 0), sigma0, 0.4 * radius), 0.5, radius)
+    state = {"pos": pos, "shape": np.stack([np.full(n, np.nan), start, np.full(n, np.nan)], 1),  # A, σ, B
+             "ok": np.zeros(n, dtype=bool), "origin": pos.copy()}
+    pixels = len(_disc_offsets(radius.max() + 1.0, scale))
+
+    def fit(rows, neighbours, fixed_width=False):
+        for sl in _chunks(len(rows), pixels):
+            r = rows[sl]
+            own = state["ok"][r] & (neighbours is not None) & (not fixed_width)
+            state["pos"][r], state["shape"][r], state["ok"][r] = _fit_chunk(
+                image, neighbours, state["pos"][r], radius[r], scale, state["shape"][r], own, fixed_width)
+        moved = np.hypot(*((state["pos"][rows] - state["origin"][rows]) * scale).T)
+        state["ok"][rows] &= moved < 0.6 * radius[rows]  # no drifting onto a neighbour
+        bad = rows[~state["ok"][rows]]
+        state["pos"][bad] = state["origin"][bad]
+
+    shape, ok = state["shape"], state["ok"]
+    fit(np.arange(n), None)
     neighbours = None
-    origin = pos.copy()
-    chunks = _chunks(n, len(_disc_offsets(radius.max() + 1.0, scale)))
-    for round_ in range(ROUNDS):
-        if round_:
-            reach = np.minimum(2.5 * radius[ok], 4.0 * shape[ok, 1] + 1.0)
-            neighbours = _render(image.shape, pos[ok], shape[ok, 0], shape[ok, 1], scale, reach)
-        first = pos.copy()
-        for sl in chunks:
-            pos[sl], shape[sl], ok[sl] = _fit_chunk(image, neighbours, first[sl], radius[sl], scale, shape[sl],
-                                                   ok[sl] & (round_ > 0))
-        ok &= np.hypot(*((pos - origin) * scale).T) < 0.6 * radius
-        pos[~ok] = first[~ok]
-        shape[~ok, 1] = np.clip(start[~ok], 0.5, radius[~ok])
+    if ROUNDS > 1 and np.any(ok):
+        reach = np.minimum(2.5 * radius[ok], 4.0 * shape[ok, 1] + 1.0)
+        neighbours = _render(image.shape, pos[ok], shape[ok, 0], shape[ok, 1], scale, reach)
+        # refit where the neighbours reach into the patch with over 10% of the column's amplitude
+        share = _neighbour_share(neighbours, pos, radius, scale, np.where(ok[:, None], shape, 0.0))
+        shape[~ok, 1] = start[~ok]
+        fit(np.flatnonzero(~ok | (share > 0.1)), neighbours)
     measured = ok.copy()
     if np.any(ok) and not np.all(ok):  # faint columns: fit again with the typical width held fixed
         bad = np.flatnonzero(~ok)
         shape[bad, 1] = np.minimum(np.median(shape[ok, 1]), 0.5 * radius[bad])
-        for sl in _chunks(len(bad), len(_disc_offsets(radius.max() + 1.0, scale))):
-            rows = bad[sl]
-            pos[rows], shape[rows], ok[rows] = _fit_chunk(image, neighbours, first[rows], radius[rows], scale,
-                                                          shape[rows], np.zeros(len(rows), bool), fixed_width=True)
-        ok &= np.hypot(*((pos - origin) * scale).T) < 0.6 * radius
-        pos[~ok] = first[~ok]
+        fit(bad, neighbours, fixed_width=True)
     intensity = 2.0 * np.pi * shape[:, 0] * shape[:, 1] ** 2 / (scale[0] * scale[1])
     sigma = np.where(measured, shape[:, 1], np.nan)
     if not np.all(ok):
         pos[~ok], intensity[~ok] = _centre_of_mass(image, neighbours, pos[~ok], radius[~ok], scale)
     return pos, intensity, sigma
+
+
+def _neighbour_share(neighbours, pos, radius, scale, shape) -> np.ndarray:
+    """Largest value of the other columns' Gaussians inside each patch, relative to its own amplitude."""
+    out = np.zeros(len(pos))
+    for sl in _chunks(len(pos), len(_disc_offsets(radius.max() + 1.0, scale))):
+        (yy, xx), ly, lx, w = _patches(neighbours, pos[sl], radius[sl], scale)
+        a, s = shape[sl, :1], np.maximum(shape[sl, 1:2], 1e-9)
+        others = (neighbours[yy, xx] - a * np.exp(-0.5 * (ly ** 2 + lx ** 2) / s ** 2)) * w
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[sl] = np.where(a[:, 0] > 0, others.max(1) / a[:, 0], np.inf)
+    return out
 
 
 def _chunks(n: int, pixels_each: int):
@@ -178,7 +199,9 @@ def _fit_chunk(image, neighbours, pos, radius, scale, previous, subtract_own, fi
     peak = np.sum(patch * core, axis=1) / np.maximum(core.sum(1), 1)
     p = np.stack([np.maximum(peak - offset, 1e-12), np.zeros(len(pos)), np.zeros(len(pos)),
                   np.clip(previous[:, 1], 0.5, radius), offset], axis=1)
-    lam = np.full(len(pos), 1e-2)
+    p[subtract_own, 0] = previous[subtract_own, 0]  # a later round starts from the last fit
+    p[subtract_own, 4] = previous[subtract_own, 2]
+    lam = np.full(len(pos), 1e-3)
     jtj, grad, cost = _normal_equations(p, ly, lx, patch, w)
     active = np.ones(len(pos), dtype=bool)
     eye = np.eye(5)[None]
@@ -203,7 +226,7 @@ def _fit_chunk(image, neighbours, pos, radius, scale, previous, subtract_own, fi
         up = a[better]
         p[up], jtj[up], grad[up], cost[up] = trial[better], t_jtj[better], t_grad[better], t_cost[better]
         lam[a] = np.where(better, lam[a] / 3.0, lam[a] * 4.0)
-        small = np.max(np.abs(step[:, 1:4]), axis=1) < 1e-3
+        small = np.max(np.abs(step[:, 1:4]), axis=1) < _CONVERGED_PX
         active[a[(better & small) | (lam[a] > 1e8)]] = False
 
     width_ok = True if fixed_width else (p[:, 3] > 0.3) & (p[:, 3] < 0.95 * radius)

@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 from ..model import AutomatError
 
 _DARK = ("ABF", "BF", "BRIGHT")
-_BRIGHT = ("HAADF", "ADF", "DF", "DARK", "DPC", "LAADF", "MAADF", "Z-CONTRAST")
+_BRIGHT = ("HAADF", "ADF", "DF", "DARK", "DPC", "LAADF", "MAADF")
 
 
 def column_polarity(signal: str | None) -> int | None:
@@ -31,13 +31,14 @@ def check_signal(signal: str) -> None:
         raise AutomatError(f"unknown signal {signal!r}: use auto, HAADF, ADF, iDPC, ABF or BF")
 
 
-def column_image(data: np.ndarray, scale=(1.0, 1.0), spacing_px: float = 10.0, signal: str | None = "auto") -> np.ndarray:
-    """Background-subtracted image in which atom columns are bright.
+def column_image(data: np.ndarray, scale=(1.0, 1.0), spacing_px: float = 10.0, signal: str | None = "auto",
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The image turned so that atom columns are bright, as is and minus its smooth background.
 
     ``spacing_px`` is the typical column separation [mean px]; ``scale`` the pixel size per axis
     relative to the mean one. The background is a Gaussian blur 2.5 separations wide. With
     ``signal="auto"`` the polarity is the sign of the skewness of the lightly smoothed image
-    (isolated bright peaks skew positive, dark ones negative).
+    (isolated bright peaks skew positive, dark ones negative). Returns ``(turned, flat)``.
     """
     img = np.asarray(data, dtype=float)
     if not np.all(np.isfinite(img)):
@@ -47,7 +48,7 @@ def column_image(data: np.ndarray, scale=(1.0, 1.0), spacing_px: float = 10.0, s
     polarity = column_polarity(signal)
     if polarity is None:
         polarity = 1 if skewness(ndi.gaussian_filter(flat, 0.15 * spacing_px / scale)) >= 0 else -1
-    return polarity * flat
+    return polarity * img, polarity * flat
 
 
 def smooth_background(img: np.ndarray, sigma_px) -> np.ndarray:
@@ -58,7 +59,8 @@ def smooth_background(img: np.ndarray, sigma_px) -> np.ndarray:
         return ndi.gaussian_filter(img, sigma_px, mode="reflect")
     pad = [(-n) % f for n, f in zip(img.shape, factor)]
     padded = np.pad(img, [(0, pad[0]), (0, pad[1])], mode="reflect")
-    binned = padded.reshape(padded.shape[0] // factor[0], factor[0], padded.shape[1] // factor[1], factor[1]).mean((1, 3))
+    binned = padded.reshape(padded.shape[0] // factor[0], factor[0],
+                            padded.shape[1] // factor[1], factor[1]).mean((1, 3))
     blurred = ndi.gaussian_filter(binned, sigma_px / np.array(factor), mode="reflect")
     # block centres sit at (f - 1) / 2 in full-resolution pixels
     coords = [(np.arange(n) - (f - 1) / 2) / f for n, f in zip(img.shape, factor)]

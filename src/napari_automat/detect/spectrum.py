@@ -9,6 +9,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage as ndi
 
+from ..model import AutomatError, Micrograph
 from .basis import reduce_basis
 
 #: A spot counts when its power exceeds the radial median background this many times.
@@ -23,20 +24,20 @@ _BASIS_MIN_STRENGTH = 0.05
 def _pixel_size(pixel_size_A) -> np.ndarray:
     p = np.broadcast_to(np.asarray(pixel_size_A, dtype=float), (2,)).copy()
     if not np.all(np.isfinite(p)) or np.any(p <= 0):
-        raise ValueError(f"pixel size must be positive, got {pixel_size_A}")
+        raise AutomatError(f"pixel size must be positive, got {pixel_size_A}")
     return p
 
 
 def spectrum_peaks(image, pixel_size_A) -> tuple[np.ndarray, np.ndarray]:
-    """Bragg spots of a 2D image, strongest first, one of each ``±g`` pair.
+    """Bragg spots of a 2D image (array or ``Micrograph``), strongest first, one of each ``±g`` pair.
 
     Returns ``(g, strength)``: ``g`` is ``(m, 2)`` spatial frequencies ``(ky, kx)`` [Å⁻¹] located to
     sub-bin precision, ``strength`` the excess power above the radial background (arbitrary units).
     The central ``_MAX_FIELD`` pixels per axis are analysed, Hann-windowed and zero-padded.
     """
-    img = np.asarray(image, dtype=float)
+    img = np.asarray(image.data if isinstance(image, Micrograph) else image, dtype=float)
     if img.ndim != 2 or min(img.shape) < 16:
-        raise ValueError("spectrum_peaks needs a 2D image of at least 16x16 pixels")
+        raise AutomatError("the power spectrum needs a 2D image of at least 16x16 pixels")
     p = _pixel_size(pixel_size_A)
     y0, x0 = (max(0, (n - _MAX_FIELD) // 2) for n in img.shape)
     img = img[y0:y0 + _MAX_FIELD, x0:x0 + _MAX_FIELD]
@@ -62,7 +63,8 @@ def spectrum_peaks(image, pixel_size_A) -> tuple[np.ndarray, np.ndarray]:
 
     k_min = 4.0 / min(n * q for n, q in zip(img.shape, p))  # at least four periods in the field
     half = (ky[:, None] > 0) | ((ky[:, None] == 0) & (kx[None, :] > 0))
-    iy, ix = np.nonzero(half & (kr > k_min) & (logp > np.interp(kr / step - 0.5, rings, medians) + np.log(_MIN_SPOT_RATIO)))
+    strong = logp > np.interp(kr / step - 0.5, rings, medians) + np.log(_MIN_SPOT_RATIO)
+    iy, ix = np.nonzero(half & (kr > k_min) & strong)
     ratio = ratio_at(iy, ix)
     window = [ratio_at((iy + dy) % shape[0], (ix + dx) % shape[1]) for dy in range(-3, 4) for dx in range(-3, 4)]
     is_max = ratio >= np.max(window, axis=0)
@@ -137,20 +139,20 @@ def basis_from_spots(g: np.ndarray, strength: np.ndarray) -> tuple[np.ndarray, n
 
 
 def fft_mismatch(image, pixel_size_A, a_vec_A, b_vec_A) -> float:
-    """Relative distance of the strongest Bragg spots from the reciprocal lattice of ``(a, b)``.
+    """Relative distance of the strong Bragg spots from the reciprocal lattice of ``(a, b)``.
 
-    0 when each of the four strongest spots is a reciprocal-lattice vector of the real-space basis
-    (the spots may show only a sub-set of reflections); ``nan`` when no spot is seen.
+    The spots are the (at most 8) strongest with 5% or more of the strongest one's power. 0 when
+    each is a reciprocal-lattice vector of the real-space basis (the spots may show only a sub-set
+    of the reflections); ``nan`` when no spot is seen.
     """
-    g, _ = spectrum_peaks(image, pixel_size_A)
-    return spot_mismatch(g, a_vec_A, b_vec_A)
+    return spot_mismatch(*spectrum_peaks(image, pixel_size_A), a_vec_A, b_vec_A)
 
 
-def spot_mismatch(g: np.ndarray, a_vec_A, b_vec_A, n_spots: int = 4) -> float:
-    """:func:`fft_mismatch` for spots ``g`` (strongest first) already found by :func:`spectrum_peaks`."""
+def spot_mismatch(g: np.ndarray, strength: np.ndarray, a_vec_A, b_vec_A, n_spots: int = 8) -> float:
+    """:func:`fft_mismatch` for spots already found by :func:`spectrum_peaks`."""
     if not len(g):
         return float("nan")
-    g = g[:n_spots]
+    g = g[strength >= _BASIS_MIN_STRENGTH * strength[0]][:n_spots]
     basis = np.stack([np.asarray(a_vec_A, float), np.asarray(b_vec_A, float)])
     hk = np.rint(g @ basis.T)  # Miller indices of each spot
     recip = np.linalg.inv(basis).T  # rows a*, b*

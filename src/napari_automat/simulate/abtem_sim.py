@@ -17,7 +17,7 @@ from .geometry import ProjectedCell, cluster_columns, field_columns, field_point
 from .noise import add_dose_noise, as_rng
 from .render import blur_periodic, integrate_gradient, sample_periodic
 
-#: Default detector angles [mrad]; ``None`` entries are fractions of the convergence semi-angle.
+#: Default detector angles: HAADF in mrad; ABF and iDPC as fractions of the convergence semi-angle.
 DETECTORS = {"HAADF": (70.0, 200.0), "ABF": (0.5, 1.0), "iDPC": (0.25, 1.0)}
 #: Minimum size of the probe window (tiled potential / PRISM interpolation) [Å].
 PROBE_WINDOW_A = 7.5
@@ -46,7 +46,10 @@ def orient_structure(structure, zone_axis, max_repetitions: int = 8):
         if len(site.species) > 1 or occ < 0.999:
             warnings.append(f"partial occupancy at {site.species}: simulated as {species.symbol}")
     atoms = ase.Atoms(numbers=numbers, scaled_positions=frac, cell=new_lattice, pbc=True)
-    ortho, affine = orthogonalize_cell(atoms, max_repetitions=max_repetitions, return_transform_matrix=True)
+    try:
+        ortho, affine = orthogonalize_cell(atoms, max_repetitions=max_repetitions, return_transform_matrix=True)
+    except RuntimeError as exc:
+        raise AutomatError(f"cannot build an orthogonal cell along {list(zone_axis)}: {exc}") from None
     stretch = np.linalg.svd(affine, compute_uv=False)
     strain = float(np.max(np.abs(stretch - 1.0)))
     if strain > 1e-3:
@@ -60,9 +63,8 @@ def simulate_stem(structure, zone_axis=(0, 0, 1), thickness_A: float = 100.0, de
                   voltage_kV: float = 200.0, convergence_mrad: float = 20.0, defocus_A: float = 0.0,
                   Cs_A: float = 0.0, pixel_size_A: float = 0.1, field_of_view_A=None, dose_e_per_A2=None,
                   seed: int = 0, frozen_phonons: int = 0, rotation_deg: float = 0.0,
-                  detector_mrad: tuple[float, float] | None = None, phonon_sigma_A: float = 0.1,
-                  source_size_A: float = 0.0,
-                  progress: Progress = no_progress) -> Micrograph:
+                  detector_mrad: tuple[float, float] | None = None, phonon_sigma_A: float = 0.08,
+                  source_size_A: float = 0.0, progress: Progress = no_progress) -> Micrograph:
     """Simulate a STEM image of ``structure`` (pymatgen) viewed along ``zone_axis`` with abTEM PRISM.
 
     ``detector``: ``HAADF`` (70-200 mrad), ``ABF`` (α/2-α) or ``iDPC`` (four segments α/4-α,
@@ -70,15 +72,13 @@ def simulate_stem(structure, zone_axis=(0, 0, 1), thickness_A: float = 100.0, de
     repeats along the beam; ``defocus_A`` follows abTEM's sign (``defocus = -C10``) [Å], ``Cs_A`` [Å].
     ``field_of_view_A``: one number (square) or ``(height, width)`` [Å]; default 8 lattice repeats,
     at least 25 Å. ``frozen_phonons`` > 0 averages that many thermal configurations (Gaussian
-    displacements of ``phonon_sigma_A``); ``source_size_A`` is the standard deviation of a Gaussian
-    (incoherent) source blur [Å]. With ``dose_e_per_A2`` the image holds Poisson counts
+    displacements, standard deviation ``phonon_sigma_A`` [Å] along each axis); ``source_size_A`` is
+    the standard deviation of a Gaussian (incoherent) source blur [Å]. With ``dose_e_per_A2`` the
+    image holds Poisson counts
     (electrons per pixel on the detector); without, the fraction of the incident beam (HAADF, ABF)
     or the integrated DPC signal [arbitrary units, zero mean]. ``rotation_deg`` rotates the crystal
     counter-clockwise in ``(x, y)`` about the image centre. ``true_columns_px`` are exact.
     """
-    import abtem
-    from abtem.core.energy import energy2wavelength
-
     detector = _detector_name(detector)
     inner, outer = _detector_angles(detector, convergence_mrad, detector_mrad)
     if pixel_size_A <= 0 or thickness_A <= 0 or convergence_mrad <= 0:
@@ -89,63 +89,18 @@ def simulate_stem(structure, zone_axis=(0, 0, 1), thickness_A: float = 100.0, de
     lx, ly, lz = orient["cell_A"]
     cell = _cell_from_atoms(atoms)
     shape = field_shape(cell, pixel_size_A, field_of_view_A)
-
-    energy = voltage_kV * 1e3
-    wavelength = energy2wavelength(energy)
-    max_angle = 1e-3 * max(1.05 * outer + 2.0, 120.0)  # covers the detector, and fine enough for multislice
-    interp = 2
-    reps = [max(interp, math.ceil(interp * PROBE_WINDOW_A / length)) for length in (lx, ly)]
-    reps = [r + r % interp for r in reps]
-    gpts = tuple(_fft_size(math.ceil(r * length * 3 * max_angle / wavelength), interp)
-                 for r, length in zip(reps, (lx, ly)))
     n_z = max(1, round(thickness_A / lz))
-    scan_step = 0.9 * wavelength / (4e-3 * convergence_mrad)  # Nyquist of the band-limited image
-    scan_gpts = tuple(max(4, math.ceil(length / scan_step)) for length in (lx, ly))
-    slab = atoms * (reps[0], reps[1], n_z)
-
-    if detector == "iDPC":
-        det = abtem.SegmentedDetector(nbins_radial=1, nbins_azimuthal=4, inner=inner, outer=outer,
-                                      rotation=-np.pi / 4)  # segments centred on +kx, +ky, -kx, -ky
-    else:
-        det = abtem.AnnularDetector(inner=inner, outer=outer)
-    n_configs = max(1, int(frozen_phonons))
-    total = 0.0
-    with abtem.config.set({"diagnostics.progress_bar": False, "fftw.planning_effort": "FFTW_ESTIMATE"}):
-        for k in range(n_configs):
-            progress(0.05 + 0.9 * k / n_configs, f"multislice ({k + 1}/{n_configs}, {len(slab)} atoms)")
-            config = slab.copy()
-            if frozen_phonons:
-                config.positions += rng.normal(0.0, phonon_sigma_A / math.sqrt(3), config.positions.shape)
-            potential = abtem.Potential(config, gpts=gpts, slice_thickness=lz / math.ceil(lz / 2.0),
-                                        projection="infinite")
-            s_matrix = abtem.SMatrix(potential=potential, energy=energy, semiangle_cutoff=convergence_mrad,
-                                     interpolation=interp)
-            ctf = abtem.CTF(semiangle_cutoff=convergence_mrad, energy=energy, defocus=defocus_A, Cs=Cs_A)
-            scan = abtem.GridScan(start=(0, 0), end=(lx, ly), gpts=scan_gpts, endpoint=False)
-            measured = s_matrix.scan(scan=scan, detectors=det, ctf=ctf)
-            measured = measured.compute() if hasattr(measured, "compute") else measured
-            total = total + np.asarray(measured.array, dtype=float)
-    signal = total / n_configs  # (x, y) or (x, y, 1, 4) for the segments
+    period = _prism_period(atoms, n_z, detector, (inner, outer), voltage_kV, convergence_mrad, defocus_A, Cs_A,
+                           frozen_phonons, phonon_sigma_A, rng, progress)
+    period = np.array([blur_periodic(p, (lx, ly), source_size_A) for p in period])
 
     progress(0.96, "rendering the field")
     points = field_points(shape, pixel_size_A, rotation_deg)
-    extent = (lx, ly)
     if detector == "iDPC":
-        segments = np.moveaxis(signal.reshape(scan_gpts + (4,)), -1, 0).transpose(0, 2, 1)  # (4, y, x)
-        segments = np.array([blur_periodic(s, extent, source_size_A) for s in segments])
-        step = (ly / scan_gpts[1], lx / scan_gpts[0])
-        phase = integrate_gradient(segments[0] - segments[2], segments[1] - segments[3], step, periodic=True)
-        data = sample_periodic(phase, extent, points)
-        if dose_e_per_A2 is not None:
-            seg_out = [np.clip(sample_periodic(s, extent, points), 0, None) for s in segments]
-            noisy = [add_dose_noise(s, dose_e_per_A2, pixel_size_A, rng, absolute=True) for s in seg_out]
-            scale = dose_e_per_A2 * pixel_size_A ** 2
-            noise = [n / scale - s for n, s in zip(noisy, seg_out)]
-            data = data + integrate_gradient(noise[0] - noise[2], noise[1] - noise[3], pixel_size_A, periodic=False)
+        data = _idpc(period, (lx, ly), points, dose_e_per_A2, pixel_size_A, rng)
         units = "integrated DPC (arbitrary units)"
     else:
-        period = blur_periodic(signal.reshape(scan_gpts).T, extent, source_size_A)
-        data = np.clip(sample_periodic(period, extent, points), 0, None)
+        data = np.clip(sample_periodic(period[0], (lx, ly), points), 0, None)
         units = "fraction of the incident beam"
         if dose_e_per_A2 is not None:
             data = add_dose_noise(data, dose_e_per_A2, pixel_size_A, rng, absolute=True)
@@ -164,6 +119,68 @@ def simulate_stem(structure, zone_axis=(0, 0, 1), thickness_A: float = 100.0, de
     progress(1.0, "simulation done")
     return Micrograph(np.asarray(data, dtype=np.float32), (float(pixel_size_A), float(pixel_size_A)), True,
                       None, metadata, positions)
+
+
+def _prism_period(atoms, n_z, detector, angles, voltage_kV, convergence_mrad, defocus_A, Cs_A, frozen_phonons,
+                  phonon_sigma_A, rng, progress) -> np.ndarray:
+    """PRISM scan of one orthogonal period: ``(n, y, x)`` detector images (n = 4 segments for iDPC)."""
+    import abtem
+    from abtem.core.energy import energy2wavelength
+
+    lx, ly, lz = np.diag(np.asarray(atoms.cell))
+    energy = voltage_kV * 1e3
+    wavelength = energy2wavelength(energy)
+    max_angle = 1e-3 * max(1.05 * angles[1] + 2.0, 120.0)  # covers the detector; fine enough for multislice
+    interp = 2
+    reps = [max(interp, math.ceil(interp * PROBE_WINDOW_A / length)) for length in (lx, ly)]
+    reps = [r + r % interp for r in reps]
+    gpts = tuple(_fft_size(math.ceil(r * length * 3 * max_angle / wavelength), interp)
+                 for r, length in zip(reps, (lx, ly)))
+    scan_step = 0.9 * wavelength / (4e-3 * convergence_mrad)  # Nyquist of the band-limited image
+    scan_gpts = tuple(max(4, math.ceil(length / scan_step)) for length in (lx, ly))
+    slab = atoms * (reps[0], reps[1], n_z)
+    if detector == "iDPC":
+        det = abtem.SegmentedDetector(nbins_radial=1, nbins_azimuthal=4, inner=angles[0], outer=angles[1],
+                                      rotation=-np.pi / 4)  # segments centred on +kx, +ky, -kx, -ky
+    else:
+        det = abtem.AnnularDetector(inner=angles[0], outer=angles[1])
+    n_configs = max(1, int(frozen_phonons))
+    total = 0.0
+    with abtem.config.set({"diagnostics.progress_bar": False, "fftw.planning_effort": "FFTW_ESTIMATE"}):
+        for k in range(n_configs):
+            progress(0.05 + 0.9 * k / n_configs, f"multislice ({k + 1}/{n_configs}, {len(slab)} atoms)")
+            config = slab.copy()
+            if frozen_phonons:
+                config.positions += rng.normal(0.0, phonon_sigma_A, config.positions.shape)
+            potential = abtem.Potential(config, gpts=gpts, slice_thickness=lz / math.ceil(lz / 2.0),
+                                        projection="infinite")
+            s_matrix = abtem.SMatrix(potential=potential, energy=energy, semiangle_cutoff=convergence_mrad,
+                                     interpolation=interp)
+            ctf = abtem.CTF(semiangle_cutoff=convergence_mrad, energy=energy, defocus=defocus_A, Cs=Cs_A)
+            scan = abtem.GridScan(start=(0, 0), end=(lx, ly), gpts=scan_gpts, endpoint=False)
+            measured = s_matrix.scan(scan=scan, detectors=det, ctf=ctf)
+            measured = measured.compute() if hasattr(measured, "compute") else measured
+            total = total + np.asarray(measured.array, dtype=float)
+    signal = (total / n_configs).reshape(scan_gpts + (-1,))  # abTEM order: (x, y, detector region)
+    return np.moveaxis(signal, -1, 0).transpose(0, 2, 1)
+
+
+def _idpc(segments, extent, points, dose_e_per_A2, pixel_size_A, rng) -> np.ndarray:
+    """Integrated DPC on the output field from the four segment images of one period.
+
+    The noise-free signal is integrated exactly on the periodic cell; with a dose, Poisson noise of
+    each segment on the output grid is integrated (mirror-padded) and added.
+    """
+    step = (extent[1] / segments.shape[1], extent[0] / segments.shape[2])
+    phase = integrate_gradient(segments[0] - segments[2], segments[1] - segments[3], step, periodic=True)
+    data = sample_periodic(phase, extent, points)
+    if dose_e_per_A2 is None:
+        return data
+    seg_out = [np.clip(sample_periodic(s, extent, points), 0, None) for s in segments]
+    counts_per_unit = dose_e_per_A2 * pixel_size_A ** 2
+    noise = [add_dose_noise(s, dose_e_per_A2, pixel_size_A, rng, absolute=True) / counts_per_unit - s
+             for s in seg_out]
+    return data + integrate_gradient(noise[0] - noise[2], noise[1] - noise[3], pixel_size_A, periodic=False)
 
 
 def _detector_name(detector: str) -> str:

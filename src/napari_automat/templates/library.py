@@ -3,10 +3,12 @@
 File format (``json.gz``, versioned): ``{"format", "version", "meta", "entries", "projections"}``.
 An entry holds the conventional standard cell (lattice matrix [Å], species, fractional
 coordinates), its space group and provenance. A projection holds the zone axis, the integer
-vectors ``p, q`` of the projected cell, the period ``t_A`` [Å] and one or two visible patterns:
-``weighted`` (translation cell of the visible columns with their Z-contrast) and, when it differs,
-``geometric`` (translation cell of the column positions alone). Column compositions are atom
-counts per period over the entry's ``elements``.
+vectors ``p, q`` of the projected cell, the period ``t_A`` [Å], the ``full`` column pattern in
+that cell and the visible patterns: for each set of visible columns (``visible``: indices into
+the full pattern; the entry's own species first, then the sets decorated prototypes may show),
+the ``weighted`` translation cell (columns told apart by composition) and, when larger, the
+``geometric`` one (positions alone). Each pattern has ``basis`` (cell vectors, fractional in the
+entry's cell), ``cell`` [Å], ``frac`` and ``counts`` (atoms per period over the entry's ``elements``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from collections import Counter
+from itertools import product
 from pathlib import Path
 from typing import Any, Optional
 
@@ -36,6 +40,12 @@ VISIBLE_FRACTION = 0.1
 Z_EXPONENT = 1.7
 #: Highest |index| of the zone axes.
 MAX_INDEX = 2
+#: Atomic numbers tried on each species to find the column sets a decorated prototype may show.
+SCENARIO_Z = (8, 26, 56, 82)
+#: Prototypes with more species than this are never decorated (only their own visibility is stored).
+DECORATED_SPECIES = 4
+#: Most visible-column sets stored per projection (others are computed when a query needs them).
+MAX_SUBSETS = 6
 #: Symmetry tolerance for space groups and point-group equivalence of zone axes [Å].
 SYMPREC = 0.1
 
@@ -90,9 +100,9 @@ def _compact(structure) -> dict:
             "frac": np.round(np.mod(structure.frac_coords, 1.0), 6).tolist()}
 
 
-def _pattern_dict(kind: str, pattern, elements: list[str]) -> dict:
+def _pattern_dict(kind: str, pattern, elements: list[str], visible: list[int]) -> dict:
     counts = [[round(c.get(el, 0.0), 4) for el in elements] for c in pattern.composition]
-    return {"kind": kind, "basis": np.round(pattern.basis_frac3, 6).tolist(),
+    return {"kind": kind, "visible": visible, "basis": np.round(pattern.basis_frac3, 6).tolist(),
             "cell": np.round(pattern.cell_A, 5).tolist(), "frac": np.round(pattern.frac, 4).tolist(),
             "counts": counts}
 
@@ -109,22 +119,73 @@ def _resolvable(pattern) -> bool:
     return bool(d.min() >= MIN_SEPARATION_A)
 
 
-def entry_projections(structure, elements: list[str], entry_index: int) -> list[dict]:
-    """The resolvable zone-axis projections of one conventional cell, as library records."""
-    from .projection import project, symmetry_unique_axes, visible_columns
+def visibility_subsets(counts: np.ndarray, own_z: np.ndarray, z_exponent: float = Z_EXPONENT) -> list[tuple]:
+    """The sets of visible columns (index tuples): for the entry's own species first, then the
+    most frequent ones over every assignment of the scenario atomic numbers to its species (the
+    columns a decorated prototype may show), at most ``MAX_SUBSETS`` in all."""
+    counts = np.asarray(counts, float)
+    zs = [np.asarray(own_z, float)]
+    if counts.shape[1] <= DECORATED_SPECIES:
+        zs += [np.array(z, float) for z in product(SCENARIO_Z, repeat=counts.shape[1])]
+    weights = np.stack(zs) ** z_exponent @ counts.T
+    masks = weights >= VISIBLE_FRACTION * weights.max(axis=1, keepdims=True)
+    keys = [tuple(int(i) for i in np.flatnonzero(mask)) for mask in masks]
+    tally = Counter(keys[1:])
+    rest = [k for k, _ in tally.most_common() if k != keys[0]]
+    return [keys[0]] + rest[:MAX_SUBSETS - 1]
 
+
+def visible_patterns(full, elements: list[str], subsets: list[tuple]) -> list[dict]:
+    """Library records of the resolvable visible patterns of one projection (``full``: all its
+    columns): per visible set the translation cell by composition and, when larger, by geometry."""
+    from .projection import subpattern, translation_cell
+
+    out = []
+    for visible in subsets:
+        sub = subpattern(full, list(visible))
+        vis = translation_cell(sub)
+        if _resolvable(vis):
+            out.append(_pattern_dict("weighted", vis, elements, list(visible)))
+        geo = translation_cell(sub, labelled=False)
+        if abs(geo.area_A2 - vis.area_A2) > 1e-3 * vis.area_A2 and _resolvable(geo):
+            out.append(_pattern_dict("geometric", geo, elements, list(visible)))
+    return out
+
+
+def visible_patterns_for(projection: dict, entries: list[dict], visible: list[int]) -> list[dict]:
+    """The visible patterns of a library projection record for one set of visible columns."""
+    from .projection import Pattern2D
+
+    elements = entries[projection["entry"]]["elements"]
+    full = projection["full"]
+    counts = np.asarray(full["counts"], float)
+    comps = [{el: c for el, c in zip(elements, row) if c > 0} for row in counts]
+    pattern = Pattern2D(np.asarray(full["basis"], float), np.asarray(full["cell"], float),
+                        np.asarray(full["frac"], float).reshape(-1, 2), comps, counts.sum(1))
+    return visible_patterns(pattern, elements, [tuple(visible)])
+
+
+def entry_projections(structure, elements: list[str], entry_index: int) -> list[dict]:
+    """The zone-axis projections of one conventional cell that have a resolvable visible
+    pattern, as library records (the full column pattern included)."""
+    from pymatgen.core import Element
+
+    from .projection import project, symmetry_unique_axes
+
+    own_z = np.array([Element(el).Z for el in elements], float)
     out = []
     for axis in symmetry_unique_axes(structure, MAX_INDEX, SYMPREC):
         proj = project(structure, axis, Z_EXPONENT)
-        vis = visible_columns(proj, VISIBLE_FRACTION)
-        if not _resolvable(vis):
+        counts = np.array([[c.get(el, 0.0) for el in elements] for c in proj.composition])
+        patterns = visible_patterns(proj, elements, visibility_subsets(counts, own_z))
+        if not patterns:
             continue
-        patterns = [_pattern_dict("weighted", vis, elements)]
-        geo = visible_columns(proj, VISIBLE_FRACTION, use_weights=False)
-        if abs(geo.area_A2 - vis.area_A2) > 1e-3 * vis.area_A2 and _resolvable(geo):
-            patterns.append(_pattern_dict("geometric", geo, elements))
         out.append({"entry": entry_index, "zone_axis": list(axis), "p": proj.p.tolist(), "q": proj.q.tolist(),
-                    "t_A": round(proj.t_A, 5), "n_columns": len(proj), "patterns": patterns})
+                    "t_A": round(proj.t_A, 5), "full": {"basis": proj.basis_frac3.tolist(),
+                                                        "cell": np.round(proj.cell_A, 5).tolist(),
+                                                        "frac": np.round(proj.frac, 4).tolist(),
+                                                        "counts": np.round(counts, 4).tolist()},
+                    "patterns": patterns})
     return out
 
 
@@ -223,8 +284,6 @@ def load_library(path=None, progress: Progress = no_progress) -> TemplateLibrary
 
 def library_info(library: TemplateLibrary) -> dict:
     """Summary figures: counts of structures, projections and patterns, sources, file size."""
-    from collections import Counter
-
     size = Path(library.path).stat().st_size if library.path and Path(library.path).exists() else None
     return {
         "path": library.path,

@@ -194,24 +194,28 @@ def _cluster_periodic(frac: np.ndarray, cell: np.ndarray, tol: float) -> np.ndar
     return connected_components(close, directed=False)[1]
 
 
-def translation_cell(pattern: Pattern2D, weight_tol: float = 0.05, pos_tol_A: float = MERGE_A,
-                     use_weights: bool = True) -> Pattern2D:
-    """The pattern in the smallest cell of its translation lattice (a sub-cell when a fractional
-    translation maps every column onto one of equal weight; all columns count as equal when
-    ``use_weights`` is False). The returned cell is Gauss-reduced and the columns folded into it."""
+def translation_cell(pattern: Pattern2D, pos_tol_A: float = MERGE_A, labelled: bool = True) -> Pattern2D:
+    """The pattern in the smallest cell of its translation lattice: a sub-cell when a fractional
+    translation maps every column onto one of the same composition (onto any column when
+    ``labelled`` is False: geometry only). The cell is Gauss-reduced and the columns folded into
+    it; a site keeps the mean composition and weight of the columns folded onto it."""
     n = len(pattern)
     if n == 0:
         return pattern
-    w = pattern.weight if use_weights else np.ones(n)
-    same = np.abs(w[:, None] - w[None, :]) <= weight_tol * np.maximum(w[:, None], w[None, :])
+    same = np.ones((n, n), bool)
+    if labelled:
+        els = sorted({el for c in pattern.composition for el in c})
+        counts = np.array([[c.get(el, 0.0) for el in els] for c in pattern.composition])
+        same = np.abs(counts[:, None, :] - counts[None, :, :]).max(-1) < 1e-3
     new = np.eye(2)
     # Pseudo-translations accepted at a loose tolerance need not form a group: tighten until they do.
     for tol in (pos_tol_A, pos_tol_A / 4, 0.01):
         taus = [np.zeros(2)]
         for j in np.flatnonzero(same[0])[1:]:
             tau = pattern.frac[j] - pattern.frac[0]
-            d = periodic_distances(pattern.frac + tau, pattern.frac, pattern.cell_A)
-            if np.all(np.any((d < tol) & same, axis=1)):
+            # A few columns reject most candidates before all are checked.
+            if all(np.all(np.any((periodic_distances(pattern.frac[part] + tau, pattern.frac, pattern.cell_A) < tol)
+                                 & same[part], axis=1)) for part in (slice(0, 8), slice(8, None))):
                 taus.append(np.mod(tau, 1.0))
         sub = _sub_lattice(np.array(taus), pattern.cell_A)
         if sub is not None:
@@ -259,13 +263,24 @@ def _sub_lattice(taus: np.ndarray, cell: np.ndarray):
     return new
 
 
-def visible_columns(proj: Pattern2D, fraction: float = 0.1, use_weights: bool = True) -> Pattern2D:
+def visible_mask(weight: np.ndarray, fraction: float = 0.1) -> np.ndarray:
+    """Columns at least ``fraction`` of the heaviest (O columns next to Sr in SrTiO3 [001]
+    HAADF are ~7%: invisible)."""
+    weight = np.asarray(weight, float)
+    return weight >= fraction * weight.max()
+
+
+def subpattern(pattern: Pattern2D, keep) -> Pattern2D:
+    """The columns ``keep`` (indices or mask) of a pattern, in the same cell."""
+    keep = np.flatnonzero(np.asarray(keep)) if np.asarray(keep).dtype == bool else np.asarray(keep, int)
+    return Pattern2D(pattern.basis_frac3, pattern.cell_A, pattern.frac[keep],
+                     [pattern.composition[i] for i in keep], pattern.weight[keep])
+
+
+def visible_columns(proj: Pattern2D, fraction: float = 0.1, labelled: bool = True) -> Pattern2D:
     """The columns brighter than ``fraction`` of the heaviest, in the translation cell of that
-    visible pattern (weights included unless ``use_weights`` is False)."""
-    keep = np.flatnonzero(proj.weight >= fraction * proj.weight.max())
-    sub = Pattern2D(proj.basis_frac3, proj.cell_A, proj.frac[keep], [proj.composition[i] for i in keep],
-                    proj.weight[keep])
-    return translation_cell(sub, use_weights=use_weights)
+    visible pattern (columns told apart by composition unless ``labelled`` is False)."""
+    return translation_cell(subpattern(proj, visible_mask(proj.weight, fraction)), labelled=labelled)
 
 
 def symmetry_unique_axes(structure, max_index: int = 2, symprec: float = 0.1) -> list[tuple[int, int, int]]:

@@ -15,7 +15,6 @@ Score = lattice shape × lattice scale × column positions × Z-contrast × elem
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 from itertools import permutations, product
 from typing import Optional, Sequence
@@ -46,45 +45,88 @@ MAX_DECORATED_SPECIES = 4
 LIGHT_Z = 9
 
 
-@dataclass
 class _Index:
-    entry: np.ndarray  # (R,) entry index per pattern row
-    proj: np.ndarray  # (R,) projection index
-    geometric: np.ndarray  # (R,) bool: geometry-only translation cell
-    contrast: np.ndarray  # (R,) min/max column weight of the projection's visible columns
-    cells: np.ndarray  # (R, 2, 2) template cell vectors in the plane [Å]
-    lengths: np.ndarray  # (R, 8, 2) |v1|, |v2| per setting
-    gammas: np.ndarray  # (R, 8) angle between v1 and v2 per setting [deg]
-    fracs: list  # per row (n, 2)
-    counts: list  # per row (n, n_elements)
-    z: list  # per entry, atomic numbers of its elements
+    """Pattern rows of a library as arrays for the vectorised lattice filter; rows for visible
+    column sets that the file lacks are added on demand."""
+
+    def __init__(self, library):
+        from pymatgen.core import Element
+
+        self.library = library
+        self.z = [np.array([Element(el).Z for el in e["elements"]], float) for e in library.entries]
+        self.n_species = np.array([len(e["elements"]) for e in library.entries])
+        self.full_counts = [np.asarray(p["full"]["counts"], float) for p in library.projections]
+        self.by_entry: dict[int, list[int]] = {}
+        for pi, pr in enumerate(library.projections):
+            self.by_entry.setdefault(pr["entry"], []).append(pi)
+        self.entry, self.proj, self.patterns, self.lookup = [], [], [], {}
+        cells = []
+        for pi, pr in enumerate(library.projections):
+            for pat in pr["patterns"]:
+                cells.append(self._append(pi, pat))
+        self.lengths, self.gammas = _settings_metric(np.asarray(cells, float))
+        self.own: dict[float, np.ndarray] = {}
+
+    def _append(self, pi: int, pat: dict) -> list:
+        row = len(self.patterns)
+        self.entry.append(self.library.projections[pi]["entry"])
+        self.proj.append(pi)
+        self.patterns.append({**pat, "frac": np.asarray(pat["frac"], float).reshape(-1, 2),
+                              "counts": np.asarray(pat["counts"], float).reshape(len(pat["frac"]), -1)})
+        self.lookup.setdefault((pi, tuple(pat["visible"])), []).append(row)
+        return pat["cell"]
+
+    def __len__(self) -> int:
+        return len(self.patterns)
+
+    def visible_key(self, pi: int, z: np.ndarray, z_exponent: float) -> tuple:
+        from .projection import visible_mask
+
+        return tuple(int(i) for i in np.flatnonzero(visible_mask(self.full_counts[pi] @ z ** z_exponent)))
+
+    def own_rows(self, z_exponent: float) -> np.ndarray:
+        """Rows (among those present now) showing the columns visible with the entry's own species."""
+        from .library import Z_EXPONENT
+
+        if z_exponent not in self.own:
+            rows = []
+            for pi, pr in enumerate(self.library.projections):
+                key = self.visible_key(pi, self.z[pr["entry"]], z_exponent)
+                if z_exponent == Z_EXPONENT:  # the file has these patterns unless unresolvable
+                    self.lookup.setdefault((pi, key), [])
+                rows += self.rows(pi, key)
+            self.own[z_exponent] = np.array(rows, int)
+        mask = np.zeros(len(self), bool)
+        mask[self.own[z_exponent]] = True
+        return mask
+
+    def rows(self, pi: int, key: tuple) -> list[int]:
+        """Rows of projection ``pi`` with visible columns ``key``, computed when missing."""
+        if (pi, key) not in self.lookup:
+            from .library import visible_patterns_for
+
+            new = visible_patterns_for(self.library.projections[pi], self.library.entries, list(key))
+            cells = [self._append(pi, pat) for pat in new]
+            self.lookup.setdefault((pi, key), [])
+            if cells:
+                lengths, gammas = _settings_metric(np.asarray(cells, float))
+                self.lengths = np.concatenate([self.lengths, lengths])
+                self.gammas = np.concatenate([self.gammas, gammas])
+        return self.lookup[(pi, key)]
+
+
+def _settings_metric(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``|v1|, |v2|`` (R, 8, 2) and their angle [deg] (R, 8) for every setting of each cell."""
+    vecs = np.einsum("sij,rjk->rsik", SETTINGS, cells.reshape(-1, 2, 2))
+    lengths = np.linalg.norm(vecs, axis=-1)
+    cosg = np.einsum("rsk,rsk->rs", vecs[:, :, 0], vecs[:, :, 1]) / (lengths[..., 0] * lengths[..., 1])
+    return lengths, np.degrees(np.arccos(np.clip(cosg, -1, 1)))
 
 
 def _index(library) -> _Index:
-    if "index" in library.cache:
-        return library.cache["index"]
-    from pymatgen.core import Element
-
-    z = [np.array([Element(el).Z for el in e["elements"]], float) for e in library.entries]
-    entry, proj, geometric, contrast, cells, fracs, counts = [], [], [], [], [], [], []
-    for pi, pr in enumerate(library.projections):
-        weighted = np.asarray(pr["patterns"][0]["counts"], float) @ z[pr["entry"]] ** 1.7
-        for pat in pr["patterns"]:
-            entry.append(pr["entry"])
-            proj.append(pi)
-            geometric.append(pat["kind"] == "geometric")
-            contrast.append(weighted.min() / weighted.max())
-            cells.append(pat["cell"])
-            fracs.append(np.asarray(pat["frac"], float).reshape(-1, 2))
-            counts.append(np.asarray(pat["counts"], float).reshape(len(fracs[-1]), -1))
-    cells = np.asarray(cells, float)
-    vecs = np.einsum("sij,rjk->rsik", SETTINGS, cells)
-    lengths = np.linalg.norm(vecs, axis=-1)
-    cosg = np.einsum("rsk,rsk->rs", vecs[:, :, 0], vecs[:, :, 1]) / (lengths[..., 0] * lengths[..., 1])
-    idx = _Index(np.array(entry), np.array(proj), np.array(geometric), np.array(contrast), cells, lengths,
-                 np.degrees(np.arccos(np.clip(cosg, -1, 1))), fracs, counts, z)
-    library.cache["index"] = idx
-    return idx
+    if "index" not in library.cache:
+        library.cache["index"] = _Index(library)
+    return library.cache["index"]
 
 
 def measured_cell(lattice: Lattice2D) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -114,7 +156,9 @@ def _periodic_d(f1: np.ndarray, f2: np.ndarray, cell: np.ndarray) -> np.ndarray:
 
 
 def _motif_scores(frac_t: np.ndarray, log_w: np.ndarray, settings: Sequence[int], meas: tuple) -> list[dict]:
-    """Best position and Z-contrast agreement per weight vector in ``log_w`` (P, n)."""
+    """Best position and Z-contrast agreement per weight vector in ``log_w`` (P, n), over the
+    cell settings, the 2D inversion and the origin shifts that put the brightest measured site
+    on a template column."""
     cell, frac_m, intensity = meas
     P = len(log_w)
     if len(frac_m) == 0:
@@ -122,31 +166,26 @@ def _motif_scores(frac_t: np.ndarray, log_w: np.ndarray, settings: Sequence[int]
                  "shift": [0.0, 0.0], "sites": []} for _ in range(P)]
     use_i = bool(np.all(np.isfinite(intensity)) and np.all(intensity > 0) and len(frac_m) > 1)
     anchor = int(np.argmax(intensity)) if use_i else 0
-    best = [None] * P
-    for s in settings:
-        g0 = frac_t @ np.linalg.inv(SETTINGS[s])
-        for sign in (1.0, -1.0):
-            g = sign * g0
-            shifts = frac_m[anchor] - g  # (S, 2): the anchor site on each template column
-            d = _periodic_d(frac_m[None], g[None] + shifts[:, None], cell)  # (S, k, n)
-            nearest = d.argmin(-1)  # (S, k)
-            sq = (d.min(-1) ** 2).sum(-1) + (d.min(-2) ** 2).sum(-1)
-            rms = np.sqrt(sq / (d.shape[1] + d.shape[2]))
-            pos = np.exp(-0.5 * (rms / SIGMA_POS_A) ** 2)
-            if use_i:
-                r = np.log(intensity)[None, None, :] - log_w[:, nearest]  # (P, S, k)
-                r -= r.mean(-1, keepdims=True)
-                inten = np.exp(-0.5 * (np.sqrt((r ** 2).mean(-1)) / SIGMA_LOG_I) ** 2)
-            else:
-                inten = np.ones((P, len(shifts)))
-            total = pos[None] * inten
-            for p in range(P):
-                k = int(np.argmax(total[p]))
-                if best[p] is None or total[p, k] > best[p]["position"] * best[p]["intensity"] + 1e-12:
-                    best[p] = {"position": float(pos[k]), "intensity": float(inten[p, k]), "rms_A": float(rms[k]),
-                               "setting": int(s), "inverted": sign < 0, "shift": np.mod(shifts[k], 1.0).tolist(),
-                               "sites": nearest[k].tolist()}
-    return best
+    ops = [(s, sign) for s in settings for sign in (1.0, -1.0)]
+    g = np.stack([sign * frac_t @ np.linalg.inv(SETTINGS[s]) for s, sign in ops])  # (T, n, 2)
+    shifts = frac_m[anchor] - g  # (T, n, 2): the anchor site on each template column
+    d = _periodic_d(frac_m, g[:, None] + shifts[:, :, None], cell)  # (T, S, k, n)
+    d = d.reshape(-1, *d.shape[2:])  # (T*S, k, n)
+    nearest = d.argmin(-1)
+    rms = np.sqrt(((d.min(-1) ** 2).sum(-1) + (d.min(-2) ** 2).sum(-1)) / (d.shape[1] + d.shape[2]))
+    pos = np.exp(-0.5 * (rms / SIGMA_POS_A) ** 2)
+    if use_i:
+        r = np.log(intensity) - log_w[:, nearest]  # (P, T*S, k)
+        r -= r.mean(-1, keepdims=True)
+        inten = np.exp(-0.5 * (np.sqrt((r ** 2).mean(-1)) / SIGMA_LOG_I) ** 2)
+    else:
+        inten = np.ones((P, len(pos)))
+    best = np.argmax(pos * inten, axis=1)
+    n_shift = g.shape[1]
+    return [{"position": float(pos[k]), "intensity": float(inten[p, k]), "rms_A": float(rms[k]),
+             "setting": ops[k // n_shift][0], "inverted": ops[k // n_shift][1] < 0,
+             "shift": np.mod(shifts[k // n_shift, k % n_shift], 1.0).tolist(), "sites": nearest[k].tolist()}
+            for p, k in enumerate(best)]
 
 
 @lru_cache(maxsize=4096)
@@ -256,58 +295,65 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     a, b = np.linalg.norm(cell, axis=1)
     gamma = math.degrees(math.atan2(cell[1, 1], cell[1, 0]))
 
-    # Lattice filter over all rows and settings at once.
-    la, lb = np.log(a / idx.lengths[..., 0]), np.log(b / idx.lengths[..., 1])
-    log_scale = 0.5 * (la + lb)
-    shape = np.sqrt(0.5 * (la - lb) ** 2 + np.radians(gamma - idx.gammas) ** 2)
-    best_setting = shape.argmin(1)
-    rows = np.arange(len(shape))
-    shape_best, scale_best = shape[rows, best_setting], log_scale[rows, best_setting]
-    n_species = np.array([len(e["elements"]) for e in library.entries])[idx.entry]
-    exact_ok = (shape_best <= MAX_SHAPE) & (np.abs(scale_best) <= MAX_SCALE)
-    deco_ok = np.zeros_like(exact_ok)
-    if hint and len(hint) <= MAX_DECORATED_SPECIES:
-        deco_ok = ((shape_best <= MAX_SHAPE) & (n_species == len(hint)) & (scale_best >= math.log(DECORATED_SCALE[0]))
-                   & (scale_best <= math.log(DECORATED_SCALE[1])))
+    def fit(rows):  # lattice filter over rows and settings at once
+        la, lb = np.log(a / idx.lengths[rows, :, 0]), np.log(b / idx.lengths[rows, :, 1])
+        shape = np.sqrt(0.5 * (la - lb) ** 2 + np.radians(gamma - idx.gammas[rows]) ** 2)
+        best = shape.argmin(1)
+        sel = np.arange(len(best))
+        return shape, shape[sel, best], (0.5 * (la + lb))[sel, best]
 
-    decorations: dict[int, list[dict]] = {}
+    shape, shape_best, scale_best = fit(slice(None))
+    decoratable = np.zeros(len(library.entries), bool)
+    if hint and len(hint) <= MAX_DECORATED_SPECIES:
+        decoratable = (idx.n_species == len(hint)) & np.array([set(e["elements"]) != set(hint)
+                                                               for e in library.entries])
+    own = idx.own_rows(z_exponent)
+    if len(idx) > len(shape_best):  # rows added on demand for another Z exponent
+        shape, shape_best, scale_best = fit(slice(None))
+    exact = own & (shape_best <= MAX_SHAPE) & (np.abs(scale_best) <= MAX_SCALE)
+    exact &= ~decoratable[np.asarray(idx.entry)]
+    # (row, decoration or None, z per element, expected scale, element score, scale sigma)
+    options: dict[int, list[tuple]] = {}
+    for r in np.flatnonzero(exact):
+        e = idx.entry[r]
+        options.setdefault(int(r), []).append((None, idx.z[e], 1.0, _element_score(library.entries[e]["elements"], hint),
+                                               SIGMA_SCALE))
+    if hint and len(hint) <= MAX_DECORATED_SPECIES:
+        _add_decorations(library, idx, hint, z_exponent, options, shape_best, scale_best)
+    if len(idx) > len(shape_best):  # rows added on demand for decorations
+        extra = fit(slice(len(shape_best), None))
+        shape, shape_best, scale_best = (np.concatenate([x, y]) for x, y in zip((shape, shape_best, scale_best), extra))
+
     found: dict[tuple, dict] = {}
-    for r in np.flatnonzero(exact_ok | deco_ok):
-        e = int(idx.entry[r])
-        entry = library.entries[e]
-        settings = np.flatnonzero(shape[r] <= shape_best[r] + 0.01)
-        shape_score = math.exp(-0.5 * (shape_best[r] / SIGMA_SHAPE) ** 2)
-        variant = idx.contrast[r] ** 0.5 if idx.geometric[r] else 1.0
-        options = []  # (decoration or None, z per element, expected scale, element score, scale sigma)
-        if exact_ok[r] and not (hint and set(entry["elements"]) != set(hint) and deco_ok[r]):
-            options.append((None, idx.z[e], 1.0, _element_score(entry["elements"], hint), SIGMA_SCALE))
-        if deco_ok[r]:
-            if e not in decorations:
-                decorations[e] = [d for d in _decorations(entry, hint) if set(d["mapping"].items()) != {
-                    (el, el) for el in entry["elements"]}]
-            for d in decorations[e]:
-                options.append((d, d["z"], d["scale"], 0.5 + 0.4 * d["likelihood"], SIGMA_SCALE_DECORATED))
-        if not options:
+    for r, opts in options.items():
+        if shape_best[r] > MAX_SHAPE:
             continue
-        log_w = np.log(np.maximum(np.stack([idx.counts[r] @ o[1] ** z_exponent for o in options]), 1e-9))
-        motifs = _motif_scores(idx.fracs[r], log_w, [int(s) for s in settings], meas)
-        for (deco, _, expected, el_score, sigma), m in zip(options, motifs):
+        e, pi = idx.entry[r], idx.proj[r]
+        entry, pr, pat = library.entries[e], library.projections[pi], idx.patterns[r]
+        settings = [int(s) for s in np.flatnonzero(shape[r] <= shape_best[r] + 0.01)]
+        shape_score = math.exp(-0.5 * (shape_best[r] / SIGMA_SHAPE) ** 2)
+        log_w = np.log(np.maximum(np.stack([pat["counts"] @ o[1] ** z_exponent for o in opts]), 1e-9))
+        for (deco, z, expected, el_score, sigma), m in zip(opts, _motif_scores(pat["frac"], log_w, settings, meas)):
             dev = scale_best[r] - math.log(expected)
-            if deco is not None and abs(dev) > 3 * sigma:
+            if abs(dev) > 3 * sigma:
                 continue
+            variant = 1.0
+            if pat["kind"] == "geometric":  # columns of unequal brightness were taken as equal
+                w = idx.full_counts[pi][pat["visible"]] @ z ** z_exponent
+                variant = float(np.sqrt(w.min() / w.max()))
             scale_score = math.exp(-0.5 * (dev / sigma) ** 2)
             score = shape_score * scale_score * m["position"] * m["intensity"] * el_score * variant
-            tid = entry["id"] if deco is None else f"{entry['id']}|" + ",".join(deco["mapping"][el] for el in entry["elements"])
-            pr = library.projections[int(idx.proj[r])]
+            tid = entry["id"] if deco is None else f"{entry['id']}|" + ",".join(deco["mapping"][x] for x in entry["elements"])
             key = (tid, tuple(pr["zone_axis"]))
             if key in found and found[key]["score"] >= score:
                 continue
-            found[key] = {"score": score, "row": int(r), "entry": e, "deco": deco, "motif": m, "tid": tid,
+            found[key] = {"score": score, "row": r, "entry": e, "deco": deco, "motif": m, "tid": tid,
+                          "scale": math.exp(scale_best[r]), "shape": float(shape_best[r]),
                           "parts": {"lattice_shape": shape_score, "lattice_scale": scale_score,
                                     "positions": m["position"], "z_contrast": m["intensity"], "elements": el_score,
                                     "cell_variant": variant}}
     ranked = sorted(found.values(), key=lambda h: -h["score"])
-    hits = [_hit(library, idx, h, meas, scale_best, shape_best, best_setting) for h in ranked[:top_k]]
+    hits = [_hit(library, idx, h, meas) for h in ranked[:top_k]]
     for i, hit in enumerate(hits):
         nxt = next((h["score"] for h in ranked[i + 1:] if _formula(library, h) != hit.formula), 0.0)
         hit.details["ambiguity_gap"] = round(hit.score - nxt, 4)
@@ -315,27 +361,47 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     return hits
 
 
+def _add_decorations(library, idx: _Index, hint, z_exponent, options, shape_best, scale_best) -> None:
+    """Options for prototypes with as many species as the hint, decorated with the hint: the rows
+    that show the columns visible with the new species and whose lattice fits."""
+    lo, hi = math.log(DECORATED_SCALE[0]), math.log(DECORATED_SCALE[1])
+    fits = (shape_best <= MAX_SHAPE) & (scale_best >= lo) & (scale_best <= hi)
+    entries = np.unique(np.asarray(idx.entry)[fits])
+    cache = library.cache.setdefault("decorations", {})
+    for e in entries:
+        entry = library.entries[e]
+        if len(entry["elements"]) != len(hint):
+            continue
+        if (e, hint) not in cache:
+            cache[(e, hint)] = [d for d in _decorations(entry, hint)
+                                if any(k != v for k, v in d["mapping"].items())]
+        for d in cache[(e, hint)]:
+            for pi in idx.by_entry.get(int(e), []):
+                for r in idx.rows(pi, idx.visible_key(pi, d["z"], z_exponent)):
+                    if r >= len(shape_best) or fits[r]:
+                        options.setdefault(int(r), []).append((d, d["z"], d["scale"], 0.5 + 0.4 * d["likelihood"],
+                                                               SIGMA_SCALE_DECORATED))
+
+
 def _formula(library, h: dict) -> str:
     return h["deco"]["formula"] if h["deco"] is not None else library.entries[h["entry"]]["reduced_formula"]
 
 
-def _hit(library, idx: _Index, h: dict, meas: tuple, scale_best, shape_best, best_setting) -> TemplateHit:
+def _hit(library, idx: _Index, h: dict, meas: tuple) -> TemplateHit:
     r, entry, m, deco = h["row"], library.entries[h["entry"]], h["motif"], h["deco"]
-    pr = library.projections[int(idx.proj[r])]
-    pat = pr["patterns"][int(idx.geometric[r])]
-    setting = SETTINGS[m["setting"]]
-    basis = setting @ np.asarray(pat["basis"], float)
+    pr = library.projections[idx.proj[r]]
+    pat = idx.patterns[r]
+    basis = SETTINGS[m["setting"]] @ np.asarray(pat["basis"], float)
     structure = library.structure(h["entry"])
-    scale = math.exp(scale_best[r])
+    elements = entry["elements"] if deco is None else [deco["mapping"][x] for x in entry["elements"]]
     if deco is not None:
         structure.replace_species(deco["mapping"])
-        structure.scale_lattice(structure.volume * scale ** 3)
-    sites = [{el: c for el, c in zip(entry["elements"] if deco is None else [deco["mapping"][x] for x in entry["elements"]],
-                                     idx.counts[r][j]) if c > 0} for j in m["sites"]]
+        structure.scale_lattice(structure.volume * h["scale"] ** 3)
+    sites = [{el: float(c) for el, c in zip(elements, pat["counts"][j]) if c > 0} for j in m["sites"]]
     details = {
         **{k: round(float(v), 4) for k, v in h["parts"].items()},
-        "lattice_mismatch": round(float(shape_best[r]), 4),
-        "scale": round(scale, 4),
+        "lattice_mismatch": round(h["shape"], 4),
+        "scale": round(h["scale"], 4),
         "position_rms_A": None if m["rms_A"] is None else round(m["rms_A"], 3),
         "n_template_columns": len(pat["frac"]),
         "n_measured_sites": len(meas[1]),
