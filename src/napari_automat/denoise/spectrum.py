@@ -1,8 +1,7 @@
 """Bragg peaks in the power spectrum of a lattice image, and the periodic Fourier (Bragg) filter.
 
 Frequencies are in cycles per pixel, ``(ky, kx)``. Peaks are searched in the spectrum of the
-periodic part of the image (Moisan's periodic + smooth decomposition), so the image edges do not
-leave a bright cross in the spectrum.
+Hann-windowed image, so the image edges (where the lattice is cut) leave no bright cross of leakage.
 """
 
 from __future__ import annotations
@@ -15,8 +14,10 @@ from scipy import ndimage
 
 #: Expected number of noise pixels passing the peak threshold (sets the threshold).
 EXPECTED_FALSE_PEAKS = 0.05
-#: Length [frequency pixels] of the windows along ky and kx in which a peak must stand out.
+#: Length [frequency pixels] of the windows along ky and kx in which a peak must stand out, and
+#: the percentile of the power there taken as the local line level.
 LINE_WINDOW = 15
+LINE_PERCENTILE = 25
 #: Rounds of lattice extrapolation beyond the image edges before the final filtering.
 EXTRAPOLATIONS = 1
 #: Mask width as a fraction of the shortest Bragg vector (at strength 1).
@@ -25,18 +26,17 @@ MASK_WIDTH = 0.15
 
 @dataclass
 class BraggAnalysis:
-    """What the spectrum says: peaks (both Friedel mates), how much power they hold."""
+    """What the spectrum says: the Bragg peaks and how much of the image's structure they hold."""
 
     peaks_k: np.ndarray  # (n, 2) sub-pixel (ky, kx) [cycles/px] in the half plane kx >= 0
-    excess_power: np.ndarray  # (n,) power above the radial background
-    periodicity_score: float  # Bragg power / structured (non-noise, non-DC) power, 0..1
-    noise_power: float  # white-noise floor of |FFT|^2 per frequency pixel
-    n_pixels: int
+    periodicity_score: float  # power near Bragg peaks / structured (above noise, non-DC) power, 0..1
+    noise_power: float  # white-noise floor of the windowed |FFT|^2 per frequency pixel
+    window_energy: float  # sum of the squared window
 
     @property
     def noise_sigma(self) -> float:
         """Standard deviation of white noise that would give the high-frequency floor (image units)."""
-        return float(np.sqrt(self.noise_power / self.n_pixels))
+        return float(np.sqrt(self.noise_power / self.window_energy))
 
     @property
     def n_peaks(self) -> int:
@@ -52,45 +52,28 @@ class BraggAnalysis:
         return bool(np.max(np.abs(np.cross(k[:, None], k[None]))) > 0.2)
 
 
-def periodic_smooth(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``image`` into ``(periodic, smooth)`` (Moisan 2011): same sum, no edge jumps in ``periodic``."""
-    u = np.asarray(image, dtype=float)
-    ny, nx = u.shape
-    v = np.zeros_like(u)
-    v[0, :] += u[-1, :] - u[0, :]
-    v[-1, :] += u[0, :] - u[-1, :]
-    v[:, 0] += u[:, -1] - u[:, 0]
-    v[:, -1] += u[:, 0] - u[:, -1]
-    cy = np.cos(2 * np.pi * np.fft.fftfreq(ny))[:, None]
-    cx = np.cos(2 * np.pi * np.fft.rfftfreq(nx))[None, :]
-    denom = 2 * cy + 2 * cx - 4
-    denom[0, 0] = 1.0
-    s_hat = np.fft.rfft2(v) / denom
-    s_hat[0, 0] = 0.0
-    smooth = np.fft.irfft2(s_hat, s=u.shape)
-    return u - smooth, smooth
-
-
 def analyse(image: np.ndarray) -> BraggAnalysis:
     """Find Bragg peaks: local maxima far above the radially averaged (median) power."""
     img = np.asarray(image, dtype=float)
     ny, nx = img.shape
-    periodic, _ = periodic_smooth(img - img.mean())
-    power = np.abs(np.fft.rfft2(periodic)) ** 2
+    window = np.hanning(ny)[:, None] * np.hanning(nx)[None, :]
+    power = np.abs(np.fft.rfft2((img - img.mean()) * window)) ** 2
     ky = np.fft.fftfreq(ny)[:, None]
     kx = np.fft.rfftfreq(nx)[None, :]
     radius = np.hypot(ky, kx)
     step = 1.0 / max(ny, nx)
     ring = np.minimum((radius / step).astype(int), int(0.5 / step))
     # background: radial median, raised where a line of power runs through the pixel (scan-line
-    # noise, rows shifted by jitter): a peak must stand out along ky and along kx as well
+    # noise, rows shifted by jitter): a peak must stand out along ky and along kx as well. The line
+    # level is a low percentile (other peaks in the window do not raise it), scaled to a median.
     background = np.maximum(_ring_medians(power, ring)[ring], 1e-300)
-    background = np.maximum(background, ndimage.median_filter(power, size=(LINE_WINDOW, 1), mode="wrap"))
+    to_median = math.log(2.0) / -math.log(1.0 - LINE_PERCENTILE / 100.0)  # for exponential noise
+    along_ky = ndimage.percentile_filter(power, LINE_PERCENTILE, size=(LINE_WINDOW, 1), mode="wrap")
     # extend to kx < 0 with the Friedel mates P(-ky, -kx) before filtering along kx
     mates = power[(-np.arange(ny)) % ny, 1:LINE_WINDOW // 2 + 1][:, ::-1]
-    along_kx = ndimage.median_filter(np.hstack([mates, power]), size=(1, LINE_WINDOW), mode="nearest")
-    along_kx = along_kx[:, mates.shape[1]:]
-    background = np.maximum(background, along_kx)
+    along_kx = ndimage.percentile_filter(np.hstack([mates, power]), LINE_PERCENTILE, size=(1, LINE_WINDOW),
+                                         mode="nearest")[:, mates.shape[1]:]
+    background = np.maximum(background, to_median * np.maximum(along_ky, along_kx))
     ratio = power / background
     # power of a noise pixel over the ring median ~ Exp(mean 1/ln 2): few false alarms expected
     n_half = power.size
@@ -98,19 +81,20 @@ def analyse(image: np.ndarray) -> BraggAnalysis:
     dc_radius = 3.0 * step
     peak = (ratio > threshold) & (radius > dc_radius) & (radius < 0.5)
     peak &= power == ndimage.maximum_filter(power, size=3, mode=("wrap", "nearest"))
+    # score: share of the structured power (above the noise floor, outside the DC region) that sits
+    # within two pixels of a Bragg peak
+    weight = np.where(kx > 0, 2.0, 1.0) * (radius > dc_radius)  # rfft: a kx > 0 pixel stands for two
+    noise = float(np.median(power[radius > 0.4]) / math.log(2.0)) if np.any(radius > 0.4) else 0.0
+    structured = weight * np.maximum(power - noise, 0.0)
+    near_peaks = ndimage.binary_dilation(peak, np.ones((5, 5), bool))
+    total = float(structured.sum())
+    score = float(structured[near_peaks].sum() / total) if total > 0 else 0.0
     peak[ny // 2 + 1:, 0] = False  # the kx = 0 column holds each peak twice (ky and -ky)
     iy, ix = np.nonzero(peak)
     log_power = np.log(power + 1e-300)
     py, px = _subpixel(log_power, iy, ix, axis=0), _subpixel(log_power, iy, ix, axis=1)
     peaks_k = np.column_stack([np.where(py > ny / 2, py - ny, py) / ny, px / nx])
-    box = ndimage.uniform_filter(np.maximum(power - background, 0.0), size=3, mode=("wrap", "nearest")) * 9
-    excess = box[iy, ix]
-    weight = np.where(kx > 0, 2.0, 1.0)  # rfft: each kx > 0 pixel stands for two in the full plane
-    noise = float(np.median(power[radius > 0.4]) / math.log(2.0)) if np.any(radius > 0.4) else 0.0
-    structured = float(np.sum(weight * np.maximum(power - noise, 0.0) * (radius > dc_radius)))
-    bragg = float(np.sum(np.where(np.isclose(peaks_k[:, 1], 0), 1.0, 2.0) * excess)) if len(excess) else 0.0
-    score = min(1.0, bragg / structured) if structured > 0 else 0.0
-    return BraggAnalysis(peaks_k, excess, score, noise, img.size)
+    return BraggAnalysis(peaks_k, score, noise, float(np.sum(window ** 2)))
 
 
 def bragg_filter(image: np.ndarray, analysis: BraggAnalysis, strength: float = 1.0) -> np.ndarray:

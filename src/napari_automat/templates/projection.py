@@ -315,3 +315,13 @@ def _conventional_name(orbit: set[tuple[int, int, int]]) -> tuple[int, int, int]
         if list(c) == sorted(c, reverse=True) and min(c) >= 0:
             return c
     return max(orbit, key=lambda c: (sum(x >= 0 for x in c), c))
+
+
+def to_lattice2d(pattern: Pattern2D, uncertainty_A: float = float("nan")):
+    """The measured-lattice object a perfect image of ``pattern`` would give: basis from its cell,
+    one motif site per column with intensity = column weight (for tests and benchmarks)."""
+    from ..model import Lattice2D, MotifSite
+
+    motif = [MotifSite((float(f[0]), float(f[1])), float(w), i, 1, "+".join(sorted(c)))
+             for i, (f, w, c) in enumerate(zip(pattern.frac, pattern.weight, pattern.composition))]
+    return Lattice2D(pattern.cell_A[0], pattern.cell_A[1], motif=motif, uncertainty_A=uncertainty_A)

@@ -66,6 +66,7 @@ class _Index:
                 cells.append(self._append(pi, pat))
         self.lengths, self.gammas = _settings_metric(np.asarray(cells, float))
         self.own: dict[float, np.ndarray] = {}
+        self.keys: dict[tuple, tuple] = {}
 
     def _append(self, pi: int, pat: dict) -> list:
         row = len(self.patterns)
@@ -80,9 +81,13 @@ class _Index:
         return len(self.patterns)
 
     def visible_key(self, pi: int, z: np.ndarray, z_exponent: float) -> tuple:
+        """Indices of the columns of projection ``pi`` visible with atomic numbers ``z``."""
         from .projection import visible_mask
 
-        return tuple(int(i) for i in np.flatnonzero(visible_mask(self.full_counts[pi] @ z ** z_exponent)))
+        memo = (pi, tuple(z), z_exponent)
+        if memo not in self.keys:
+            self.keys[memo] = tuple(int(i) for i in np.flatnonzero(visible_mask(self.full_counts[pi] @ z ** z_exponent)))
+        return self.keys[memo]
 
     def own_rows(self, z_exponent: float) -> np.ndarray:
         """Rows (among those present now) showing the columns visible with the entry's own species."""

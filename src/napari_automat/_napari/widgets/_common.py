@@ -114,6 +114,7 @@ class StageWidget(QWidget):
         self.body = QVBoxLayout()
         outer.addLayout(self.body)
         outer.addStretch(1)
+        self.setMinimumWidth(360)
 
     # --- to override ---
     def run(self) -> None:

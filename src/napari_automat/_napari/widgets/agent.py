@@ -43,7 +43,7 @@ class AgentWidget(StageWidget):
         self.show_3d.setChecked(True)
         self.transcript = QPlainTextEdit()
         self.transcript.setReadOnly(True)
-        self.transcript.setMinimumHeight(220)
+        self.transcript.setMinimumHeight(320)
         self.transcript.setPlaceholderText("the agent's reasoning and tool calls appear here")
         self.form.addRow("image", self.image)
         self.form.addRow("columns", self.points)
@@ -53,6 +53,7 @@ class AgentWidget(StageWidget):
         self.form.addRow(self.show_3d)
         self.body.addWidget(self.transcript)
         self.message.connect(self.append_message)
+        self.energy_model.currentTextChanged.connect(lambda text: self.relax.setEnabled(text != "none"))
 
     def append_message(self, entry: dict) -> None:
         role = str(entry.get("role", ""))

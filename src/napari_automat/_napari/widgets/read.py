@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 from napari.layers import Image
 from qtpy.QtWidgets import QDoubleSpinBox, QFileDialog, QLabel, QPushButton
@@ -67,9 +68,10 @@ class ReadWidget(StageWidget):
                  + (f" ({html.escape(str(md['calibration_note']))})" if md.get("calibration_note") else "")),
                 ("signal", html.escape(str(md.get("signal") or md.get("detector") or "—"))),
                 ("voltage", fmt(md.get("voltage_kV"), ".0f", "kV")),
-                ("file", html.escape(str(mg.path or "—")))]
+                ("file", html.escape(Path(mg.path).name if mg.path else "—"))]
         self.info.setText("<table>" + "".join(f"<tr><td>{k}&nbsp;</td><td>{v}</td></tr>" for k, v in rows)
                           + "</table>")
+        self.info.setToolTip(str(mg.path or ""))
         self.pixel_size.setValue(mg.mean_pixel_size_A)
 
     def run(self) -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 from napari.layers import Points
-from qtpy.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton
+from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QPushButton
 
-from ..layers import (COLUMNS_KEY, HITS_KEY, LATTICE_KEY, SELECTED_HIT_KEY, STRUCTURE_KEY, cell_atoms,
-                      structure_layer_data)
+from ..layers import COLUMNS_KEY, HITS_KEY, LATTICE_KEY, SELECTED_HIT_KEY, STRUCTURE_KEY, structure_layer_data
 from ._analysis import layer_columns, reconstruct_hit
 from ._common import LayerCombo, StageWidget, fmt
 from .detect import is_columns_layer
@@ -75,10 +73,8 @@ class ReconstructWidget(StageWidget):
         self.form.addRow("columns", self.points)
         self.form.addRow("candidate", self.hit)
         self.form.addRow(self.show_3d)
-        row = QHBoxLayout()
-        row.addWidget(self.back_button)
         self.body.addWidget(self.result)
-        self.body.addLayout(row)
+        self.body.addWidget(self.back_button)
         self.points.currentIndexChanged.connect(self.hit.refresh)
         self.hit.refresh()
 
@@ -122,16 +118,10 @@ class ReconstructWidget(StageWidget):
 
 
 def show_structure_3d(viewer, layers) -> None:
-    """3D view of the given structure layers: others hidden, camera on the cell, tilted."""
+    """3D view of the given structure layers: others hidden, camera fitted to the cell and tilted."""
     for layer in viewer.layers:
         layer.visible = layer in layers
     viewer.dims.ndisplay = 3
-    structure = layers[0].metadata[STRUCTURE_KEY]
-    xyz, _ = cell_atoms(structure)
-    zyx = xyz[:, ::-1]
-    center = 0.5 * (zyx.min(axis=0) + zyx.max(axis=0))
-    extent = float(np.max(np.ptp(np.vstack([zyx, np.zeros((1, 3))]), axis=0))) + 2.0
-    viewer.camera.center = tuple(center)
+    viewer.reset_view(layers=list(layers), margin=0.25)
     viewer.camera.angles = (-20.0, 30.0, 145.0)
-    canvas = getattr(viewer, "_canvas_size", (600, 600))
-    viewer.camera.zoom = 0.55 * min(canvas) / extent
+    viewer.layers.selection.active = layers[0]

@@ -13,7 +13,7 @@ from ._analysis import layer_columns, retrieve_hits
 from ._common import LayerCombo, StageWidget
 from .detect import is_columns_layer
 
-HEADERS = ("rank", "formula", "zone axis", "score", "Δ lattice %", "template", "source")
+HEADERS = ("rank", "formula", "zone axis", "score", "Δ lattice %", "space group")
 
 
 class _Item(QTableWidgetItem):
@@ -102,12 +102,14 @@ class RetrieveWidget(StageWidget):
         for row, hit in enumerate(hits):
             zone = "[" + " ".join(str(int(v)) for v in hit.zone_axis) + "]"
             mismatch = lattice_mismatch_pct(hit)
+            group = str(hit.details.get("spacegroup") or "—")
             cells = (_Item(row + 1), _Item(hit.formula), _Item(tuple(hit.zone_axis), zone),
                      _Item(float(hit.score), f"{hit.score:.3f}"),
-                     _Item(mismatch, "—" if mismatch != mismatch else f"{mismatch:.1f}"),
-                     _Item(hit.template_id), _Item(hit.source or "—"))
+                     _Item(mismatch, "—" if mismatch != mismatch else f"{mismatch:.1f}"), _Item(group))
+            tip = f"{hit.template_id}\n{hit.source}" if hit.source else hit.template_id
             for col, item in enumerate(cells):
                 item.setData(Qt.UserRole, row)
+                item.setToolTip(tip)
                 self.table.setItem(row, col, item)
         self.table.setSortingEnabled(True)
         self.table.blockSignals(False)
