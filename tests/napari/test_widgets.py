@@ -24,14 +24,22 @@ def screenshot(viewer, name: str) -> None:
         from qtpy.QtWidgets import QApplication
 
         QApplication.processEvents()
-        Path(SHOT_DIR).mkdir(parents=True, exist_ok=True)
-        viewer.screenshot(str(Path(SHOT_DIR) / f"{name}.png"), canvas_only=False, flash=False)
+        from PIL import Image
+
+        QApplication.processEvents()
+        path = Path(SHOT_DIR) / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        viewer.screenshot(str(path), canvas_only=False, flash=False)
+        Image.open(path).convert("RGB").quantize(colors=256).save(path, optimize=True)  # small files
 
 
-def dock(viewer, name: str):
-    """Show one AutoMat widget (alone, so screenshots stay readable) and return it."""
+def dock(viewer, name: str, width: int = 470):
+    """Show one AutoMat widget (alone and wide, so screenshots stay readable) and return it."""
+    from qtpy.QtCore import Qt
+
     viewer.window.remove_dock_widget("all")
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    viewer.window._qt_window.resizeDocks([dock_widget], [width], Qt.Horizontal)
     return widget
 
 
@@ -41,7 +49,7 @@ def viewer(make_napari_viewer, sync_workers):
 
     get_settings().application.gui_notification_level = "error"  # no toasts over screenshots
     v = make_napari_viewer(show=True)
-    v.window._qt_window.resize(1500, 950)
+    v.window._qt_window.resize(1600, 1000)
     return v
 
 
@@ -101,6 +109,7 @@ def test_stack_frame_is_analysed(viewer):
     assert layer.metadata[MICROGRAPH_KEY].metadata.get("frame") == 1
 
 
+@pytest.mark.slow
 def test_full_workflow_on_real_image_with_edits(viewer, real_file):
     path = real_file("real/atomap_test_ADF_cropped.hdf5")
 
@@ -131,8 +140,10 @@ def test_full_workflow_on_real_image_with_edits(viewer, real_file):
     screenshot(viewer, "03_detect")
 
     # edit: delete 3 columns, add one back by hand with chosen defaults, refine it
-    removed = points.data[[5, 50, 100]].copy()
-    points.selected_data = {5, 50, 100}
+    middle = int(np.argmin(np.linalg.norm(points.data - points.data.mean(axis=0), axis=1)))
+    gone = np.argsort(np.linalg.norm(points.data - points.data[middle], axis=1))[:3]  # it and 2 neighbours
+    removed = points.data[gone].copy()
+    points.selected_data = set(gone.tolist())
     points.remove_selected()
     w.new_sublattice.setValue(0)
     w.new_species.setText("Sr")
@@ -146,7 +157,10 @@ def test_full_workflow_on_real_image_with_edits(viewer, real_file):
     refined = columns_from_points_layer(points)
     assert np.linalg.norm(refined.positions_px[-1] - removed[0]) < 0.5  # snapped onto the column
     assert np.isfinite(refined.intensity[-1]) and refined.provenance[-1] == "added"
+    viewer.camera.center = tuple(refined.positions_A[-1])  # close-up of the edit
+    viewer.camera.zoom *= 2.5
     screenshot(viewer, "04_edit")
+    viewer.reset_view()
 
     # re-detection never overwrites the edited layer
     w.run_button.click()
@@ -211,6 +225,7 @@ def test_full_workflow_on_real_image_with_edits(viewer, real_file):
     screenshot(viewer, "08_energy")
 
 
+@pytest.mark.slow
 def test_agent_widget_runs_full_chain(viewer, real_file, tmp_path):
     path = real_file("real/atomap_test_ADF_cropped.hdf5")
     viewer.open(str(path), plugin=PLUGIN)
@@ -241,3 +256,29 @@ def test_agent_widget_runs_full_chain(viewer, real_file, tmp_path):
     out = tmp_path / "structure.cif"
     assert napari.save_layers(str(out), [structures[0]], plugin=PLUGIN) == [str(out)]
     assert "_symmetry_space_group_name_H-M" in out.read_text() or "_space_group" in out.read_text()
+
+
+def test_hand_made_points_layer_gets_column_features(viewer):
+    viewer.add_image(lattice_image(n_cells=4), name="img", scale=(0.2, 0.2))
+    layer = viewer.add_points(np.array([[10.0, 10.0], [30.0, 30.0]]), name="mine", scale=(0.2, 0.2))
+    w = dock(viewer, "3 Detect atom columns")
+    assert w.points.layer() is layer
+    w.new_sublattice.setValue(1)
+    w.new_species.setText("Ti+O")
+    w.apply_defaults()
+    layer.add([20.0, 20.0])
+    cols = columns_from_points_layer(layer)
+    assert cols.provenance == ["added"] * 3
+    assert cols.sublattice.tolist() == [-1, -1, 1] and cols.species[-1] == "Ti+O"
+    np.testing.assert_allclose(cols.positions_A[-1], [4.0, 4.0])
+
+
+def test_retrieval_on_uncalibrated_image_explains_instead_of_failing(viewer):
+    viewer.add_image(lattice_image(n_cells=6), name="plain")  # no scale: uncalibrated
+    dock(viewer, "3 Detect atom columns").run_button.click()
+    points = viewer.layers["plain columns"]
+    assert len(points.data) > 40
+    w = dock(viewer, "5 Retrieve templates")
+    w.run_button.click()
+    assert "no spatial calibration" in w.status.text()
+    assert w.table.rowCount() == 0 and w.run_button.isEnabled()

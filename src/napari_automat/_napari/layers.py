@@ -200,6 +200,21 @@ def set_column_features(layer, columns: Columns) -> None:
         layer.refresh_colors(update_color_mapping=False)
 
 
+def ensure_column_features(layer) -> None:
+    """Give a Points layer made outside AutoMat the column features (its points count as
+    ``added``) and provenance tracking, so defaults and edits work as on detected columns."""
+    if not all(key in layer.features for key in FEATURE_NAMES):
+        columns = columns_from_points_layer(layer)
+        features = layer.features.copy()
+        for key, values in columns_features(columns).items():
+            if key not in features:
+                features[key] = values
+        layer.features = features
+        layer.feature_defaults = {**ADDED_DEFAULTS, **{k: layer.feature_defaults[k].iloc[0]
+                                                       for k in layer.feature_defaults if k not in ADDED_DEFAULTS}}
+    track_provenance(layer)
+
+
 # --- provenance of user edits -----------------------------------------------------------------
 
 def track_provenance(layer) -> None:
@@ -322,7 +337,7 @@ def structure_layer_data(structure, name: str = "structure", **extra_metadata) -
     xyz, symbols = cell_atoms(structure)
     colors, radii = _element_style(symbols)
     atoms = (xyz[:, ::-1].copy(), {
-        "name": name, "ndim": 3, "units": ("angstrom",) * 3, "size": 1.1 * radii, "face_color": colors,
+        "name": name, "ndim": 3, "units": ("angstrom",) * 3, "size": 0.9 * radii, "face_color": colors,
         "border_color": "black", "border_width": 0.05, "shading": "spherical",
         "features": {"element": symbols}, "metadata": {STRUCTURE_KEY: structure, **extra_metadata},
     }, "points")

@@ -12,6 +12,7 @@ everything in the calling thread, as tests do.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from typing import Any, Callable, Optional
 
@@ -29,7 +30,16 @@ class _Relay(QObject):
 
     def __init__(self):
         super().__init__()
-        self.call.connect(lambda fn: fn())
+        self.call.connect(self._run)
+
+    @staticmethod
+    def _run(fn: Callable) -> None:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - an exception escaping a Qt slot would abort the app
+            from napari.utils.notifications import notification_manager
+
+            notification_manager.receive_error(*sys.exc_info())
 
 
 class Job:
@@ -66,11 +76,12 @@ class Job:
         self.post(self._show_progress, float(fraction), str(message))
 
     def _show_progress(self, fraction: float, message: str) -> None:
-        if self._bar is None:
+        bar = self._bar  # reports queued before the end may arrive after it
+        if bar is None or not self.running:
             return
-        self._bar.n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
-        self._bar.set_description(f"{self.label}: {message}" if message else self.label)
-        self._bar.refresh()
+        bar.n = int(round(1000 * min(max(fraction, 0.0), 1.0)))
+        bar.set_description(f"{self.label}: {message}" if message else self.label)
+        bar.refresh()
 
     def _open_bar(self) -> None:
         from napari.utils import progress

@@ -146,14 +146,19 @@ class StageWidget(QWidget):
         self.cancel_button.setEnabled(False)
 
     def failed(self, exc: BaseException) -> None:
-        """Show an error; unexpected ones are re-raised (napari shows them with the traceback)."""
+        """Show an error in the status line; unexpected ones also go to napari's notifications
+        with their traceback (and are re-raised when synchronous, so tests see them)."""
         if isinstance(exc, Cancelled):
             self.set_status("cancelled")
         elif isinstance(exc, AutomatError):
             self.set_status(f"⚠ {exc}", error=True)
         else:
             self.set_status(f"⚠ failed: {type(exc).__name__}: {exc}", error=True)
-            raise exc
+            if worker.SYNCHRONOUS:
+                raise exc
+            from napari.utils.notifications import notification_manager
+
+            notification_manager.receive_error(type(exc), exc, exc.__traceback__)
 
     def set_status(self, text: str, error: bool = False) -> None:
         self.status.setText(text)

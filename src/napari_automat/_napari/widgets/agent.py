@@ -29,7 +29,7 @@ class AgentWidget(StageWidget):
 
     def __init__(self, napari_viewer, parent=None):
         super().__init__(napari_viewer, parent)
-        self.image = LayerCombo(napari_viewer, Image)
+        self.image = LayerCombo(napari_viewer, Image, follow_new=False)  # its own outputs must not become inputs
         self.points = LayerCombo(napari_viewer, Points, accept=is_columns_layer, none_text="(detect automatically)",
                                  follow_new=False)
         self.points.setCurrentIndex(0)

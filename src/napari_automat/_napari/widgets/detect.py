@@ -8,8 +8,8 @@ from napari.layers import Image, Points
 from qtpy.QtWidgets import QCheckBox, QComboBox, QGroupBox, QFormLayout, QLineEdit, QPushButton, QSpinBox
 
 from ...model import AutomatError
-from ..layers import (ADDED_DEFAULTS, MICROGRAPH_KEY, STRUCTURE_KEY, columns_from_points_layer,
-                      columns_layer_data, set_column_features, untracked)
+from ..layers import (ADDED_DEFAULTS, MICROGRAPH_KEY, STRUCTURE_KEY, columns_from_points_layer, columns_layer_data,
+                      ensure_column_features, set_column_features, untracked)
 from ._common import LayerCombo, StageWidget, double_spin, layer_micrograph
 
 SIGNALS = ("auto", "HAADF", "ADF", "iDPC", "ABF", "BF")
@@ -141,8 +141,10 @@ class DetectWidget(StageWidget):
         layer = self.points.layer()
         if layer is None:
             return
-        layer.feature_defaults = dict(ADDED_DEFAULTS, sublattice=int(self.new_sublattice.value()),
-                                      species=self.new_species.text().strip())
+        ensure_column_features(layer)
+        layer.feature_defaults = {**layer.feature_defaults.iloc[0].to_dict(), **ADDED_DEFAULTS,
+                                  "sublattice": int(self.new_sublattice.value()),
+                                  "species": self.new_species.text().strip()}
 
     def refine_selected(self) -> None:
         """Re-fit the selected points (all if none selected) on the image they were detected on."""

@@ -59,7 +59,7 @@ class RetrieveWidget(StageWidget):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
-        self.table.setMinimumHeight(220)
+        self.table.setMinimumHeight(300)
         self.form.addRow("columns", self.points)
         self.form.addRow("elements", self.elements)
         self.form.addRow("candidates", self.top_k)
