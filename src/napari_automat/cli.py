@@ -80,7 +80,8 @@ class _Bar:
     def __init__(self, enabled: bool):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=100, disable=not enabled, file=sys.stderr, bar_format="{l_bar}{bar}| {elapsed}")
+        self.bar = tqdm(total=100, disable=not (enabled and sys.stderr.isatty()), file=sys.stderr,
+                        bar_format="{l_bar}{bar}| {elapsed}")
 
     def __call__(self, fraction: float, message: str = "") -> None:
         self.bar.n = round(100 * fraction, 1)
