@@ -22,7 +22,7 @@ def save_overview(result: "PipelineResult", path) -> Path:
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(13, 4.6), dpi=110, layout="constrained")
+    fig = Figure(figsize=(13, 5.2), dpi=110, layout="constrained")
     ax_img, ax_hits, ax_struct = fig.subplots(1, 3, width_ratios=[1.2, 1, 1])
     _draw_image(ax_img, result)
     _draw_hits(ax_hits, result)
@@ -40,7 +40,7 @@ def save_overview(result: "PipelineResult", path) -> Path:
 
 
 def _draw_image(ax, result) -> None:
-    image = result.analysed
+    image = result.micrograph
     py, px = image.pixel_size_A
     h, w = image.data.shape[-2:]
     extent = (0, w * px, h * py, 0)
@@ -72,10 +72,11 @@ def _draw_hits(ax, result) -> None:
         ax.text(0.5, 0.5, "no candidates", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return
-    labels = [f"{h.formula} [{''.join(str(v) for v in h.zone_axis)}]" for h in hits][::-1]
-    scores = [h.score for h in hits][::-1]
-    colours = ["#007aff" if i == len(hits) - 1 else "#8e8e93" for i in range(len(hits))]
-    ax.barh(labels, scores, color=colours)
+    labels = [f"{h.formula} [{''.join(str(v) for v in h.zone_axis)}]" for h in hits]
+    rows = 7 - np.arange(len(hits))  # best on top, eight rows of room
+    ax.barh(rows, [h.score for h in hits], color=["#007aff"] + ["#8e8e93"] * (len(hits) - 1), height=0.6)
+    ax.set_yticks(rows, labels)
+    ax.set_ylim(-0.5, 7.5)
     ax.set_xlim(0, 1)
     ax.set_xlabel("retrieval score")
     ax.set_title("template candidates (best on top)", fontsize=9)
@@ -98,14 +99,18 @@ def _draw_structure(ax, result) -> None:
     cart = frac @ s.lattice.matrix
     elements = sorted(set(species), key=species.index)
     cmap = {e: SUBLATTICE_COLOURS[i % len(SUBLATTICE_COLOURS)] for i, e in enumerate(elements)}
-    for e in elements:
+    radius = {e: float(s.composition.elements[[el.symbol for el in s.composition.elements].index(e)].atomic_radius
+                       or 1.0) for e in elements}
+    # Largest atoms first, so atoms stacked along c stay visible as rings.
+    for e in sorted(elements, key=lambda el: -radius[el]):
         mask = np.array([sp == e for sp in species])
-        ax.scatter(cart[mask, 0], cart[mask, 1], s=120, c=cmap[e], label=e, edgecolors="k", linewidths=0.5)
+        ax.scatter(cart[mask, 0], cart[mask, 1], s=140 * radius[e] ** 2, c=cmap[e], label=e,
+                   edgecolors="k", linewidths=0.5)
     a, b = s.lattice.matrix[0, :2], s.lattice.matrix[1, :2]
     corners = np.array([[0, 0], a, a + b, b, [0, 0]])
     ax.plot(corners[:, 0], corners[:, 1], "k-", lw=1)
     ax.set_aspect("equal")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8, markerscale=0.5)
     energy = result.energy
     lines = [f"{summary['reduced_formula']}  {summary['spacegroup_symbol']} (#{summary['spacegroup_number']})",
              f"a={summary['a']:.3f} b={summary['b']:.3f} c={summary['c']:.3f} Å",
@@ -114,5 +119,6 @@ def _draw_structure(ax, result) -> None:
         ef = energy.formation_energy_per_atom_eV
         lines.append(f"{energy.model}: E={energy.energy_per_atom_eV:.3f} eV/atom"
                      + (f", Ef={ef:.3f} eV/atom" if ef is not None else ""))
-    ax.set_title("\n".join(lines), fontsize=8)
+    ax.set_title("\n".join(lines), fontsize=8, loc="left")
     ax.set_xlabel("x [Å] (cell viewed along c)")
+    ax.margins(0.15)
