@@ -58,8 +58,7 @@ def _projected(matrix: np.ndarray, basis: np.ndarray, t: np.ndarray) -> tuple[fl
 def _template_basis(structure, zone_axis, cell: np.ndarray) -> np.ndarray:
     """The template vectors (fractional) whose projections best match the measured cell, for
     hits that do not carry them."""
-    from ..templates.projection import visible_columns
-    from ..templates.projection import project
+    from ..templates.projection import project, visible_columns
     from ..templates.retrieve import SETTINGS
 
     vis = visible_columns(project(structure, zone_axis))

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from collections import Counter
 from itertools import product
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -75,11 +75,11 @@ class TemplateLibrary:
 
 
 def default_path() -> Path:
-    """The library file: packaged in ``napari_automat/data`` if present, else the user cache."""
+    """The library file: the one built into the user cache (``automat library build``), else the
+    one packaged in ``napari_automat/data``, else the cache path (where it will be built)."""
+    cached = cache_dir() / FILENAME
     packaged = Path(__file__).resolve().parent.parent / "data" / FILENAME
-    if packaged.exists():
-        return packaged
-    return cache_dir() / FILENAME
+    return packaged if packaged.exists() and not cached.exists() else cached
 
 
 def cache_dir() -> Path:
@@ -152,29 +152,17 @@ def visible_patterns(full, elements: list[str], subsets: list[tuple]) -> list[di
     return out
 
 
-def visible_patterns_for(projection: dict, entries: list[dict], visible: list[int]) -> list[dict]:
-    """The visible patterns of a library projection record for one set of visible columns."""
-    from .projection import Pattern2D
-
-    elements = entries[projection["entry"]]["elements"]
-    full = projection["full"]
-    counts = np.asarray(full["counts"], float)
-    comps = [{el: c for el, c in zip(elements, row) if c > 0} for row in counts]
-    pattern = Pattern2D(np.asarray(full["basis"], float), np.asarray(full["cell"], float),
-                        np.asarray(full["frac"], float).reshape(-1, 2), comps, counts.sum(1))
-    return visible_patterns(pattern, elements, [tuple(visible)])
-
-
-def entry_projections(structure, elements: list[str], entry_index: int) -> list[dict]:
+def entry_projections(structure, elements: list[str], entry_index: int, is_2d: bool = False) -> list[dict]:
     """The zone-axis projections of one conventional cell that have a resolvable visible
-    pattern, as library records (the full column pattern included)."""
+    pattern, as library records (the full column pattern included). A monolayer is only seen
+    along its normal (c, the vacuum axis)."""
     from pymatgen.core import Element
 
     from .projection import project, symmetry_unique_axes
 
     own_z = np.array([Element(el).Z for el in elements], float)
     out = []
-    for axis in symmetry_unique_axes(structure, MAX_INDEX, SYMPREC):
+    for axis in [(0, 0, 1)] if is_2d else symmetry_unique_axes(structure, MAX_INDEX, SYMPREC):
         proj = project(structure, axis, Z_EXPONENT)
         counts = np.array([[c.get(el, 0.0) for el in elements] for c in proj.composition])
         patterns = visible_patterns(proj, elements, visibility_subsets(counts, own_z))
@@ -208,7 +196,8 @@ def _deduplicate(sources: list, progress: Progress) -> list[dict]:
             twin["sources"].append({"id": src.id, "source": src.source, "description": src.description})
             continue
         entry = {"id": src.id, "formula": conv.composition.formula.replace(" ", ""),
-                 "reduced_formula": key[0], "elements": [el.symbol for el in sorted(conv.composition.elements, key=lambda el: el.X)],
+                 "reduced_formula": key[0],
+                 "elements": [el.symbol for el in sorted(conv.composition.elements, key=lambda el: el.X)],
                  "spacegroup_number": key[1], "spacegroup_symbol": sga.get_space_group_symbol(),
                  "crystal_system": sga.get_crystal_system(), "is_2d": src.is_2d,
                  "sources": [{"id": src.id, "source": src.source, "description": src.description}],
@@ -229,7 +218,7 @@ def build_library(path=None, progress: Progress = no_progress, sources=None) -> 
     projections: list[dict] = []
     for i, entry in enumerate(entries):
         progress(0.3 + 0.7 * i / len(entries), f"projecting {entry['reduced_formula']} ({entry['id']})")
-        projections += entry_projections(entry.pop("_structure"), entry["elements"], i)
+        projections += entry_projections(entry.pop("_structure"), entry["elements"], i, entry["is_2d"])
     import pymatgen.core
 
     meta = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "build_s": round(time.perf_counter() - start, 1),

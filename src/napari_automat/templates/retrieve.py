@@ -6,7 +6,8 @@ Score = lattice shape × lattice scale × column positions × Z-contrast × elem
   equivalent settings (swap, gamma ↔ 180° − gamma, b ± a), after the best isotropic rescaling
   (±8% for real compounds; around the radius-predicted scale for decorated prototypes);
 * motif: measured sites against template columns after the best origin shift, setting and 2D
-  inversion (RMS distance [Å], both ways, so missing and extra columns count);
+  inversion (RMS distance [Å] of the sites; template columns not seen cost more the brighter
+  they are, so faint columns may be missed);
 * Z-contrast: log site intensities against log ``Σ Z^n`` of the matched columns, up to a factor;
 * elements: 1 when the template has the hinted elements, 0.5–0.9 for a prototype decorated with
   them (plausible oxidation states, data-mined substitution probability), low otherwise.
@@ -29,56 +30,58 @@ SETTINGS = np.array([[[1, 0], [0, 1]], [[1, 0], [0, -1]], [[0, 1], [1, 0]], [[0,
 #: Largest anisotropic lattice mismatch (strain-like: log lengths and angle in rad) considered.
 MAX_SHAPE = 0.08
 #: Width of the lattice-shape score.
-SIGMA_SHAPE = 0.025
+SIGMA_SHAPE = 0.03
 #: Largest isotropic rescaling of a template (log), and the width of its score.
 MAX_SCALE = math.log(1.08)
 SIGMA_SCALE = 0.04
 #: Decorated prototypes: scale range considered and score width around the predicted scale.
 DECORATED_SCALE = (0.6, 1.6)
-SIGMA_SCALE_DECORATED = 0.08
+SIGMA_SCALE_DECORATED = 0.06
+#: Template columns fainter than FAINT[0] (relative to the brightest) may go unseen freely; from
+#: FAINT[1] up they are always detected, and missing one costs all but MISS_FLOOR of the score.
+FAINT = (0.1, 0.4)
+MISS_FLOOR = 0.05
 #: Width of the column-position score [Å] and of the log-intensity score.
 SIGMA_POS_A = 0.3
 SIGMA_LOG_I = 0.3
 #: Prototypes with more species than this are not decorated (n! permutations).
 MAX_DECORATED_SPECIES = 4
+#: Formulas up to this many atoms also get pymatgen's (slower) mixed-valence oxidation guesses.
+MAX_GUESS_ATOMS = 12
 #: Elements that may be missing from a hint (light, often invisible in HAADF).
 LIGHT_Z = 9
 
 
 class _Index:
-    """Pattern rows of a library as arrays for the vectorised lattice filter; rows for visible
-    column sets that the file lacks are added on demand."""
+    """Pattern rows of a library as arrays for the vectorised lattice filter."""
 
     def __init__(self, library):
         from pymatgen.core import Element
+
+        from .library import Z_EXPONENT
 
         self.library = library
         self.z = [np.array([Element(el).Z for el in e["elements"]], float) for e in library.entries]
         self.n_species = np.array([len(e["elements"]) for e in library.entries])
         self.full_counts = [np.asarray(p["full"]["counts"], float) for p in library.projections]
         self.by_entry: dict[int, list[int]] = {}
+        self.entry, self.proj, self.patterns, self.lookup, cells = [], [], [], {}, []
         for pi, pr in enumerate(library.projections):
             self.by_entry.setdefault(pr["entry"], []).append(pi)
-        self.entry, self.proj, self.patterns, self.lookup = [], [], [], {}
-        cells = []
-        for pi, pr in enumerate(library.projections):
             for pat in pr["patterns"]:
-                cells.append(self._append(pi, pat))
+                self.lookup.setdefault((pi, tuple(pat["visible"])), []).append(len(self.patterns))
+                self.entry.append(pr["entry"])
+                self.proj.append(pi)
+                self.patterns.append({**pat, "frac": np.asarray(pat["frac"], float).reshape(-1, 2),
+                                      "counts": np.asarray(pat["counts"], float).reshape(len(pat["frac"]), -1)})
+                cells.append(pat["cell"])
+        self.entry = np.array(self.entry)
         self.lengths, self.gammas = _settings_metric(np.asarray(cells, float))
-        self.own: dict[float, np.ndarray] = {}
         self.keys: dict[tuple, tuple] = {}
-
-    def _append(self, pi: int, pat: dict) -> list:
-        row = len(self.patterns)
-        self.entry.append(self.library.projections[pi]["entry"])
-        self.proj.append(pi)
-        self.patterns.append({**pat, "frac": np.asarray(pat["frac"], float).reshape(-1, 2),
-                              "counts": np.asarray(pat["counts"], float).reshape(len(pat["frac"]), -1)})
-        self.lookup.setdefault((pi, tuple(pat["visible"])), []).append(row)
-        return pat["cell"]
-
-    def __len__(self) -> int:
-        return len(self.patterns)
+        # Rows showing the columns visible with the entry's own species (at the build's Z exponent).
+        self.own = np.zeros(len(self.patterns), bool)
+        for pi, pr in enumerate(library.projections):
+            self.own[self.rows(pi, self.visible_key(pi, self.z[pr["entry"]], Z_EXPONENT))] = True
 
     def visible_key(self, pi: int, z: np.ndarray, z_exponent: float) -> tuple:
         """Indices of the columns of projection ``pi`` visible with atomic numbers ``z``."""
@@ -86,38 +89,13 @@ class _Index:
 
         memo = (pi, tuple(z), z_exponent)
         if memo not in self.keys:
-            self.keys[memo] = tuple(int(i) for i in np.flatnonzero(visible_mask(self.full_counts[pi] @ z ** z_exponent)))
+            visible = visible_mask(self.full_counts[pi] @ z ** z_exponent)
+            self.keys[memo] = tuple(int(i) for i in np.flatnonzero(visible))
         return self.keys[memo]
 
-    def own_rows(self, z_exponent: float) -> np.ndarray:
-        """Rows (among those present now) showing the columns visible with the entry's own species."""
-        from .library import Z_EXPONENT
-
-        if z_exponent not in self.own:
-            rows = []
-            for pi, pr in enumerate(self.library.projections):
-                key = self.visible_key(pi, self.z[pr["entry"]], z_exponent)
-                if z_exponent == Z_EXPONENT:  # the file has these patterns unless unresolvable
-                    self.lookup.setdefault((pi, key), [])
-                rows += self.rows(pi, key)
-            self.own[z_exponent] = np.array(rows, int)
-        mask = np.zeros(len(self), bool)
-        mask[self.own[z_exponent]] = True
-        return mask
-
     def rows(self, pi: int, key: tuple) -> list[int]:
-        """Rows of projection ``pi`` with visible columns ``key``, computed when missing."""
-        if (pi, key) not in self.lookup:
-            from .library import visible_patterns_for
-
-            new = visible_patterns_for(self.library.projections[pi], self.library.entries, list(key))
-            cells = [self._append(pi, pat) for pat in new]
-            self.lookup.setdefault((pi, key), [])
-            if cells:
-                lengths, gammas = _settings_metric(np.asarray(cells, float))
-                self.lengths = np.concatenate([self.lengths, lengths])
-                self.gammas = np.concatenate([self.gammas, gammas])
-        return self.lookup[(pi, key)]
+        """Rows of projection ``pi`` with visible columns ``key`` (none when the file lacks them)."""
+        return self.lookup.get((pi, key), [])
 
 
 def _settings_metric(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -139,10 +117,12 @@ def measured_cell(lattice: Lattice2D) -> tuple[np.ndarray, np.ndarray, np.ndarra
     positions (k, 2) in that cell, intensities (k,))``. The frame puts a along x."""
     from .projection import gauss_reduce
 
-    a2, b2, m = gauss_reduce(lattice.a_vec_A, lattice.b_vec_A)
+    va, vb = np.asarray(lattice.a_vec_A, float), np.asarray(lattice.b_vec_A, float)
+    if not (np.all(np.isfinite(va)) and np.all(np.isfinite(vb))) or \
+            abs(va[0] * vb[1] - va[1] * vb[0]) < 1e-6 * (va @ va + vb @ vb):
+        raise AutomatError("the measured lattice is degenerate (parallel, zero or undefined basis vectors)")
+    a2, b2, m = gauss_reduce(va, vb)
     a, b = np.linalg.norm(a2), np.linalg.norm(b2)
-    if a < 1e-6 or abs(a2[0] * b2[1] - a2[1] * b2[0]) < 1e-6 * a * b:
-        raise AutomatError("the measured lattice is degenerate (parallel or zero basis vectors)")
     cosg = float(a2 @ b2) / (a * b)
     cell = np.array([[a, 0.0], [b * cosg, b * math.sqrt(max(0.0, 1 - cosg ** 2))]])
     frac = np.array([s.frac for s in lattice.motif], float).reshape(-1, 2)
@@ -177,17 +157,22 @@ def _motif_scores(frac_t: np.ndarray, log_w: np.ndarray, settings: Sequence[int]
     d = _periodic_d(frac_m, g[:, None] + shifts[:, :, None], cell)  # (T, S, k, n)
     d = d.reshape(-1, *d.shape[2:])  # (T*S, k, n)
     nearest = d.argmin(-1)
-    rms = np.sqrt(((d.min(-1) ** 2).sum(-1) + (d.min(-2) ** 2).sum(-1)) / (d.shape[1] + d.shape[2]))
-    pos = np.exp(-0.5 * (rms / SIGMA_POS_A) ** 2)
+    # Every measured site must sit on a template column ...
+    rms = np.sqrt((d.min(-1) ** 2).mean(-1))
+    # ... and every template column should have been seen, the fainter the less surely.
+    w_rel = np.exp(log_w - log_w.max(1, keepdims=True))  # (P, n)
+    seen = np.clip((w_rel - FAINT[0]) / (FAINT[1] - FAINT[0]), 0, 1) * (1 - MISS_FLOOR)
+    missed = 1 - np.exp(-0.5 * (d.min(-2) / SIGMA_POS_A) ** 2)  # (T*S, n): 0 on a site, 1 far away
+    pos = np.exp(-0.5 * (rms / SIGMA_POS_A) ** 2) * np.prod(1 - seen[:, None, :] * missed[None], axis=-1)
     if use_i:
         r = np.log(intensity) - log_w[:, nearest]  # (P, T*S, k)
         r -= r.mean(-1, keepdims=True)
         inten = np.exp(-0.5 * (np.sqrt((r ** 2).mean(-1)) / SIGMA_LOG_I) ** 2)
     else:
-        inten = np.ones((P, len(pos)))
+        inten = np.ones((P, len(rms)))
     best = np.argmax(pos * inten, axis=1)
     n_shift = g.shape[1]
-    return [{"position": float(pos[k]), "intensity": float(inten[p, k]), "rms_A": float(rms[k]),
+    return [{"position": float(pos[p, k]), "intensity": float(inten[p, k]), "rms_A": float(rms[k]),
              "setting": ops[k // n_shift][0], "inverted": ops[k // n_shift][1] < 0,
              "shift": np.mod(shifts[k // n_shift, k % n_shift], 1.0).tolist(), "sites": nearest[k].tolist()}
             for p, k in enumerate(best)]
@@ -195,10 +180,25 @@ def _motif_scores(frac_t: np.ndarray, log_w: np.ndarray, settings: Sequence[int]
 
 @lru_cache(maxsize=4096)
 def _oxidation_guess(formula: str) -> Optional[dict]:
+    """A charge-balanced oxidation state per element, or None. One common (ICSD) state per element
+    is tried first; small formulas then fall back to pymatgen's mixed-valence guesses (Fe3O4)."""
     from pymatgen.core import Composition
 
-    guesses = Composition(formula).oxi_state_guesses(max_sites=-1)
-    return dict(guesses[0]) if guesses else None
+    comp = Composition(formula)
+    common = [el.common_oxidation_states for el in comp.elements]
+    states = [tuple(el.icsd_oxidation_states) or c for el, c in zip(comp.elements, common)]
+    best = None
+    for combo in product(*states):
+        if abs(sum(n * o for n, o in zip(comp.values(), combo))) < 1e-6:
+            rank = sum(o not in c for c, o in zip(common, combo))  # prefer the most common states
+            if best is None or rank < best[0]:
+                best = (rank, {el.symbol: float(o) for el, o in zip(comp.elements, combo)})
+    if best is not None:
+        return best[1]
+    if comp.num_atoms <= MAX_GUESS_ATOMS:
+        guesses = comp.oxi_state_guesses(max_sites=-1)
+        return dict(guesses[0]) if guesses else None
+    return None
 
 
 @lru_cache(maxsize=1)
@@ -243,8 +243,8 @@ def _decorations(entry: dict, hint: tuple[str, ...]) -> list[dict]:
                 continue
             so, sn = _species(o, old_oxi), _species(n, new_oxi)
             sub = sub or _substitution()
-            known = so is not None and sn is not None and frozenset([so, sn]) in sub._l
-            q.append(1 / (1 + math.exp(-sub.get_lambda(sn, so) / 1.5)) if known else 0.5)
+            lam = sub.get_lambda(sn, so) if so is not None and sn is not None else sub.alpha
+            q.append(0.5 if lam == sub.alpha else 1 / (1 + math.exp(-lam / 1.5)))  # 0.5: never observed
         radius = lambda el: Element(el).atomic_radius or 1.5  # noqa: E731
         scale = sum(n * radius(mapping[el]) for el, n in comp.items()) / sum(n * radius(el) for el, n in comp.items())
         out.append({"mapping": mapping, "formula": new_formula, "likelihood": float(np.prod(q) ** (1 / len(q))),
@@ -284,8 +284,9 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     """Rank the template projections against the measured ``lattice`` (and its motif), best first.
 
     ``elements`` is an optional hint such as ``("Sr", "Ti", "O")``; prototypes with as many species
-    are then also decorated with these elements. Scores are in [0, 1]; ``details`` holds the
-    partial scores, the fitted scale, the ambiguity (score gap to the next different formula) and
+    are then also decorated with these elements. ``z_exponent`` sets the Z-contrast of the columns
+    (which columns are visible was fixed when the library was built). Scores are in [0, 1];
+    ``details`` holds the partial scores, the fitted scale, the ambiguity (score gap to the next different formula) and
     the in-plane mapping: ``basis_frac3`` (template vectors, fractional in the template cell,
     whose projections map onto the measured a and b), ``p``, ``q``, ``t``.
     """
@@ -300,34 +301,25 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     a, b = np.linalg.norm(cell, axis=1)
     gamma = math.degrees(math.atan2(cell[1, 1], cell[1, 0]))
 
-    def fit(rows):  # lattice filter over rows and settings at once
-        la, lb = np.log(a / idx.lengths[rows, :, 0]), np.log(b / idx.lengths[rows, :, 1])
-        shape = np.sqrt(0.5 * (la - lb) ** 2 + np.radians(gamma - idx.gammas[rows]) ** 2)
-        best = shape.argmin(1)
-        sel = np.arange(len(best))
-        return shape, shape[sel, best], (0.5 * (la + lb))[sel, best]
-
-    shape, shape_best, scale_best = fit(slice(None))
+    # Lattice filter over all rows and settings at once: anisotropic misfit and isotropic scale.
+    la, lb = np.log(a / idx.lengths[..., 0]), np.log(b / idx.lengths[..., 1])
+    shape = np.sqrt(0.5 * (la - lb) ** 2 + np.radians(gamma - idx.gammas) ** 2)
+    best = shape.argmin(1)
+    shape_best = shape[np.arange(len(best)), best]
+    scale_best = (0.5 * (la + lb))[np.arange(len(best)), best]
     decoratable = np.zeros(len(library.entries), bool)
     if hint and len(hint) <= MAX_DECORATED_SPECIES:
         decoratable = (idx.n_species == len(hint)) & np.array([set(e["elements"]) != set(hint)
                                                                for e in library.entries])
-    own = idx.own_rows(z_exponent)
-    if len(idx) > len(shape_best):  # rows added on demand for another Z exponent
-        shape, shape_best, scale_best = fit(slice(None))
-    exact = own & (shape_best <= MAX_SHAPE) & (np.abs(scale_best) <= MAX_SCALE)
-    exact &= ~decoratable[np.asarray(idx.entry)]
-    # (row, decoration or None, z per element, expected scale, element score, scale sigma)
+    exact = idx.own & (shape_best <= MAX_SHAPE) & (np.abs(scale_best) <= MAX_SCALE) & ~decoratable[idx.entry]
+    # (decoration or None, z per element, expected scale, element score, scale sigma) per row
     options: dict[int, list[tuple]] = {}
     for r in np.flatnonzero(exact):
         e = idx.entry[r]
-        options.setdefault(int(r), []).append((None, idx.z[e], 1.0, _element_score(library.entries[e]["elements"], hint),
-                                               SIGMA_SCALE))
+        el_score = _element_score(library.entries[e]["elements"], hint)
+        options.setdefault(int(r), []).append((None, idx.z[e], 1.0, el_score, SIGMA_SCALE))
     if hint and len(hint) <= MAX_DECORATED_SPECIES:
-        _add_decorations(library, idx, hint, z_exponent, options, shape_best, scale_best)
-    if len(idx) > len(shape_best):  # rows added on demand for decorations
-        extra = fit(slice(len(shape_best), None))
-        shape, shape_best, scale_best = (np.concatenate([x, y]) for x, y in zip((shape, shape_best, scale_best), extra))
+        _add_decorations(library, idx, hint, options, shape_best, scale_best)
 
     found: dict[tuple, dict] = {}
     for r, opts in options.items():
@@ -346,9 +338,11 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
             if pat["kind"] == "geometric":  # columns of unequal brightness were taken as equal
                 w = idx.full_counts[pi][pat["visible"]] @ z ** z_exponent
                 variant = float(np.sqrt(w.min() / w.max()))
-            scale_score = math.exp(-0.5 * (dev / sigma) ** 2)
+            # A normalised likelihood: a predicted scale is less certain, so it can never score as a known one.
+            scale_score = SIGMA_SCALE / sigma * math.exp(-0.5 * (dev / sigma) ** 2)
             score = shape_score * scale_score * m["position"] * m["intensity"] * el_score * variant
-            tid = entry["id"] if deco is None else f"{entry['id']}|" + ",".join(deco["mapping"][x] for x in entry["elements"])
+            tid = entry["id"] if deco is None else \
+                f"{entry['id']}|" + ",".join(deco["mapping"][x] for x in entry["elements"])
             key = (tid, tuple(pr["zone_axis"]))
             if key in found and found[key]["score"] >= score:
                 continue
@@ -366,12 +360,14 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     return hits
 
 
-def _add_decorations(library, idx: _Index, hint, z_exponent, options, shape_best, scale_best) -> None:
+def _add_decorations(library, idx: _Index, hint, options, shape_best, scale_best) -> None:
     """Options for prototypes with as many species as the hint, decorated with the hint: the rows
     that show the columns visible with the new species and whose lattice fits."""
+    from .library import Z_EXPONENT
+
     lo, hi = math.log(DECORATED_SCALE[0]), math.log(DECORATED_SCALE[1])
     fits = (shape_best <= MAX_SHAPE) & (scale_best >= lo) & (scale_best <= hi)
-    entries = np.unique(np.asarray(idx.entry)[fits])
+    entries = np.unique(idx.entry[fits])
     cache = library.cache.setdefault("decorations", {})
     for e in entries:
         entry = library.entries[e]
@@ -382,8 +378,8 @@ def _add_decorations(library, idx: _Index, hint, z_exponent, options, shape_best
                                 if any(k != v for k, v in d["mapping"].items())]
         for d in cache[(e, hint)]:
             for pi in idx.by_entry.get(int(e), []):
-                for r in idx.rows(pi, idx.visible_key(pi, d["z"], z_exponent)):
-                    if r >= len(shape_best) or fits[r]:
+                for r in idx.rows(pi, idx.visible_key(pi, d["z"], Z_EXPONENT)):
+                    if fits[r]:
                         options.setdefault(int(r), []).append((d, d["z"], d["scale"], 0.5 + 0.4 * d["likelihood"],
                                                                SIGMA_SCALE_DECORATED))
 
@@ -413,6 +409,8 @@ def _hit(library, idx: _Index, h: dict, meas: tuple) -> TemplateHit:
         "cell_variant": pat["kind"],
         "template_cell_A": [round(float(x), 4) for x in idx.lengths[r, m["setting"]]] + [
             round(float(idx.gammas[r, m["setting"]]), 2)],
+        "measured_cell_A": [round(float(x), 4) for x in np.linalg.norm(meas[0], axis=1)] + [
+            round(math.degrees(math.atan2(meas[0][1, 1], meas[0][1, 0])), 2)],
         "basis_frac3": np.round(basis, 6).tolist(),
         "p": pr["p"], "q": pr["q"], "t": pr["zone_axis"],
         "inverted": m["inverted"], "origin_shift": [round(x, 4) for x in m["shift"]],

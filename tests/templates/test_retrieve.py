@@ -1,0 +1,147 @@
+"""Retrieval against a small library: true structures projected along known zone axes are found
+(with and without an element hint), decorated prototypes stand in for missing compounds, and the
+best hit reconstructs to the right 3D structure."""
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from napari_automat.model import AutomatError, Lattice2D, MotifSite
+from napari_automat.reconstruct import reconstruct, structure_summary
+from napari_automat.templates import project, retrieve, visible_columns
+from napari_automat.templates.projection import to_lattice2d
+
+STO_RATIO = 38 ** 1.7 / (22 ** 1.7 + 8 ** 1.7)
+
+
+def sto_lattice(a=3.905, b=None, bright=STO_RATIO) -> Lattice2D:
+    b = a if b is None else b
+    return Lattice2D([0.0, a], [b, 0.0], motif=[MotifSite((0, 0), bright, 0), MotifSite((0.5, 0.5), 1.0, 1)])
+
+
+def structure(kind: str):
+    """True structures (some absent from the library: MgO, GaAs)."""
+    from ase.build import bulk, mx2
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    atoms = {"Si": lambda: bulk("Si", "diamond", a=5.431, cubic=True),
+             "Cu": lambda: bulk("Cu", "fcc", a=3.615, cubic=True),
+             "MgO": lambda: bulk("MgO", "rocksalt", a=4.212, cubic=True),
+             "NaCl": lambda: bulk("NaCl", "rocksalt", a=5.64, cubic=True),
+             "GaAs": lambda: bulk("GaAs", "zincblende", a=5.653, cubic=True),
+             "MoS2": lambda: mx2("MoS2", "2H", a=3.17, thickness=3.19, vacuum=7.5)}[kind]()
+    atoms.pbc = True
+    return AseAtomsAdaptor.get_structure(atoms)
+
+
+def equivalent_axes(u, v) -> bool:
+    return sorted(map(abs, u)) == sorted(map(abs, v))
+
+
+def test_srtio3_with_hint_is_found_and_reconstructed(small_library):
+    lat = sto_lattice()
+    hits = retrieve(lat, ("Sr", "Ti", "O"), library=small_library)
+    top = hits[0]
+    assert top.formula == "SrTiO3" and top.zone_axis == (0, 0, 1)
+    assert 0.9 < top.score <= 1.0 and all(0 <= h.score <= 1 for h in hits)
+    assert [h.score for h in hits] == sorted([h.score for h in hits], reverse=True)
+    # The Ti-on-Sr antisite of the same formula loses on Z-contrast.
+    antisite = [h for h in hits if h.details["decoration"] and h.details["decoration"].get("Sr") == "Ti"]
+    assert all(h.details["z_contrast"] < top.details["z_contrast"] for h in antisite)
+    assert {tuple(sorted(c)) for c in top.details["site_composition"]} == {("Sr",), ("O", "Ti")}
+    # CaTiO3 shows its O columns (Ca is light); decorated with Sr they fade below 10%: 2 columns.
+    deco = next(h for h in hits if h.template_id == "aflow:AB3C_cP5_221_a_c_b|Sr,Ti,O")
+    assert deco.details["n_template_columns"] == 2 and deco.score < top.score
+    assert deco.structure.composition.reduced_formula == "SrTiO3"
+    rec = reconstruct(top, lat)
+    summary = structure_summary(rec.structure, rec.symprec_A)
+    assert summary["spacegroup_number"] == 221 and summary["reduced_formula"] == "SrTiO3"
+    assert summary["a"] == pytest.approx(3.905, rel=0.005)
+
+
+def test_srtio3_without_hint_ranks_the_perovskite_first(small_library):
+    hits = retrieve(sto_lattice(), library=small_library)
+    assert hits[0].formula == "SrTiO3"
+    assert hits[0].details["ambiguity_gap"] > 0.05
+
+
+def test_srtio3_strained_cell_is_still_found(small_library):
+    hits = retrieve(sto_lattice(a=3.905 * 1.03), ("Sr", "Ti", "O"), library=small_library)
+    assert hits[0].formula == "SrTiO3" and hits[0].details["scale"] == pytest.approx(1.03, abs=0.005)
+    assert hits[0].score < 0.95  # the rescaling is penalised
+    far = retrieve(sto_lattice(a=3.905 * 1.15), library=small_library)
+    assert all(h.formula != "SrTiO3" for h in far)  # beyond the ±8% window of the real compound
+
+
+def test_intensity_order_matters(small_library):
+    # Bright site at the centre instead: the Sr/TiO assignment is the swapped one, same geometry.
+    normal = retrieve(sto_lattice(), ("Sr", "Ti", "O"), library=small_library)[0]
+    swapped = retrieve(sto_lattice(bright=1 / STO_RATIO), ("Sr", "Ti", "O"), library=small_library)[0]
+    assert normal.details["z_contrast"] > 0.95
+    # Origin shift puts the bright site on the Sr column either way: geometry cannot tell them apart.
+    assert swapped.formula == "SrTiO3" and swapped.details["z_contrast"] > 0.95
+    flat = retrieve(sto_lattice(bright=1.0), ("Sr", "Ti", "O"), library=small_library)[0]
+    assert flat.details["z_contrast"] < 0.5  # equal intensities contradict Sr vs TiO columns
+
+
+def test_geometry_only_lattice_finds_the_subcell(small_library):
+    # A lattice found from positions alone: SrTiO3 [001] as the a/√2 square with one site.
+    a = 3.905 / math.sqrt(2)
+    lat = Lattice2D([0.0, a], [a, 0.0], motif=[MotifSite((0, 0), 1.0, 0)])
+    hits = retrieve(lat, ("Sr", "Ti", "O"), library=small_library)
+    sto = next(h for h in hits if h.template_id == "pymatgen:SrTiO3")
+    assert sto.zone_axis == (0, 0, 1) and sto.details["cell_variant"] == "geometric"
+    assert sto.score < 0.8  # Sr and TiO columns differ by 2x: taking them as equal is penalised
+
+
+CASES = [  # (structure, zone axis, hint, expected formula)
+    ("Si", (1, 1, 0), ("Si",), "Si"),
+    ("Cu", (0, 0, 1), ("Cu",), "Cu"),
+    ("NaCl", (0, 0, 1), ("Na", "Cl"), "NaCl"),
+    ("MgO", (0, 0, 1), ("Mg", "O"), "MgO"),
+    ("GaAs", (1, 1, 0), ("Ga", "As"), "GaAs"),
+    ("MoS2", (0, 0, 1), ("Mo", "S"), "MoS2"),
+]
+
+
+@pytest.mark.parametrize("kind, axis, hint, formula", CASES)
+def test_projected_true_structures_are_retrieved(small_library, kind, axis, hint, formula):
+    truth = structure(kind)
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    conv = SpacegroupAnalyzer(truth, symprec=0.1).get_conventional_standard_structure()
+    vis = visible_columns(project(conv, axis))
+    lat = to_lattice2d(vis)
+    hits = retrieve(lat, hint, library=small_library)
+    top = hits[0]
+    assert top.formula == formula, [(h.formula, h.zone_axis, round(h.score, 3)) for h in hits[:5]]
+    assert equivalent_axes(top.zone_axis, axis)
+    if kind == "MoS2":
+        assert top.details["is_2d"]  # the monolayer, not bulk 2H-MoS2 (mixed Mo+S columns)
+    if kind in ("MgO", "GaAs"):
+        assert top.details["decoration"] is not None  # from the rocksalt / zincblende prototypes
+    rec = reconstruct(top, lat)
+    assert rec.structure.composition.reduced_formula == formula
+    assert SpacegroupAnalyzer(rec.structure, symprec=0.1).get_space_group_number() == \
+        SpacegroupAnalyzer(conv, symprec=0.1).get_space_group_number()
+    ratio = rec.structure.lattice.a / conv.lattice.a
+    assert ratio == pytest.approx(1.0, abs=0.01)
+
+
+def test_retrieval_is_fast(small_library):
+    lat = sto_lattice()
+    retrieve(lat, ("Sr", "Ti", "O"), library=small_library)  # warm the caches
+    t = time.perf_counter()
+    for _ in range(5):
+        retrieve(lat, ("Sr", "Ti", "O"), library=small_library)
+    assert (time.perf_counter() - t) / 5 < 0.2
+
+
+def test_bad_input(small_library):
+    with pytest.raises(AutomatError):
+        retrieve(Lattice2D([0, 3.9], [0, 7.8]), library=small_library)
+    with pytest.raises(AutomatError, match="element"):
+        retrieve(sto_lattice(), ("Sr", "Xx"), library=small_library)
+    assert retrieve(Lattice2D([0, 30.0], [31.0, 0]), library=small_library) == []
