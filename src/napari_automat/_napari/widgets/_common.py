@@ -160,6 +160,13 @@ class StageWidget(QWidget):
 
             notification_manager.receive_error(type(exc), exc, exc.__traceback__)
 
+    def chosen(self, combo: LayerCombo, what: str):
+        """The layer chosen in ``combo``, or ``None`` after saying that a ``what`` layer is needed."""
+        layer = combo.layer()
+        if layer is None:
+            self.set_status(f"⚠ no {what} layer", error=True)
+        return layer
+
     def set_status(self, text: str, error: bool = False) -> None:
         self.status.setText(text)
         self.status.setStyleSheet("color: #ff8a80;" if error else "")

@@ -66,9 +66,8 @@ class AgentWidget(StageWidget):
     def run(self) -> None:
         from ...agent import run_agent
 
-        image_layer = self.image.layer()
+        image_layer = self.chosen(self.image, "image")
         if image_layer is None:
-            self.set_status("⚠ no image layer", error=True)
             return
         mg = layer_micrograph(self.viewer, image_layer)
         points_layer = self.points.layer()

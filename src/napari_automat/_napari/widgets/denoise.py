@@ -32,9 +32,8 @@ class DenoiseWidget(StageWidget):
     def run(self) -> None:
         from ...denoise import denoise
 
-        layer = self.image.layer()
+        layer = self.chosen(self.image, "image")
         if layer is None:
-            self.set_status("⚠ no image layer", error=True)
             return
         mg = layer_micrograph(self.viewer, layer)
         name = f"{layer.name} denoised"

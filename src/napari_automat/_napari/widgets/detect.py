@@ -92,9 +92,8 @@ class DetectWidget(StageWidget):
 
     # --- detection ---
     def run(self) -> None:
-        layer = self.image.layer()
+        layer = self.chosen(self.image, "image")
         if layer is None:
-            self.set_status("⚠ no image layer", error=True)
             return
         mg = layer_micrograph(self.viewer, layer)
         min_sep = self.min_separation.value() or None
@@ -150,9 +149,8 @@ class DetectWidget(StageWidget):
         """Re-fit the selected points (all if none selected) on the image they were detected on."""
         from ...detect import refine_columns
 
-        layer = self.points.layer()
+        layer = self.chosen(self.points, "columns")
         if layer is None:
-            self.set_status("⚠ no columns layer", error=True)
             return
         image = layer.metadata.get(MICROGRAPH_KEY)
         if image is None and self.image.layer() is not None:

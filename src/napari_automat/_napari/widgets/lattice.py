@@ -38,9 +38,8 @@ class LatticeWidget(StageWidget):
         self.body.addWidget(self.result)
 
     def run(self) -> None:
-        layer = self.points.layer()
+        layer = self.chosen(self.points, "columns")
         if layer is None:
-            self.set_status("⚠ no columns layer", error=True)
             return
         columns, image = layer_columns(layer)
         n = len(layer.data)

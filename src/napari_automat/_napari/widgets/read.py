@@ -78,9 +78,8 @@ class ReadWidget(StageWidget):
         """Set the pixel size of the chosen image (marks it calibrated by the user)."""
         from ...io.read import apply_pixel_size
 
-        layer = self.image.layer()
+        layer = self.chosen(self.image, "image")
         if layer is None:
-            self.set_status("⚠ no image layer", error=True)
             return
         value = float(self.pixel_size.value())
         try:

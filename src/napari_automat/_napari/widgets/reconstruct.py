@@ -83,9 +83,8 @@ class ReconstructWidget(StageWidget):
         super().showEvent(event)
 
     def run(self) -> None:
-        layer = self.points.layer()
+        layer = self.chosen(self.points, "columns")
         if layer is None:
-            self.set_status("⚠ no columns layer", error=True)
             return
         self.hit.refresh()
         hits = layer.metadata.get(HITS_KEY, [])

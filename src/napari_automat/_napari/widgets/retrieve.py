@@ -72,9 +72,8 @@ class RetrieveWidget(StageWidget):
         return tuple(e.strip() for e in text.split() if e.strip())
 
     def run(self) -> None:
-        layer = self.points.layer()
+        layer = self.chosen(self.points, "columns")
         if layer is None:
-            self.set_status("⚠ no columns layer", error=True)
             return
         columns, image = layer_columns(layer)
         n = len(layer.data)
