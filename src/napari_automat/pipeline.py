@@ -164,8 +164,11 @@ def reconstruct_stage(result: PipelineResult, config: PipelineConfig, progress: 
 
     if not result.hits:
         raise AutomatError("no retrieved template to reconstruct from")
+    from .reconstruct.labels import label_columns
+
     index = min(max(config.candidate_index, 0), len(result.hits) - 1)
     result.reconstruction = reconstruct(result.hits[index], result.lattice, progress=progress)
+    result.columns = label_columns(result.columns, result.lattice, result.hits[index])
     for text in result.reconstruction.warnings:
         result.warn(text)
 
