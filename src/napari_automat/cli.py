@@ -1,4 +1,4 @@
-"""The ``automat`` command: ``run``, ``batch``, ``library``, ``references`` and ``datasets``.
+"""The ``automat`` command: ``run``, ``batch``, ``bench``, ``library``, ``references`` and ``datasets``.
 
 Exit codes: 0 success, 2 bad input (one-line reason on stderr), 1 unexpected failure, 130 interrupted.
 """
@@ -47,6 +47,20 @@ def _parser() -> argparse.ArgumentParser:
     refs.add_argument("action", choices=["build"])
     refs.add_argument("--energy-model", choices=["auto", "mattersim", "chgnet"], default="auto")
     refs.add_argument("--elements", help="comma-separated elements (default: all that the library uses)")
+
+    bench = sub.add_parser("bench", help="the STEM2Mat-style benchmark: generate samples, run, report")
+    bench.add_argument("action", choices=["generate", "run", "report"])
+    bench.add_argument("-o", "--output", required=True,
+                       help="generate: benchmark folder; run: results folder (metrics.json); report: results folder")
+    bench.add_argument("--bench", help="run: benchmark folder (default: the output folder)")
+    bench.add_argument("--tier", choices=["unary", "binary", "ternary", "all"], default="all")
+    bench.add_argument("--quick", action="store_true", help="a small fixed subset (minutes on 2 cores)")
+    bench.add_argument("--n-per-tier", type=int, default=150, help="generate: samples per tier")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--workers", type=int, default=1, help="processes")
+    bench.add_argument("--energy-model", choices=ENERGY_MODELS, default="auto")
+    bench.add_argument("--markdown", default="docs/benchmarks.md", help="report: page to write")
+    bench.add_argument("--images", default="docs/images", help="report: folder for the plots")
 
     sub.add_parser("datasets", help="list the sample and real datasets")
     return p
@@ -164,6 +178,44 @@ def cmd_references(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    out = Path(args.output)
+    tiers = ("unary", "binary", "ternary") if args.tier == "all" else (args.tier,)
+    bar = _Bar(True)
+    try:
+        if args.action == "generate" or (args.action == "run" and args.bench is None
+                                         and not (out / "manifest.json").exists() and args.quick):
+            from .bench.generate import generate_benchmark
+
+            manifest = generate_benchmark(out, tiers=tiers, quick=args.quick, seed=args.seed,
+                                          n_per_tier=args.n_per_tier, workers=args.workers, progress=bar)
+            print(f"benchmark samples: {manifest}")
+            if args.action == "generate":
+                return 0
+        if args.action == "run":
+            from .bench.run import run_benchmark
+
+            bench_dir = Path(args.bench) if args.bench else out
+            if not (bench_dir / "manifest.json").exists():
+                raise AutomatError(f"no benchmark in {bench_dir}: run 'automat bench generate -o {bench_dir}' first")
+            metrics = run_benchmark(bench_dir, out, quick=args.quick, energy_model=args.energy_model,
+                                    workers=args.workers, progress=bar)
+            for tier, row in metrics["tiers"].items():
+                print(f"{tier}: n={row['n']} match={row['match_rate']} lattice_rmsd_A={row['lattice_rmsd_A']}")
+            print(f"wrote {out / 'metrics.json'}")
+            return 0
+    finally:
+        bar.close()
+    from .bench.report import write_report
+
+    metrics_path = out / "metrics.json"
+    if not metrics_path.exists():
+        raise AutomatError(f"no metrics.json in {out}: run 'automat bench run -o {out}' first")
+    page = write_report(metrics_path, out_md=args.markdown, images_dir=args.images)
+    print(f"wrote {page}")
+    return 0
+
+
 def cmd_datasets(args) -> int:
     from .io.datasets import list_datasets
 
@@ -173,7 +225,7 @@ def cmd_datasets(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "batch": cmd_batch, "library": cmd_library, "references": cmd_references,
-            "datasets": cmd_datasets}
+            "bench": cmd_bench, "datasets": cmd_datasets}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

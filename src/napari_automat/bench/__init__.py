@@ -1,0 +1,1 @@
+"""Benchmark of simulated images with known truth."""

@@ -1,0 +1,263 @@
+"""Run the pipeline on every benchmark sample, with and without the element hint, and score it.
+
+``run_benchmark`` reads ``BENCH_DIR/manifest.json`` (format: ``docs``/bench generate), runs the
+rules planner (the one ``agent.run_agent`` uses offline) on each image and writes
+``OUTDIR/metrics.json`` (keys fixed by DESIGN.md, plus extras), ``OUTDIR/samples.json`` and
+``OUTDIR/samples.csv`` (one row per sample and hint mode). A sample that fails is a failure row
+with its reason; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from ..model import AutomatError, Progress, no_progress
+
+TIERS = ("unary", "binary", "ternary")
+#: Quick mode: relaxation step limit and force threshold [eV/Å].
+QUICK_RELAX = (40, 0.1)
+#: Truth energies computed in this process: (model, formula, CIF text) → formation energy [eV/atom].
+_TRUTH_ENERGY: dict = {}
+
+
+def _truth_formation_energy(structure, cif_text: str, model: str, max_steps: int, fmax: float) -> Optional[float]:
+    from ..energy import compute_energy
+
+    key = (model, structure.composition.reduced_formula, cif_text, max_steps, fmax)
+    if key not in _TRUTH_ENERGY:
+        report = compute_energy(structure, model=model, relax=True, fmax_eV_A=fmax, max_steps=max_steps)
+        _TRUTH_ENERGY[key] = report.formation_energy_per_atom_eV
+    return _TRUTH_ENERGY[key]
+
+
+def evaluate_sample(bench_dir: Union[str, Path], meta: dict, hint: bool, energy_model: str = "none",
+                    quick: bool = False) -> dict:
+    """Run and score one sample; returns a flat JSON-ready row (``error`` set when something failed).
+
+    The chain is ``pipeline.start`` + the rules planner (as ``run_agent(planner="rules")``), kept
+    separate so the metrics of the stages that did finish survive a later failure.
+    """
+    from pymatgen.core import Structure
+
+    from ..agent.planner import plan
+    from ..config import PipelineConfig
+    from ..pipeline import start
+    from . import metrics as M
+
+    folder = Path(bench_dir) / "samples" / meta["tier"] / meta["id"]
+    row = {"id": meta["id"], "tier": meta["tier"], "formula": meta.get("formula"), "hint": bool(hint),
+           "zone_axis": meta.get("zone_axis"), "dose_e_per_A2": meta.get("dose_e_per_A2"),
+           "detector": meta.get("detector"), "simulator": meta.get("simulator"),
+           "generalisation": bool(meta.get("generalisation", False)), "error": None,
+           "matched": False, "composition_correct": False, "formula_rank": None, "zone_rank": None}
+    result = None
+    steps, fmax = QUICK_RELAX if quick else (200, 0.05)
+    from ..templates import load_library
+
+    load_library()  # read once per process, outside the per-image time
+    t0 = time.perf_counter()
+    try:
+        truth = Structure.from_file(folder / "truth.cif")
+        row["formula"] = truth.composition.reduced_formula
+        config = PipelineConfig(elements=tuple(meta.get("elements", ())) if hint else (),
+                                energy_model=energy_model, max_relax_steps=steps, fmax_eV_A=fmax)
+        image = folder / Path(meta.get("image", "image.tif")).name
+        result = start(image, config)
+        plan(result, lambda *args: None)
+    except Exception as exc:  # a failing sample is a result, not a crash
+        row["error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AutomatError) else str(exc)
+    row["wall_s"] = time.perf_counter() - t0
+    if result is None:
+        return row
+    row["timings_s"] = {k: float(v) for k, v in result.timings_s.items()}
+    try:
+        _score(row, result, truth, folder, energy_model, steps, fmax, M)
+    except Exception as exc:
+        row["error"] = row["error"] or f"scoring failed: {type(exc).__name__}: {exc}"
+    return row
+
+
+def _score(row: dict, result, truth, folder: Path, energy_model: str, steps: int, fmax: float, M) -> None:
+    clean = np.load(folder / "clean.npy")
+    noisy = np.asarray(result.micrograph.data, float)
+    if noisy.shape == clean.shape:
+        row["psnr_in_dB"] = M.psnr_dB(noisy, clean)
+        row["ssim_in"] = M.ssim(noisy, clean)
+        if result.denoised is not None:
+            row["psnr_out_dB"] = M.psnr_dB(result.denoised.data, clean)
+            row["ssim_out"] = M.ssim(result.denoised.data, clean)
+    row["denoise_method"] = (result.denoise_info or {}).get("method")
+    if result.columns is not None:
+        true_px = np.load(folder / "columns.npy")
+        labels_path = folder / "columns_species.json"
+        if labels_path.exists():  # only the columns the detector can show count as misses
+            true_px = true_px[M.visible_mask(json.loads(labels_path.read_text()), row.get("detector") or "HAADF")]
+        det = M.match_columns(true_px, result.columns.positions_px,
+                              result.micrograph.mean_pixel_size_A, noisy.shape)
+        row.update({f"det_{k}": v for k, v in det.items()}, n_columns=result.columns.count)
+    if result.hits:
+        row.update(M.retrieval_ranks(result.hits, truth, row.get("zone_axis")))
+        row["top_hit"] = result.hits[0].formula
+    if result.reconstruction is not None:
+        pred = result.reconstruction.structure
+        row["predicted_formula"] = pred.composition.reduced_formula
+        row["matched"] = M.structures_match(pred, truth)
+        row["composition_correct"] = M.composition_correct(pred, truth)
+        row["lattice_rmsd_A"] = M.lattice_rmsd_A(pred, truth) if row["matched"] else None
+    row["e_form_exp_eV"] = M.experimental_formation_energy(truth.composition.reduced_formula)
+    if result.energy is not None and result.energy.formation_energy_per_atom_eV is not None:
+        row["e_form_pred_eV"] = result.energy.formation_energy_per_atom_eV
+        row["energy_model"] = result.energy.model
+        cif = (folder / "truth.cif").read_text()
+        row["e_form_true_eV"] = _truth_formation_energy(truth, cif, result.energy.model, steps, fmax)
+    row["warnings"] = list(result.warnings)
+
+
+def _mean(values) -> Optional[float]:
+    values = [float(v) for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(values)) if values else None
+
+
+def _median(values) -> Optional[float]:
+    values = [float(v) for v in values if v is not None]
+    return float(statistics.median(values)) if values else None
+
+
+def _mae_meV(rows, key_a: str, key_b: str) -> Optional[float]:
+    diffs = [abs(r[key_a] - r[key_b]) for r in rows if r.get(key_a) is not None and r.get(key_b) is not None]
+    return 1000.0 * float(np.mean(diffs)) if diffs else None
+
+
+def tier_metrics(rows: list[dict]) -> dict:
+    """The DESIGN.md tier block for ``rows`` of one tier and hint mode (failures count as misses)."""
+    n = len(rows)
+    return {"n": n,
+            "match_rate": sum(r["matched"] for r in rows) / n if n else None,
+            "lattice_rmsd_A": _mean(r.get("lattice_rmsd_A") for r in rows),
+            "formation_energy_mae_meV": _mae_meV(rows, "e_form_pred_eV", "e_form_true_eV"),
+            "composition_correct_rate": sum(r["composition_correct"] for r in rows) / n if n else None,
+            "formation_energy_mae_vs_reference_meV": _mae_meV(rows, "e_form_pred_eV", "e_form_exp_eV"),
+            "reference_floor_mae_meV": _mae_meV(rows, "e_form_true_eV", "e_form_exp_eV"),
+            "n_failed": sum(r["error"] is not None for r in rows)}
+
+
+def _rate(rows, key: str, k: int) -> Optional[float]:
+    return sum(r.get(key) is not None and r[key] <= k for r in rows) / len(rows) if rows else None
+
+
+def aggregate(rows: list[dict], library_size: Optional[int] = None) -> dict:
+    """``metrics.json`` from per-sample rows (see DESIGN.md for the fixed keys)."""
+    hinted = [r for r in rows if r["hint"]]
+    bare = [r for r in rows if not r["hint"]]
+    det = [r for r in hinted if r.get("det_n_true")]
+    n_true = sum(r["det_n_true"] for r in det)
+    n_found = sum(r["det_n_found"] for r in det)
+    n_pair = sum(r["det_n_matched"] for r in det)
+    sq = sum(r["det_n_matched"] * r["det_position_rmse_pm"] ** 2 for r in det if r["det_n_matched"])
+    detect_s = sum(r["timings_s"].get("detect", 0.0) for r in det)
+    n_cols = sum(r.get("n_columns", 0) for r in det)
+    queries = [r["timings_s"]["retrieve"] for r in hinted if "retrieve" in r.get("timings_s", {})]
+    stages = sorted({k for r in hinted for k in r.get("timings_s", {})})
+    general = [r for r in hinted if r["generalisation"]]
+    return {
+        "tiers": {t: tier_metrics([r for r in hinted if r["tier"] == t]) for t in TIERS},
+        "tiers_no_hint": {t: tier_metrics([r for r in bare if r["tier"] == t]) for t in TIERS},
+        "detection": {"recall": n_pair / n_true if n_true else None,
+                      "precision": n_pair / n_found if n_found else None,
+                      "position_rmse_pm": float(np.sqrt(sq / n_pair)) if n_pair else None,
+                      "s_per_1000_columns": 1000.0 * detect_s / n_cols if n_cols else None,
+                      "n_true": n_true, "n_found": n_found},
+        "denoise": {"psnr_in_dB": _mean(r.get("psnr_in_dB") for r in hinted),
+                    "psnr_out_dB": _mean(r.get("psnr_out_dB") for r in hinted),
+                    "ssim_out": _mean(r.get("ssim_out") for r in hinted),
+                    "ssim_in": _mean(r.get("ssim_in") for r in hinted)},
+        "retrieval": {"top1": _rate(hinted, "formula_rank", 1), "top5": _rate(hinted, "formula_rank", 5),
+                      "ms_per_query": 1000.0 * statistics.median(queries) if queries else None,
+                      "library_size": library_size,
+                      "top1_zone": _rate(hinted, "zone_rank", 1), "top5_zone": _rate(hinted, "zone_rank", 5),
+                      "top1_no_hint": _rate(bare, "formula_rank", 1), "top5_no_hint": _rate(bare, "formula_rank", 5),
+                      "generalisation_top1": _rate(general, "formula_rank", 1), "generalisation_n": len(general)},
+        "timing": {"median_s_per_image": _median(r["wall_s"] for r in hinted),
+                   "median_s_per_image_no_hint": _median(r["wall_s"] for r in bare),
+                   "median_stage_s": {s: _median(r["timings_s"].get(s) for r in hinted if "timings_s" in r)
+                                      for s in stages}},
+        "failures": [{"id": r["id"], "hint": r["hint"], "error": r["error"]} for r in rows if r["error"]],
+    }
+
+
+def _evaluate_task(args: tuple) -> dict:
+    return evaluate_sample(*args)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("timings_s", "warnings")]
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys + ["timings_s"], extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**{k: r.get(k) for k in keys}, "timings_s": json.dumps(r.get("timings_s", {}))})
+
+
+def run_benchmark(bench_dir: Union[str, Path], outdir: Union[str, Path], quick: bool = False,
+                  energy_model: str = "auto", workers: int = 1, progress: Progress = no_progress) -> dict:
+    """Run every sample of ``bench_dir`` with and without the element hint; write and return the metrics.
+
+    ``energy_model``: ``auto``/``mattersim``/``chgnet`` (the same model relaxes the reconstruction and
+    the ground truth) or ``none`` (energy figures null). ``quick`` relaxes at most
+    ``QUICK_RELAX`` steps. ``workers`` > 1 runs samples in a process pool.
+    """
+    from ..io.write import write_json
+    from ..templates import load_library
+
+    bench_dir, outdir = Path(bench_dir), Path(outdir)
+    manifest_path = bench_dir / "manifest.json"
+    if not manifest_path.is_file():
+        raise AutomatError(f"{manifest_path} not found: generate a benchmark first (automat bench generate)")
+    manifest = json.loads(manifest_path.read_text())
+    model = (energy_model or "none").strip().lower()
+    if model != "none":
+        from ..energy import resolve_model
+
+        model = resolve_model(model)[0]
+    tasks = [(str(bench_dir), meta, hint, model, quick) for meta in manifest["samples"] for hint in (True, False)]
+    rows: list[dict] = []
+    progress(0.0, f"{len(tasks)} runs ({len(tasks) // 2} samples × with/without hint)")
+    t0 = time.perf_counter()
+    if workers > 1 and len(tasks) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_evaluate_task, task): task for task in tasks}
+            for future in as_completed(futures):
+                _, meta, hint, *_ = futures[future]
+                try:
+                    rows.append(future.result())
+                except Exception as exc:  # a crashed worker is one failed sample
+                    rows.append({"id": meta["id"], "tier": meta["tier"], "hint": hint, "matched": False,
+                                 "composition_correct": False, "generalisation": bool(meta.get("generalisation")),
+                                 "wall_s": None, "error": f"worker failed: {exc}"})
+                progress(len(rows) / len(tasks), f"{meta['id']} ({'hint' if hint else 'no hint'})")
+    else:
+        for task in tasks:
+            rows.append(evaluate_sample(*task))
+            progress(len(rows) / len(tasks), f"{task[1]['id']} ({'hint' if task[2] else 'no hint'})")
+    order = {(m["id"], h): i for i, (_, m, h, *_r) in enumerate(tasks)}
+    rows.sort(key=lambda r: order.get((r["id"], r["hint"]), 0))
+    metrics = aggregate(rows, library_size=len(load_library()))
+    metrics["run"] = {"bench_dir": str(bench_dir), "quick": bool(quick), "energy_model": model,
+                      "workers": int(workers), "n_samples": len(manifest["samples"]),
+                      "seed": manifest.get("seed"), "wall_s": time.perf_counter() - t0}
+    outdir.mkdir(parents=True, exist_ok=True)
+    write_json(outdir / "samples.json", rows)
+    _write_csv(outdir / "samples.csv", rows)
+    write_json(outdir / "metrics.json", metrics)
+    progress(1.0, "benchmark done")
+    return json.loads((outdir / "metrics.json").read_text())
