@@ -109,7 +109,7 @@ def write_report(metrics_path: Union[str, Path], out_md: Union[str, Path] = "doc
     images_dir.mkdir(parents=True, exist_ok=True)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     run = metrics.get("run", {})
-    command = (f"automat bench run {run.get('bench_dir', 'BENCH_DIR')} -o {metrics_path.parent}"
+    command = (f"automat bench run --bench {run.get('bench_dir', 'BENCH_DIR')} -o {metrics_path.parent}"
                f"{' --quick' if run.get('quick') else ''} --energy-model {run.get('energy_model', 'auto')}"
                f" --workers {run.get('workers', 1)}")
     rel = lambda p: os.path.relpath(p, out_md.parent)  # noqa: E731
