@@ -52,7 +52,7 @@ class PipelineConfig:
 
     def __post_init__(self):
         if isinstance(self.elements, str):
-            self.elements = tuple(e.strip() for e in self.elements.replace(" ", ",").split(",") if e.strip())
+            self.elements = tuple(self.elements.replace(",", " ").replace(";", " ").split())
         self.elements = tuple(self.elements)
 
     def replace(self, **changes) -> "PipelineConfig":

@@ -72,7 +72,7 @@ def _draw_hits(ax, result) -> None:
         ax.text(0.5, 0.5, "no candidates", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return
-    labels = [f"{h.formula} {_spacegroup(h.structure)} [{''.join(str(v) for v in h.zone_axis)}]" for h in hits]
+    labels = [f"{h.formula} {h.details.get('spacegroup', '')} [{''.join(str(v) for v in h.zone_axis)}]" for h in hits]
     rows = 7 - np.arange(len(hits))  # best on top, eight rows of room
     ax.barh(rows, [h.score for h in hits], color=["#007aff"] + ["#8e8e93"] * (len(hits) - 1), height=0.6)
     ax.set_yticks(rows, labels)
@@ -81,15 +81,6 @@ def _draw_hits(ax, result) -> None:
     ax.set_xlabel("retrieval score")
     ax.set_title("template candidates (best on top)", fontsize=9)
     ax.tick_params(axis="y", labelsize=8)
-
-
-def _spacegroup(structure) -> str:
-    if structure is None:
-        return ""
-    try:
-        return structure.get_space_group_info(symprec=0.1)[0]
-    except Exception:  # noqa: BLE001 - a label only; spglib fails on odd cells
-        return ""
 
 
 def _draw_structure(ax, result) -> None:

@@ -8,6 +8,7 @@ from napari.layers import Points
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QSpinBox, QTableWidget, QTableWidgetItem
 
+from ...config import PipelineConfig
 from ..layers import HITS_KEY, LATTICE_KEY, SELECTED_HIT_KEY, set_column_features
 from ._analysis import layer_columns, retrieve_hits
 from ._common import LayerCombo, StageWidget
@@ -68,8 +69,7 @@ class RetrieveWidget(StageWidget):
         self.points.currentIndexChanged.connect(self.show_hits)
 
     def elements_list(self) -> tuple[str, ...]:
-        text = self.elements.text().replace(",", " ").replace(";", " ")
-        return tuple(e.strip() for e in text.split() if e.strip())
+        return PipelineConfig(elements=self.elements.text()).elements
 
     def run(self) -> None:
         layer = self.chosen(self.points, "columns")
