@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -59,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--workers", type=int, default=1, help="processes")
     bench.add_argument("--energy-model", choices=ENERGY_MODELS, default="auto")
+    bench.add_argument("--no-hint-energy", choices=["yes", "no"], default="yes",
+                       help="run: compute energies in the no-hint pass too (no: about half the run time)")
     bench.add_argument("--markdown", default="docs/benchmarks.md", help="report: page to write")
     bench.add_argument("--images", default="docs/images", help="report: folder for the plots")
 
@@ -89,17 +92,26 @@ def _config(args):
 
 
 class _Bar:
-    """A tqdm progress bar on stderr driven by the core's ``progress(fraction, message)``."""
+    """Progress on stderr driven by the core's ``progress(fraction, message)``: a tqdm bar on a
+    terminal, otherwise (logs, pipes) a plain ``NN% message`` line at most every ``LOG_EVERY_S``."""
+
+    LOG_EVERY_S = 10.0
 
     def __init__(self, enabled: bool):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=100, disable=not (enabled and sys.stderr.isatty()), file=sys.stderr,
+        self.enabled, self.tty = enabled, sys.stderr.isatty()
+        self.bar = tqdm(total=100, disable=not (enabled and self.tty), file=sys.stderr,
                         bar_format="{l_bar}{bar}| {elapsed}")
+        self.start = self.last_log = time.monotonic()
 
     def __call__(self, fraction: float, message: str = "") -> None:
         self.bar.n = round(100 * fraction, 1)
         self.bar.set_description_str(message[:40], refresh=True)
+        now = time.monotonic()
+        if self.enabled and not self.tty and (now - self.last_log >= self.LOG_EVERY_S or fraction >= 1.0):
+            self.last_log = now
+            print(f"{100 * fraction:5.1f}% {now - self.start:7.0f}s {message}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         self.bar.close()
@@ -199,7 +211,8 @@ def cmd_bench(args) -> int:
             if not (bench_dir / "manifest.json").exists():
                 raise AutomatError(f"no benchmark in {bench_dir}: run 'automat bench generate -o {bench_dir}' first")
             metrics = run_benchmark(bench_dir, out, quick=args.quick, energy_model=args.energy_model,
-                                    workers=args.workers, progress=bar)
+                                    workers=args.workers, energy_without_hint=args.no_hint_energy == "yes",
+                                    progress=bar)
             for tier, row in metrics["tiers"].items():
                 print(f"{tier}: n={row['n']} match={row['match_rate']} lattice_rmsd_A={row['lattice_rmsd_A']}")
             print(f"wrote {out / 'metrics.json'}")

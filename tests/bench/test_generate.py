@@ -119,3 +119,24 @@ def test_generalisation_split_is_absent_from_the_library(pool):
     assert all(s["formula"] in known for s in specs if not s["generalisation"])
     assert {"WSe2", "SrTiO3", "NaCl"} <= known  # the library holds their structure types
     assert {"GaAs", "MgO", "BaTiO3", "TiS2"} & {s["formula"] for s in gen}
+
+
+@pytest.mark.slow
+def test_generation_resumes_and_redoes_changed_samples(quick, pool, monkeypatch):
+    out, manifest = quick
+    import napari_automat.bench.generate as G
+
+    calls = []
+    real = G.simulate_sample
+    monkeypatch.setattr(G, "simulate_sample", lambda spec, s: calls.append(spec["id"]) or real(spec, s))
+    again = json.loads(generate_benchmark(out, quick=True, seed=3).read_text())
+    assert calls == [] and again["samples"] == manifest["samples"]  # nothing simulated twice
+    assert again["timing"]["time_s"] == manifest["timing"]["time_s"]
+    spec = select_samples(quick=True, seed=3, pool=pool)[0]
+    folder = out / spec["image"].rsplit("/", 1)[0]
+    (folder / "columns.npy").unlink()  # an interrupted sample
+    generate_sample(spec, out)
+    changed = dict(spec, dose_e_per_A2=spec["dose_e_per_A2"] * 2)  # other settings, same id
+    meta = generate_sample(changed, out)
+    assert calls == [spec["id"], spec["id"]] and meta["dose_e_per_A2"] == changed["dose_e_per_A2"]
+    generate_sample(spec, out)  # put the original back for the other tests

@@ -123,6 +123,42 @@ def test_run_benchmark_tiny(metrics):
     assert m["retrieval"]["top1"] == 1.0 and m["retrieval"]["library_size"] > 100
 
 
+def test_run_resumes_from_saved_rows(bench, metrics, monkeypatch):
+    import napari_automat.bench.run as R
+
+    out, m = metrics
+    assert m["run"]["n_resumed"] == 0 and len(list((out / "rows").glob("*.json"))) == 4
+    monkeypatch.setattr(R, "evaluate_sample", lambda *a: pytest.fail("a finished run was redone"))
+    again = R.run_benchmark(bench, out, quick=True, energy_model="none")
+    assert again["run"]["n_resumed"] == 4 and again["tiers"] == m["tiers"]
+    seen = []
+    monkeypatch.setattr(R, "evaluate_sample", lambda *a: seen.append(a[1]["id"]) or R._failed_row(a[1], a[2], "x"))
+    (out / "rows" / "cu-001.nohint.json").write_text("{truncated")  # a row cut off mid-write is redone
+    R.run_benchmark(bench, out, quick=False, energy_model="none")  # other settings: everything is redone
+    assert sorted(seen) == ["cu-001", "cu-001", "srtio3-001", "srtio3-001"]
+    R.run_benchmark(bench, out, quick=True, energy_model="none")  # put the original rows back
+
+
+def test_truth_energy_is_cached_on_disk(tmp_path, monkeypatch):
+    import napari_automat.energy as E
+    from napari_automat.bench import run as R
+    from napari_automat.model import EnergyReport
+
+    calls = []
+
+    def fake(structure, **kw):
+        calls.append(kw)
+        return EnergyReport(model="fake", energy_per_atom_eV=-1.0, formation_energy_per_atom_eV=-0.5,
+                            relaxed=True, max_force_eV_A=0.0)
+
+    monkeypatch.setattr(E, "compute_energy", fake)
+    monkeypatch.setattr(R, "_TRUTH_ENERGY", {})
+    assert R._truth_formation_energy(_cu(), "cif", "fake", 10, 0.1, tmp_path) == -0.5
+    monkeypatch.setattr(R, "_TRUTH_ENERGY", {})  # another process
+    assert R._truth_formation_energy(_cu(), "cif", "fake", 10, 0.1, tmp_path) == -0.5
+    assert len(calls) == 1 and len(list(tmp_path.glob("*.json"))) == 1
+
+
 def test_failing_sample_is_counted(bench, tmp_path):
     from napari_automat.bench.run import aggregate, evaluate_sample
 

@@ -23,23 +23,40 @@ from ..model import AutomatError, Progress, no_progress
 TIERS = ("unary", "binary", "ternary")
 #: Quick mode: relaxation step limit and force threshold [eV/Å].
 QUICK_RELAX = (40, 0.1)
-#: Truth energies computed in this process: (model, formula, CIF text) → formation energy [eV/atom].
+#: Truth energies computed in this process: cache key → formation energy [eV/atom].
 _TRUTH_ENERGY: dict = {}
 
 
-def _truth_formation_energy(structure, cif_text: str, model: str, max_steps: int, fmax: float) -> Optional[float]:
-    from ..energy import compute_energy
+def _truth_formation_energy(structure, cif_text: str, model: str, max_steps: int, fmax: float,
+                            cache_dir: Optional[Path] = None) -> Optional[float]:
+    """Formation energy [eV/atom] of the relaxed ground truth, computed once per structure and model.
 
-    key = (model, structure.composition.reduced_formula, cif_text, max_steps, fmax)
+    With ``cache_dir`` the value is also kept on disk (one JSON file per key), so worker processes
+    and a resumed run share it.
+    """
+    import hashlib
+
+    from ..energy import compute_energy
+    from ..io.write import write_json
+
+    key = hashlib.sha1(f"{model}|{max_steps}|{fmax}|{cif_text}".encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"{key}.json" if cache_dir else None
+    if key not in _TRUTH_ENERGY and path is not None and path.is_file():
+        _TRUTH_ENERGY[key] = json.loads(path.read_text())["formation_energy_per_atom_eV"]
     if key not in _TRUTH_ENERGY:
         report = compute_energy(structure, model=model, relax=True, fmax_eV_A=fmax, max_steps=max_steps)
         _TRUTH_ENERGY[key] = report.formation_energy_per_atom_eV
+        if path is not None:
+            write_json(path, {"formula": structure.composition.reduced_formula, "model": model,
+                              "formation_energy_per_atom_eV": report.formation_energy_per_atom_eV})
     return _TRUTH_ENERGY[key]
 
 
 def evaluate_sample(bench_dir: Union[str, Path], meta: dict, hint: bool, energy_model: str = "none",
-                    quick: bool = False) -> dict:
+                    quick: bool = False, truth_cache: Optional[Union[str, Path]] = None) -> dict:
     """Run and score one sample; returns a flat JSON-ready row (``error`` set when something failed).
+
+    ``truth_cache``: folder for the ground-truth energies shared between processes and runs.
 
     The chain is ``pipeline.start`` + the rules planner (as ``run_agent(planner="rules")``), kept
     separate so the metrics of the stages that did finish survive a later failure.
@@ -78,13 +95,13 @@ def evaluate_sample(bench_dir: Union[str, Path], meta: dict, hint: bool, energy_
         return row
     row["timings_s"] = {k: float(v) for k, v in result.timings_s.items()}
     try:
-        _score(row, result, truth, folder, energy_model, steps, fmax, M)
+        _score(row, result, truth, folder, steps, fmax, M, truth_cache)
     except Exception as exc:
         row["error"] = row["error"] or f"scoring failed: {type(exc).__name__}: {exc}"
     return row
 
 
-def _score(row: dict, result, truth, folder: Path, energy_model: str, steps: int, fmax: float, M) -> None:
+def _score(row: dict, result, truth, folder: Path, steps: int, fmax: float, M, truth_cache) -> None:
     clean = np.load(folder / "clean.npy")
     noisy = np.asarray(result.micrograph.data, float)
     if noisy.shape == clean.shape:
@@ -116,7 +133,7 @@ def _score(row: dict, result, truth, folder: Path, energy_model: str, steps: int
         row["e_form_pred_eV"] = result.energy.formation_energy_per_atom_eV
         row["energy_model"] = result.energy.model
         cif = (folder / "truth.cif").read_text()
-        row["e_form_true_eV"] = _truth_formation_energy(truth, cif, result.energy.model, steps, fmax)
+        row["e_form_true_eV"] = _truth_formation_energy(truth, cif, result.energy.model, steps, fmax, truth_cache)
     row["warnings"] = list(result.warnings)
 
 
@@ -193,6 +210,9 @@ def aggregate(rows: list[dict], library_size: Optional[int] = None) -> dict:
 
 
 def _evaluate_task(args: tuple) -> dict:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core
     return evaluate_sample(*args)
 
 
@@ -205,13 +225,38 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
             writer.writerow({**{k: r.get(k) for k in keys}, "timings_s": json.dumps(r.get("timings_s", {}))})
 
 
+def _row_path(outdir: Path, sample_id: str, hint: bool) -> Path:
+    return outdir / "rows" / f"{sample_id}.{'hint' if hint else 'nohint'}.json"
+
+
+def _finished_row(outdir: Path, task: tuple, settings: dict) -> Optional[dict]:
+    """The row of ``task`` saved by an earlier run with the same settings, else ``None``."""
+    path = _row_path(outdir, task[1]["id"], task[2])
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return saved["row"] if saved.get("settings") == settings else None
+
+
+def _failed_row(meta: dict, hint: bool, error: str) -> dict:
+    return {"id": meta["id"], "tier": meta["tier"], "hint": hint, "matched": False,
+            "composition_correct": False, "generalisation": bool(meta.get("generalisation")),
+            "wall_s": None, "error": error}
+
+
 def run_benchmark(bench_dir: Union[str, Path], outdir: Union[str, Path], quick: bool = False,
-                  energy_model: str = "auto", workers: int = 1, progress: Progress = no_progress) -> dict:
+                  energy_model: str = "auto", workers: int = 1, energy_without_hint: bool = True,
+                  progress: Progress = no_progress) -> dict:
     """Run every sample of ``bench_dir`` with and without the element hint; write and return the metrics.
 
     ``energy_model``: ``auto``/``mattersim``/``chgnet`` (the same model relaxes the reconstruction and
-    the ground truth) or ``none`` (energy figures null). ``quick`` relaxes at most
-    ``QUICK_RELAX`` steps. ``workers`` > 1 runs samples in a process pool.
+    the ground truth) or ``none`` (energy figures null); ``energy_without_hint`` False skips the
+    energy stage in the no-hint pass. ``quick`` relaxes at most ``QUICK_RELAX`` steps. ``workers``
+    > 1 runs samples in a process pool. Each finished run is saved under ``OUTDIR/rows/``, so an
+    interrupted benchmark resumes where it stopped (rows from other settings are recomputed).
     """
     from ..io.write import write_json
     from ..templates import load_library
@@ -226,36 +271,51 @@ def run_benchmark(bench_dir: Union[str, Path], outdir: Union[str, Path], quick: 
         from ..energy import resolve_model
 
         model = resolve_model(model)[0]
-    tasks = [(str(bench_dir), meta, hint, model, quick) for meta in manifest["samples"] for hint in (True, False)]
+    truth_cache = outdir / "truth-energies"
+    tasks = [(str(bench_dir), meta, hint, model if hint or energy_without_hint else "none", quick, str(truth_cache))
+             for hint in (True, False) for meta in manifest["samples"]]  # hinted first: it fills the truth cache
+    settings = {"bench_dir": str(bench_dir.resolve()), "quick": bool(quick), "seed": manifest.get("seed")}
     rows: list[dict] = []
-    progress(0.0, f"{len(tasks)} runs ({len(tasks) // 2} samples × with/without hint)")
+    todo = []
+    for task in tasks:
+        saved = _finished_row(outdir, task, {**settings, "energy_model": task[3]})
+        if saved is None:
+            todo.append(task)
+        else:
+            rows.append(saved)
+    progress(0.0, f"{len(tasks)} runs ({len(tasks) // 2} samples × with/without hint), {len(rows)} done before")
     t0 = time.perf_counter()
-    if workers > 1 and len(tasks) > 1:
+
+    def finished(task: tuple, row: dict) -> None:
+        rows.append(row)
+        write_json(_row_path(outdir, task[1]["id"], task[2]), {"settings": {**settings, "energy_model": task[3]},
+                                                                "row": row})
+        progress(len(rows) / len(tasks), f"{task[1]['id']} ({'hint' if task[2] else 'no hint'})")
+
+    if workers > 1 and len(todo) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_evaluate_task, task): task for task in tasks}
+            futures = {pool.submit(_evaluate_task, task): task for task in todo}
             for future in as_completed(futures):
-                _, meta, hint, *_ = futures[future]
+                task = futures[future]
                 try:
-                    rows.append(future.result())
+                    row = future.result()
                 except Exception as exc:  # a crashed worker is one failed sample
-                    rows.append({"id": meta["id"], "tier": meta["tier"], "hint": hint, "matched": False,
-                                 "composition_correct": False, "generalisation": bool(meta.get("generalisation")),
-                                 "wall_s": None, "error": f"worker failed: {exc}"})
-                progress(len(rows) / len(tasks), f"{meta['id']} ({'hint' if hint else 'no hint'})")
+                    row = _failed_row(task[1], task[2], f"worker failed: {exc}")
+                finished(task, row)
     else:
-        for task in tasks:
-            rows.append(evaluate_sample(*task))
-            progress(len(rows) / len(tasks), f"{task[1]['id']} ({'hint' if task[2] else 'no hint'})")
-    order = {(m["id"], h): i for i, (_, m, h, *_r) in enumerate(tasks)}
+        for task in todo:
+            finished(task, evaluate_sample(*task))
+    order = {(t[1]["id"], t[2]): i for i, t in enumerate(tasks)}
     rows.sort(key=lambda r: order.get((r["id"], r["hint"]), 0))
     metrics = aggregate(rows, library_size=len(load_library()))
     metrics["run"] = {"bench_dir": str(bench_dir), "quick": bool(quick), "energy_model": model,
+                      "energy_without_hint": bool(energy_without_hint),
                       "workers": int(workers), "n_samples": len(manifest["samples"]),
+                      "n_resumed": len(tasks) - len(todo),
                       "seed": manifest.get("seed"), "wall_s": time.perf_counter() - t0}
-    outdir.mkdir(parents=True, exist_ok=True)
     write_json(outdir / "samples.json", rows)
     _write_csv(outdir / "samples.csv", rows)
     write_json(outdir / "metrics.json", metrics)
