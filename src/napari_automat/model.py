@@ -102,7 +102,10 @@ class Columns:
     ``positions_px`` is ``(n, 2)`` sub-pixel ``(y, x)``; per column: ``intensity`` (integrated,
     background-subtracted, arbitrary units), ``sigma_px`` (Gaussian width), ``sublattice``
     (int, -1 unknown), ``species`` (element symbol or column label such as ``"Ti+O"``, "" unknown),
-    ``species_confidence`` (0..1) and ``provenance`` (``detected``, ``moved`` or ``added``).
+    ``species_confidence`` (0..1), ``provenance`` (``detected``, ``moved`` or ``added``),
+    ``displacement_pm`` ``(n, 2)`` ``(dy, dx)`` from the ideal fitted lattice [pm] (NaN unknown) and
+    ``flag`` (``"dim"``: possible vacancy or lighter substitution; ``"bright"``: possible heavier
+    substitution; ``""``: an ordinary member of its sublattice).
     """
 
     positions_px: np.ndarray
@@ -113,6 +116,8 @@ class Columns:
     species: list[str]
     species_confidence: np.ndarray
     provenance: list[str]
+    displacement_pm: Optional[np.ndarray] = None
+    flag: Optional[list[str]] = None
 
     def __post_init__(self):
         self.positions_px = np.asarray(self.positions_px, dtype=float).reshape(-1, 2)
@@ -124,13 +129,18 @@ class Columns:
         self.species = list(self.species) if self.species is not None and len(self.species) == n else [""] * n
         self.provenance = (list(self.provenance) if self.provenance is not None and len(self.provenance) == n
                            else ["detected"] * n)
+        disp = np.full((n, 2), np.nan) if self.displacement_pm is None else np.asarray(self.displacement_pm, float)
+        if disp.shape != (n, 2):
+            raise ValueError(f"displacement has shape {disp.shape} for {n} columns")
+        self.displacement_pm = disp
+        self.flag = list(self.flag) if self.flag is not None and len(self.flag) == n else [""] * n
 
     @classmethod
     def from_positions(cls, positions_px, pixel_size_A, **features) -> "Columns":
         """Columns with only positions known (other features filled with 'unknown')."""
         return cls(positions_px, tuple(pixel_size_A), features.get("intensity"), features.get("sigma_px"),
                    features.get("sublattice"), features.get("species"), features.get("species_confidence"),
-                   features.get("provenance"))
+                   features.get("provenance"), features.get("displacement_pm"), features.get("flag"))
 
     def __len__(self) -> int:
         return len(self.positions_px)
@@ -162,14 +172,17 @@ class Columns:
             out.update(positions_px=self.positions_px.tolist(), pixel_size_A=_floats(self.pixel_size_A),
                        intensity=_nan_list(self.intensity), sigma_px=_nan_list(self.sigma_px),
                        sublattice=self.sublattice.tolist(), species=self.species,
-                       species_confidence=_nan_list(self.species_confidence), provenance=self.provenance)
+                       species_confidence=_nan_list(self.species_confidence), provenance=self.provenance,
+                       displacement_pm=[_nan_list(d) for d in self.displacement_pm], flag=self.flag)
         return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "Columns":
         return cls(np.asarray(d["positions_px"], float), tuple(d["pixel_size_A"]),
                    _arr(d.get("intensity")), _arr(d.get("sigma_px")), d.get("sublattice"),
-                   d.get("species"), _arr(d.get("species_confidence")), d.get("provenance"))
+                   d.get("species"), _arr(d.get("species_confidence")), d.get("provenance"),
+                   None if d.get("displacement_pm") is None else [_arr(v) for v in d["displacement_pm"]],
+                   d.get("flag"))
 
 
 def _column(values, n: int, fill) -> np.ndarray:
@@ -297,11 +310,13 @@ class Reconstruction:
     zone_axis: tuple[int, int, int]
     symprec_A: float
     warnings: list[str] = field(default_factory=list)
+    #: Z-contrast fit of the labelled columns (``reconstruct.labels.fit_z_exponent``), or None.
+    z_contrast: Optional[dict] = None
 
     def to_dict(self) -> dict:
         from .reconstruct.cif import structure_summary  # local: pymatgen stays out of import time
 
-        return structure_summary(self.structure, symprec=self.symprec_A)
+        return {**structure_summary(self.structure, symprec=self.symprec_A), "z_contrast": self.z_contrast}
 
 
 @dataclass

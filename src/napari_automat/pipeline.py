@@ -168,7 +168,8 @@ def reconstruct_stage(result: PipelineResult, config: PipelineConfig, progress: 
 
     index = min(max(config.candidate_index, 0), len(result.hits) - 1)
     result.reconstruction = reconstruct(result.hits[index], result.lattice, progress=progress)
-    result.columns = label_columns(result.columns, result.lattice, result.hits[index])
+    result.columns, result.reconstruction.z_contrast = label_columns(result.columns, result.lattice,
+                                                                     result.hits[index])
     for text in result.reconstruction.warnings:
         result.warn(text)
 

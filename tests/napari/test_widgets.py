@@ -225,6 +225,42 @@ def test_full_workflow_on_real_image_with_edits(viewer, real_file):
     screenshot(viewer, "08_energy")
 
 
+def test_flagged_column_review_and_shortcuts(viewer):
+    from napari.utils.key_bindings import coerce_keybinding
+
+    from napari_automat._napari.widgets.detect import SHORTCUTS
+
+    img = lattice_image(n_cells=12, noise=0.01)
+    pixel, a = 0.2, 3.905
+    yy, xx = np.mgrid[0:img.shape[0], 0:img.shape[1]] * pixel
+    heavy = np.array([6 * a, 5 * a])  # one Sr column made 80% brighter: a heavier substitution
+    img += 0.8 * np.exp(-((yy - heavy[0]) ** 2 + (xx - heavy[1]) ** 2) / (2 * 0.45 ** 2))
+    image = viewer.add_image(img, name="substituted", scale=(pixel, pixel))
+    w = dock(viewer, "3 Detect atom columns")
+    w.image.set_layer(image)
+    w.run_button.click()
+    points = viewer.layers["substituted columns"]
+    assert "1 flagged" in w.status.text() and "0 dim, 1 bright" in w.flags.text()
+    for key in SHORTCUTS:  # the shortcuts are bound on the chosen columns layer
+        assert coerce_keybinding(key) in points.keymap, key
+
+    points.keymap[coerce_keybinding("n")](points)  # press N
+    (index,) = points.selected_data
+    assert np.linalg.norm(points.data[index] * pixel - heavy) < 0.2
+    assert np.allclose(viewer.camera.center[-2:], points.data[index] * pixel)
+    w.new_sublattice.setValue(2)
+    w.new_species.setText("Ba")
+    points.keymap[coerce_keybinding("l")](points)  # press L: relabel the selected column
+    edited = columns_from_points_layer(points)
+    assert edited.species[index] == "Ba" and edited.sublattice[index] == 2
+    assert edited.species.count("Ba") == 1
+    viewer.camera.zoom *= 3
+    screenshot(viewer, "04b_flagged")
+    other = viewer.add_points(np.zeros((0, 2)), name="other")
+    w.points.set_layer(other)  # keys follow the chosen layer
+    assert coerce_keybinding("n") not in points.keymap and coerce_keybinding("n") in other.keymap
+
+
 @pytest.mark.slow
 def test_agent_widget_runs_full_chain(viewer, real_file, tmp_path):
     path = real_file("real/atomap_test_ADF_cropped.hdf5")

@@ -31,9 +31,13 @@ UNITS_2D = ("angstrom", "angstrom")
 SUBLATTICE_COLORS = {-1: "#9e9e9e", 0: "#ff9f1c", 1: "#2ec4ff", 2: "#7bd389", 3: "#ff5d8f",
                      4: "#c792ea", 5: "#ffe066"}
 
-FEATURE_NAMES = ("intensity", "sigma_px", "sublattice", "species", "species_confidence", "provenance")
+#: Border colour per intensity flag: ordinary columns black, outliers of their sublattice in colour.
+FLAG_COLORS = {"": "black", "dim": "#00e5ff", "bright": "#ff1744"}
+
+FEATURE_NAMES = ("intensity", "sigma_px", "sublattice", "species", "species_confidence", "provenance",
+                 "dy_pm", "dx_pm", "flag")
 ADDED_DEFAULTS = {"intensity": np.nan, "sigma_px": np.nan, "sublattice": -1, "species": "",
-                  "species_confidence": 0.0, "provenance": "added"}
+                  "species_confidence": 0.0, "provenance": "added", "dy_pm": np.nan, "dx_pm": np.nan, "flag": ""}
 
 #: Points layer -> its provenance-tracking state (weak, so layers are not kept alive).
 _TRACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -117,14 +121,15 @@ def columns_features(columns: Columns) -> dict:
     return {"intensity": np.asarray(columns.intensity, float), "sigma_px": np.asarray(columns.sigma_px, float),
             "sublattice": np.asarray(columns.sublattice, int), "species": list(columns.species),
             "species_confidence": np.asarray(columns.species_confidence, float),
-            "provenance": list(columns.provenance)}
+            "provenance": list(columns.provenance), "dy_pm": columns.displacement_pm[:, 0].copy(),
+            "dx_pm": columns.displacement_pm[:, 1].copy(), "flag": list(columns.flag)}
 
 
 def columns_layer_data(columns: Columns, name: str = "columns", **extra_metadata) -> tuple:
     """A Points layer for atom columns: data = ``positions_px``, scale = pixel size [Å].
 
     Points the user adds get the ``feature_defaults`` (provenance ``added``); faces are coloured
-    by sublattice.
+    by sublattice, borders by intensity flag (:data:`FLAG_COLORS`).
     """
     kwargs = {
         "name": name,
@@ -134,8 +139,9 @@ def columns_layer_data(columns: Columns, name: str = "columns", **extra_metadata
         "feature_defaults": dict(ADDED_DEFAULTS),
         "face_color": "sublattice",
         "face_color_cycle": dict(SUBLATTICE_COLORS),
-        "border_color": "black",
-        "border_width": 0.1,
+        "border_color": "flag",
+        "border_color_cycle": dict(FLAG_COLORS),
+        "border_width": 0.12,
         "size": _point_size_px(columns.positions_px),
         "metadata": dict(extra_metadata),
     }
@@ -183,7 +189,8 @@ def columns_from_points(data, features, pixel_size_A: Sequence[float]) -> Column
 
     return Columns(positions, pixel_size, get("intensity", float), get("sigma_px", float),
                    get("sublattice", int), get("species", str), get("species_confidence", float),
-                   get("provenance", str))
+                   get("provenance", str), np.column_stack([get("dy_pm", float), get("dx_pm", float)]).reshape(-1, 2),
+                   get("flag", str))
 
 
 def set_column_features(layer, columns: Columns) -> None:

@@ -16,6 +16,7 @@ from scipy.spatial import ConvexHull, QhullError, cKDTree
 from ..model import AutomatError, Columns, Lattice2D, Micrograph, MotifSite, Progress, no_progress
 from .basis import reduce_basis
 from .spectrum import basis_from_spots, spectrum_peaks, spot_mismatch
+from .features import intensity_flags, lattice_displacements_pm
 from .sublattice import intensity_classes
 
 #: Fraction of columns (per intensity class) a translation must map onto columns of their class.
@@ -33,7 +34,8 @@ def find_lattice(columns: Columns, image=None, progress: Progress = no_progress)
     Intensity classes (from ``columns.intensity``) restrict the lattice to translations that keep
     every class in place (SrTiO3 [001]: a = 3.905 Å, not the a/√2 of all columns). Motif sites are
     ordered by mean intensity (0 = brightest) with the brightest at fractional ``(0, 0)``; columns on
-    no site get ``-1``. With ``image`` (Micrograph or array), ``fft_mismatch`` compares the basis
+    no site get ``-1``; every column gets its displacement from the ideal lattice and an intensity
+    outlier flag (``detect.features``). With ``image`` (Micrograph or array), ``fft_mismatch`` compares the basis
     with the Bragg spots of its power spectrum.
     """
     if len(columns) < 4:
@@ -94,8 +96,11 @@ def find_lattice(columns: Columns, image=None, progress: Progress = no_progress)
     mismatch = spot_mismatch(*spots, a, b) if spots is not None else float("nan")
     out = columns.subset(np.arange(len(columns)))
     out.sublattice = sublattice
+    lattice = Lattice2D(a, b, origin_px, motif, mismatch, uncertainty)
+    out.displacement_pm = lattice_displacements_pm(out, lattice)
+    out.flag = intensity_flags(out, None if spots is None else data.shape)
     progress(1.0, "lattice found")
-    return Lattice2D(a, b, origin_px, motif, mismatch, uncertainty), out
+    return lattice, out
 
 
 def _superlattice_from_spots(a, b, g, strength):

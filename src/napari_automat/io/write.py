@@ -22,7 +22,7 @@ from ..model import AutomatError, Columns
 
 #: Columns of the atom-column table, in file order.
 COLUMNS_CSV_HEADER = ("y_px", "x_px", "y_A", "x_A", "intensity", "sigma_px", "sublattice", "species",
-                      "species_confidence", "provenance")
+                      "species_confidence", "provenance", "dy_pm", "dx_pm", "flag")
 
 PathLike = Union[str, os.PathLike]
 
@@ -109,7 +109,8 @@ def write_columns_csv(path: PathLike, columns: Columns) -> Path:
             _cell(columns.positions_px[i, 0]), _cell(columns.positions_px[i, 1]),
             _cell(pos_A[i, 0]), _cell(pos_A[i, 1]), _cell(columns.intensity[i]), _cell(columns.sigma_px[i]),
             int(columns.sublattice[i]), columns.species[i], _cell(columns.species_confidence[i]),
-            columns.provenance[i],
+            columns.provenance[i], _cell(columns.displacement_pm[i, 0]), _cell(columns.displacement_pm[i, 1]),
+            columns.flag[i],
         ])
     return write_text_atomic(path, buf.getvalue())
 
@@ -134,7 +135,8 @@ def read_columns_csv(path: PathLike, pixel_size_A: Optional[tuple[float, float]]
     try:
         pos = np.array([[_num(r["y_px"]), _num(r["x_px"])] for r in rows], dtype=float).reshape(-1, 2)
         pos_A = np.array([[_num(r.get("y_A")), _num(r.get("x_A"))] for r in rows], dtype=float).reshape(-1, 2)
-        feats = {k: [_num(r.get(k)) for r in rows] for k in ("intensity", "sigma_px", "species_confidence")}
+        feats = {k: [_num(r.get(k)) for r in rows]
+                 for k in ("intensity", "sigma_px", "species_confidence", "dy_pm", "dx_pm")}
         sublattice = [int(float(r["sublattice"])) if (r.get("sublattice") or "").strip() else -1 for r in rows]
     except ValueError as exc:
         raise AutomatError(f"{path.name}: bad number in the columns table ({exc})") from None
@@ -142,7 +144,8 @@ def read_columns_csv(path: PathLike, pixel_size_A: Optional[tuple[float, float]]
         pixel_size_A = tuple(_ratio(pos_A[:, k], pos[:, k]) for k in (0, 1))
     return Columns(pos, tuple(float(v) for v in pixel_size_A), feats["intensity"], feats["sigma_px"], sublattice,
                    [r.get("species") or "" for r in rows], feats["species_confidence"],
-                   [r.get("provenance") or "detected" for r in rows])
+                   [r.get("provenance") or "detected" for r in rows],
+                   np.column_stack([feats["dy_pm"], feats["dx_pm"]]).reshape(-1, 2), [r.get("flag") or "" for r in rows])
 
 
 def write_tiff_calibrated(path: PathLike, data: np.ndarray, pixel_size_A: Union[float, tuple[float, float]],

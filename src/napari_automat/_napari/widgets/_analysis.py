@@ -68,10 +68,13 @@ def retrieve_hits(columns: Columns, image: Optional[Micrograph], elements=(), to
 
 
 def reconstruct_hit(hit, columns: Columns, image: Optional[Micrograph], progress: Progress = no_progress):
-    """``(Reconstruction, lattice, columns)`` from a template hit and the current columns."""
+    """``(Reconstruction, lattice, columns)`` from a template hit and the current columns; the columns
+    come back with species labels and confidences (``reconstruct.labels``)."""
     from ...reconstruct import reconstruct
+    from ...reconstruct.labels import label_columns
 
     require_calibration(image)
     lattice, labelled = fit_lattice(columns, image, lambda f, m="": progress(0.3 * f, m))
     rec = reconstruct(hit, lattice, progress=lambda f, m="": progress(0.3 + 0.7 * f, m))
+    labelled, rec.z_contrast = label_columns(labelled, lattice, hit)
     return rec, lattice, labelled

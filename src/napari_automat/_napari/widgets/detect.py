@@ -1,11 +1,13 @@
 """Detect atom columns into a NEW Points layer; inspect and edit columns (defaults for added
-points, refinement of selected points, intensity histogram by sublattice)."""
+points, refinement of selected points, intensity histogram by sublattice, review of flagged
+columns, keyboard shortcuts on the chosen columns layer)."""
 
 from __future__ import annotations
 
 import numpy as np
 from napari.layers import Image, Points
-from qtpy.QtWidgets import QCheckBox, QComboBox, QGroupBox, QFormLayout, QLineEdit, QPushButton, QSpinBox
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+                            QSpinBox, QWidget)
 
 from ...model import AutomatError
 from ..layers import (ADDED_DEFAULTS, MICROGRAPH_KEY, STRUCTURE_KEY, columns_from_points_layer, columns_layer_data,
@@ -13,6 +15,13 @@ from ..layers import (ADDED_DEFAULTS, MICROGRAPH_KEY, STRUCTURE_KEY, columns_fro
 from ._common import LayerCombo, StageWidget, double_spin, layer_micrograph
 
 SIGNALS = ("auto", "HAADF", "ADF", "iDPC", "ABF", "BF")
+#: Keys bound on the chosen columns layer: key → (widget method, what it does).
+SHORTCUTS = {
+    "r": ("refine_selected", "refine the selected points (all when none is)"),
+    "l": ("label_selected", "give the selected points the sublattice and species below"),
+    "n": ("next_flagged", "select and centre the next flagged column (dim or bright)"),
+    "Shift-N": ("previous_flagged", "… the previous one"),
+}
 
 
 def is_columns_layer(layer) -> bool:
@@ -74,13 +83,28 @@ class DetectWidget(StageWidget):
         self.new_sublattice.setValue(-1)
         self.new_species = QLineEdit()
         self.new_species.setPlaceholderText("e.g. Sr or Ti+O")
-        self.refine_button = QPushButton("Refine selected")
+        self.refine_button = QPushButton("Refine selected [R]")
         self.refine_button.setToolTip("fit the selected points (all when none is selected) on the image")
+        self.label_button = QPushButton("Label selected [L]")
+        self.label_button.setToolTip("give the selected points the sublattice and species set for new points")
+        self.next_button = QPushButton("Next flagged [N]")
+        self.next_button.setToolTip("dim columns may be vacancies or lighter atoms, bright ones heavier atoms")
+        buttons = QWidget()
+        row = QHBoxLayout(buttons)
+        row.setContentsMargins(0, 0, 0, 0)
+        for button in (self.refine_button, self.label_button, self.next_button):
+            row.addWidget(button)
+        self.flags = QLabel("")
+        keys = QLabel("<br>".join(f"<b>{k.replace('-', '+').upper()}</b> {text}" for k, (_, text) in SHORTCUTS.items())
+                      + "<br><b>2 / 3</b> add / select mode, <b>Delete</b> delete, <b>Ctrl+Z</b> undo (napari)")
+        keys.setWordWrap(True)
         edit_form.addRow("columns", self.points)
         edit_form.addRow(self.histogram)
         edit_form.addRow("new points: sublattice", self.new_sublattice)
         edit_form.addRow("new points: species", self.new_species)
-        edit_form.addRow(self.refine_button)
+        edit_form.addRow(buttons)
+        edit_form.addRow(self.flags)
+        edit_form.addRow("shortcuts", keys)
         self.body.addWidget(edit)
 
         self._watched = None
@@ -88,6 +112,8 @@ class DetectWidget(StageWidget):
         self.new_sublattice.valueChanged.connect(self.apply_defaults)
         self.new_species.editingFinished.connect(self.apply_defaults)
         self.refine_button.clicked.connect(self.refine_selected)
+        self.label_button.clicked.connect(self.label_selected)
+        self.next_button.clicked.connect(self.next_flagged)
         self._on_points_changed()
 
     # --- detection ---
@@ -106,7 +132,9 @@ class DetectWidget(StageWidget):
                            like=layer)
             counts = np.bincount(columns.sublattice[columns.sublattice >= 0]) if columns.count else []
             per = ", ".join(f"{s}: {n}" for s, n in enumerate(counts) if n)
+            n_flagged = sum(bool(f) for f in columns.flag)
             self.set_status(f"{columns.count} columns" + (f" (sublattices {per})" if per else "")
+                            + (f", {n_flagged} flagged (N to review)" if n_flagged else "")
                             + (f"; {note}" if note else ""))
 
         self.start(detect_and_classify, mg, min_separation_A=min_sep, threshold_scale=float(self.threshold.value()),
@@ -119,11 +147,20 @@ class DetectWidget(StageWidget):
         if self._watched is not None:
             self._watched.events.data.disconnect(self.update_histogram)
             self._watched.events.features.disconnect(self.update_histogram)
+            for key in SHORTCUTS:
+                self._watched.bind_key(key, None, overwrite=True)
         self._watched = layer
         if layer is not None:
             layer.events.data.connect(self.update_histogram)
             layer.events.features.connect(self.update_histogram)
+            for key, (method, _) in SHORTCUTS.items():
+                layer.bind_key(key, self._key_action(method), overwrite=True)
         self.update_histogram()
+
+    def _key_action(self, method: str):
+        def action(_layer):
+            getattr(self, method)()
+        return action
 
     def update_histogram(self, event=None) -> None:
         if event is not None and str(getattr(event, "action", "")) in ("adding", "removing", "changing"):
@@ -134,6 +171,9 @@ class DetectWidget(StageWidget):
             return
         cols = columns_from_points_layer(layer)
         self.histogram.plot(cols.intensity, cols.sublattice)
+        dim, bright = cols.flag.count("dim"), cols.flag.count("bright")
+        self.flags.setText(f"flagged: {dim} dim, {bright} bright (outliers of their sublattice)"
+                           if dim or bright else "no flagged columns")
 
     def apply_defaults(self, *_) -> None:
         """Sublattice and species that points added by hand will get (provenance 'added')."""
@@ -144,6 +184,44 @@ class DetectWidget(StageWidget):
         layer.feature_defaults = {**layer.feature_defaults.iloc[0].to_dict(), **ADDED_DEFAULTS,
                                   "sublattice": int(self.new_sublattice.value()),
                                   "species": self.new_species.text().strip()}
+
+    def label_selected(self) -> None:
+        """Set the sublattice and species of the selected points to the values for new points."""
+        layer = self.chosen(self.points, "columns")
+        if layer is None:
+            return
+        chosen = sorted(layer.selected_data)
+        if not chosen:
+            self.set_status("⚠ select points first (S, then click or drag)", error=True)
+            return
+        ensure_column_features(layer)
+        features = layer.features.copy()
+        features.loc[chosen, "sublattice"] = int(self.new_sublattice.value())
+        features.loc[chosen, "species"] = self.new_species.text().strip()
+        layer.features = features
+        layer.refresh_colors(update_color_mapping=False)
+        self.set_status(f"labelled {len(chosen)} points: sublattice {int(self.new_sublattice.value())}"
+                        + (f", species {self.new_species.text().strip()}" if self.new_species.text().strip() else ""))
+
+    def next_flagged(self, step: int = 1) -> None:
+        """Select the next (``step`` 1) or previous (-1) flagged column and centre the view on it."""
+        layer = self.chosen(self.points, "columns")
+        if layer is None:
+            return
+        flagged = [i for i, f in enumerate(columns_from_points_layer(layer).flag) if f]
+        if not flagged:
+            self.set_status("no flagged columns on this layer")
+            return
+        current = min(layer.selected_data) if layer.selected_data else (-1 if step > 0 else len(layer.data))
+        later = [i for i in flagged if (i - current) * step > 0]
+        index = (later[0] if step > 0 else later[-1]) if later else (flagged[0] if step > 0 else flagged[-1])
+        layer.selected_data = {index}
+        self.viewer.camera.center = tuple(layer.data_to_world(layer.data[index]))[-2:]
+        flag = layer.features["flag"].iloc[index]
+        self.set_status(f"column {index}: {flag} ({flagged.index(index) + 1} of {len(flagged)} flagged)")
+
+    def previous_flagged(self) -> None:
+        self.next_flagged(-1)
 
     def refine_selected(self) -> None:
         """Re-fit the selected points (all if none selected) on the image they were detected on."""

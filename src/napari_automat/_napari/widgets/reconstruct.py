@@ -5,7 +5,8 @@ from __future__ import annotations
 from napari.layers import Points
 from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QPushButton
 
-from ..layers import COLUMNS_KEY, HITS_KEY, LATTICE_KEY, SELECTED_HIT_KEY, STRUCTURE_KEY, structure_layer_data
+from ..layers import (COLUMNS_KEY, HITS_KEY, LATTICE_KEY, SELECTED_HIT_KEY, STRUCTURE_KEY, set_column_features,
+                      structure_layer_data)
 from ._analysis import layer_columns, reconstruct_hit
 from ._common import LayerCombo, StageWidget, fmt
 from .detect import is_columns_layer
@@ -50,6 +51,10 @@ def structure_summary_html(rec) -> str:
     text = (f"<b>{s.composition.reduced_formula}</b>, space group {sg_text}, {len(s)} atoms/cell<br>"
             f"a, b, c = {fmt(lat.a)}, {fmt(lat.b)}, {fmt(lat.c)} Å; "
             f"α, β, γ = {fmt(lat.alpha, '.1f')}, {fmt(lat.beta, '.1f')}, {fmt(lat.gamma, '.1f')}°")
+    if rec.z_contrast:
+        z = rec.z_contrast
+        text += (f"<br>Z-contrast: intensity ∝ Z<sup>{z['exponent']:.2f}</sup> from {z['n_sites']} column types"
+                 + (" (exact with two)" if z["n_sites"] == 2 else f", rms {z['rms_log']:.3f} in ln I"))
     if rec.warnings:
         text += "<br>⚠ " + "<br>⚠ ".join(rec.warnings)
     return text
@@ -94,9 +99,12 @@ class ReconstructWidget(StageWidget):
         index = max(self.hit.currentIndex(), 0)
         layer.metadata[SELECTED_HIT_KEY] = index
         columns, image = layer_columns(layer)
+        n = len(layer.data)
 
         def done(out):
             rec, lattice, used = out
+            if len(layer.data) == n == used.count:  # labels go back only onto the points they were made for
+                set_column_features(layer, used)
             name = f"{rec.structure.composition.reduced_formula} structure"
             added = [self.add_layer(d) for d in structure_layer_data(
                 rec.structure, name=name, **{RECONSTRUCTION_KEY: rec, LATTICE_KEY: lattice, COLUMNS_KEY: used,
