@@ -28,14 +28,17 @@ import numpy as np
 from ..model import AutomatError, Progress, no_progress
 
 FORMAT = "napari-automat-templates"
-VERSION = 1
+VERSION = 2
 FILENAME = f"templates-v{VERSION}.json.gz"
 #: Projections whose visible cell is longer than this are not resolvable [Å].
 MAX_CELL_A = 12.0
 #: Projections with visible columns closer than this are not resolvable [Å].
 MIN_SEPARATION_A = 0.6
-#: Columns fainter than this fraction of the heaviest are invisible in HAADF.
+#: Columns fainter than this fraction of the heaviest are invisible in HAADF ...
 VISIBLE_FRACTION = 0.1
+#: ... and columns at least this bright are always seen; in between (O next to Ti in rutile,
+#: 18%) they may be missed, so each projection also stores the pattern without them.
+STRONG_FRACTION = 0.4
 #: Z-contrast exponent used to decide visibility at build time.
 Z_EXPONENT = 1.7
 #: Highest |index| of the zone axes.
@@ -45,7 +48,7 @@ SCENARIO_Z = (8, 26, 56, 82)
 #: Prototypes with more species than this are never decorated (only their own visibility is stored).
 DECORATED_SPECIES = 4
 #: Most visible-column sets stored per projection (others are computed when a query needs them).
-MAX_SUBSETS = 6
+MAX_SUBSETS = 8
 #: Symmetry tolerance for space groups and point-group equivalence of zone axes [Å].
 SYMPREC = 0.1
 
@@ -120,19 +123,21 @@ def _resolvable(pattern) -> bool:
 
 
 def visibility_subsets(counts: np.ndarray, own_z: np.ndarray, z_exponent: float = Z_EXPONENT) -> list[tuple]:
-    """The sets of visible columns (index tuples): for the entry's own species first, then the
-    most frequent ones over every assignment of the scenario atomic numbers to its species (the
-    columns a decorated prototype may show), at most ``MAX_SUBSETS`` in all."""
+    """The sets of visible columns (index tuples): for the entry's own species first (all columns
+    above :data:`VISIBLE_FRACTION`, then only those above :data:`STRONG_FRACTION`), then the most
+    frequent ones over every assignment of the scenario atomic numbers to its species (the columns
+    a decorated prototype may show), at most ``MAX_SUBSETS`` in all."""
     counts = np.asarray(counts, float)
     zs = [np.asarray(own_z, float)]
     if counts.shape[1] <= DECORATED_SPECIES:
         zs += [np.array(z, float) for z in product(SCENARIO_Z, repeat=counts.shape[1])]
     weights = np.stack(zs) ** z_exponent @ counts.T
-    masks = weights >= VISIBLE_FRACTION * weights.max(axis=1, keepdims=True)
-    keys = [tuple(int(i) for i in np.flatnonzero(mask)) for mask in masks]
-    tally = Counter(keys[1:])
-    rest = [k for k, _ in tally.most_common() if k != keys[0]]
-    return [keys[0]] + rest[:MAX_SUBSETS - 1]
+    keys = [[tuple(int(i) for i in np.flatnonzero(w >= f * w.max())) for f in (VISIBLE_FRACTION, STRONG_FRACTION)]
+            for w in weights]
+    own = list(dict.fromkeys(keys[0]))
+    tally = Counter(k for pair in keys[1:] for k in pair)
+    rest = [k for k, _ in tally.most_common() if k not in own]
+    return (own + rest)[:MAX_SUBSETS]
 
 
 def visible_patterns(full, elements: list[str], subsets: list[tuple]) -> list[dict]:
@@ -223,6 +228,7 @@ def build_library(path=None, progress: Progress = no_progress, sources=None) -> 
 
     meta = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "build_s": round(time.perf_counter() - start, 1),
             "pymatgen": pymatgen.core.__version__, "z_exponent": Z_EXPONENT, "visible_fraction": VISIBLE_FRACTION,
+            "strong_fraction": STRONG_FRACTION,
             "max_index": MAX_INDEX, "max_cell_A": MAX_CELL_A, "min_separation_A": MIN_SEPARATION_A}
     library = TemplateLibrary(entries, projections, meta)
     save_library(library, path if path is not None else cache_dir() / FILENAME)

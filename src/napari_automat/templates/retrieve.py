@@ -23,6 +23,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..model import AutomatError, Lattice2D, Progress, TemplateHit, no_progress
+from .library import STRONG_FRACTION, VISIBLE_FRACTION
 
 #: Cell settings: rows of ``[v1; v2] = M [A; B]`` for a reduced template cell (A, B).
 SETTINGS = np.array([[[1, 0], [0, 1]], [[1, 0], [0, -1]], [[0, 1], [1, 0]], [[0, 1], [-1, 0]],
@@ -39,7 +40,7 @@ DECORATED_SCALE = (0.6, 1.6)
 SIGMA_SCALE_DECORATED = 0.06
 #: Template columns fainter than FAINT[0] (relative to the brightest) may go unseen freely; from
 #: FAINT[1] up they are always detected, and missing one costs all but MISS_FLOOR of the score.
-FAINT = (0.1, 0.4)
+FAINT = (VISIBLE_FRACTION, STRONG_FRACTION)
 MISS_FLOOR = 0.05
 #: Width of the column-position score [Å] and of the log-intensity score.
 SIGMA_POS_A = 0.3
@@ -48,6 +49,8 @@ SIGMA_LOG_I = 0.3
 MAX_DECORATED_SPECIES = 4
 #: Formulas up to this many atoms also get pymatgen's (slower) mixed-valence oxidation guesses.
 MAX_GUESS_ATOMS = 12
+#: Likelihood factor of a decoration per element in an uncommon oxidation state (not an alloy).
+UNCOMMON_STATE = 0.3
 #: Elements that may be missing from a hint (light, often invisible in HAADF).
 LIGHT_Z = 9
 
@@ -78,19 +81,21 @@ class _Index:
         self.entry = np.array(self.entry)
         self.lengths, self.gammas = _settings_metric(np.asarray(cells, float))
         self.keys: dict[tuple, tuple] = {}
-        # Rows showing the columns visible with the entry's own species (at the build's Z exponent).
+        # Rows showing the columns visible with the entry's own species (at the build's Z exponent),
+        # with and without the faint ones.
         self.own = np.zeros(len(self.patterns), bool)
         for pi, pr in enumerate(library.projections):
-            self.own[self.rows(pi, self.visible_key(pi, self.z[pr["entry"]], Z_EXPONENT))] = True
+            for key in self.visible_keys(pi, self.z[pr["entry"]], Z_EXPONENT):
+                self.own[self.rows(pi, key)] = True
 
-    def visible_key(self, pi: int, z: np.ndarray, z_exponent: float) -> tuple:
-        """Indices of the columns of projection ``pi`` visible with atomic numbers ``z``."""
-        from .projection import visible_mask
-
+    def visible_keys(self, pi: int, z: np.ndarray, z_exponent: float) -> tuple:
+        """Indices of the columns of projection ``pi`` visible with atomic numbers ``z``: all above
+        ``VISIBLE_FRACTION`` of the brightest, and only those above ``STRONG_FRACTION`` (if fewer)."""
         memo = (pi, tuple(z), z_exponent)
         if memo not in self.keys:
-            visible = visible_mask(self.full_counts[pi] @ z ** z_exponent)
-            self.keys[memo] = tuple(int(i) for i in np.flatnonzero(visible))
+            w = self.full_counts[pi] @ z ** z_exponent
+            keys = [tuple(int(i) for i in np.flatnonzero(w >= f * w.max())) for f in (VISIBLE_FRACTION, STRONG_FRACTION)]
+            self.keys[memo] = tuple(dict.fromkeys(keys))
         return self.keys[memo]
 
     def rows(self, pi: int, key: tuple) -> list[int]:
@@ -179,9 +184,12 @@ def _motif_scores(frac_t: np.ndarray, log_w: np.ndarray, settings: Sequence[int]
 
 
 @lru_cache(maxsize=4096)
-def _oxidation_guess(formula: str) -> Optional[dict]:
-    """A charge-balanced oxidation state per element, or None. One common (ICSD) state per element
-    is tried first; small formulas then fall back to pymatgen's mixed-valence guesses (Fe3O4)."""
+def _oxidation_guess(formula: str) -> Optional[tuple[int, dict]]:
+    """``(n_uncommon, oxidation state per element)`` of a charge-balanced guess, or None.
+
+    One ICSD state per element is tried, preferring pymatgen's common states (``n_uncommon``
+    counts the elements that need another); small formulas then fall back to pymatgen's
+    mixed-valence guesses (Fe3O4), counted as one uncommon state."""
     from pymatgen.core import Composition
 
     comp = Composition(formula)
@@ -194,10 +202,10 @@ def _oxidation_guess(formula: str) -> Optional[dict]:
             if best is None or rank < best[0]:
                 best = (rank, {el.symbol: float(o) for el, o in zip(comp.elements, combo)})
     if best is not None:
-        return best[1]
+        return best
     if comp.num_atoms <= MAX_GUESS_ATOMS:
         guesses = comp.oxi_state_guesses(max_sites=-1)
-        return dict(guesses[0]) if guesses else None
+        return (1, dict(guesses[0])) if guesses else None
     return None
 
 
@@ -220,12 +228,13 @@ def _species(el: str, oxi: Optional[dict]):
 
 def _decorations(entry: dict, hint: tuple[str, ...]) -> list[dict]:
     """Plausible assignments of the hinted elements to the species of a prototype, with the
-    substitution likelihood (0..1) and the radius-predicted lattice scale."""
+    substitution likelihood (0..1; times :data:`UNCOMMON_STATE` per element whose charge balance
+    needs an uncommon oxidation state, as Ag3+ in AgCl3) and the radius-predicted lattice scale."""
     from pymatgen.core import Composition, Element
 
     old = entry["elements"]
     comp = {el.symbol: n for el, n in Composition(entry["reduced_formula"]).items()}
-    old_oxi = _oxidation_guess(entry["reduced_formula"])
+    old_oxi = (_oxidation_guess(entry["reduced_formula"]) or (0, None))[1]
     metallic = all(Element(el).is_metal for el in old)
     sub = None
     out = []
@@ -233,9 +242,11 @@ def _decorations(entry: dict, hint: tuple[str, ...]) -> list[dict]:
         mapping = dict(zip(old, perm))
         new_comp = Composition({mapping[el]: n for el, n in comp.items()})
         new_formula = new_comp.reduced_formula
-        new_oxi = _oxidation_guess(new_formula)
-        if new_oxi is None and not (metallic and all(Element(el).is_metal for el in perm)):
+        guess = _oxidation_guess(new_formula)
+        alloy = metallic and all(Element(el).is_metal for el in perm)
+        if guess is None and not alloy:
             continue
+        uncommon, new_oxi = (0, None) if guess is None or alloy else guess
         q = []
         for o, n in mapping.items():
             if o == n:
@@ -247,7 +258,8 @@ def _decorations(entry: dict, hint: tuple[str, ...]) -> list[dict]:
             q.append(0.5 if lam == sub.alpha else 1 / (1 + math.exp(-lam / 1.5)))  # 0.5: never observed
         radius = lambda el: Element(el).atomic_radius or 1.5  # noqa: E731
         scale = sum(n * radius(mapping[el]) for el, n in comp.items()) / sum(n * radius(el) for el, n in comp.items())
-        out.append({"mapping": mapping, "formula": new_formula, "likelihood": float(np.prod(q) ** (1 / len(q))),
+        out.append({"mapping": mapping, "formula": new_formula,
+                    "likelihood": float(np.prod(q) ** (1 / len(q))) * UNCOMMON_STATE ** uncommon,
                     "scale": float(scale), "z": np.array([Element(mapping[el]).Z for el in old], float)})
     return out
 
@@ -378,7 +390,7 @@ def _add_decorations(library, idx: _Index, hint, options, shape_best, scale_best
                                 if any(k != v for k, v in d["mapping"].items())]
         for d in cache[(e, hint)]:
             for pi in idx.by_entry.get(int(e), []):
-                for r in idx.rows(pi, idx.visible_key(pi, d["z"], Z_EXPONENT)):
+                for r in (r for key in idx.visible_keys(pi, d["z"], Z_EXPONENT) for r in idx.rows(pi, key)):
                     if fits[r]:
                         options.setdefault(int(r), []).append((d, d["z"], d["scale"], 0.5 + 0.4 * d["likelihood"],
                                                                SIGMA_SCALE_DECORATED))
