@@ -80,6 +80,8 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="MatterSim checkpoint file")
     p.add_argument("--no-relax", action="store_true", help="energy of the unrelaxed structure")
     p.add_argument("--library", help="template library file")
+    p.add_argument("--stability-candidates", type=int, default=3, metavar="N",
+                   help="compare up to N top candidates that project alike by formation energy (0: off)")
 
 
 def _config(args):
@@ -88,7 +90,7 @@ def _config(args):
     return PipelineConfig(elements=args.elements or (), pixel_size_A=args.pixel_size, frame=args.frame,
                           denoise_method=args.denoise, signal=args.signal, energy_model=args.energy_model,
                           mattersim_checkpoint=args.checkpoint, relax=not args.no_relax,
-                          library_path=args.library)
+                          library_path=args.library, stability_candidates=args.stability_candidates)
 
 
 class _Bar:

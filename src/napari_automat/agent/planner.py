@@ -1,8 +1,9 @@
 """The deterministic planner: runs the tools in chain order with quality gates.
 
 Gates: too few columns or no lattice → stronger denoising and a lower threshold, then retry;
-weak retrieval → flagged, and a candidate that fails to reconstruct → the next one;
-large lattice drift during relaxation → flagged.
+weak retrieval → flagged; candidates that project alike → compared by formation energy (with an
+energy model); a candidate that fails to reconstruct → the next one; large lattice drift during
+relaxation → flagged.
 """
 
 from __future__ import annotations
@@ -70,6 +71,14 @@ def plan(result: PipelineResult, say: Callable[[str, str, dict | None], None],
         result.warn(f"weak retrieval: best candidate {best.formula} scores {best.score:.2f}")
         say("planner", f"weak retrieval (best score {best.score:.2f} < {WEAK_SCORE}); check the candidates", None)
     done += weights["retrieve"] / total
+    if config.energy_model != "none" and config.stability_candidates > 1:
+        before = best
+        out = step("reconstruct", "check_stability")
+        if "error" in out:
+            result.warn(f"stability check skipped: {out['error']}")
+        elif result.hits[0] is not before:
+            say("planner", f"stability: {result.hits[0].formula} ({result.hits[0].details.get('spacegroup')}) is "
+                           f"preferred to {before.formula} ({before.details.get('spacegroup')})", None)
 
     for index in range(min(MAX_CANDIDATES, len(result.hits))):
         out = step("reconstruct", "reconstruct", {"candidate_index": index})
@@ -99,9 +108,12 @@ def _args_text(args: dict | None) -> str:
 def _result_text(tool: str, out: dict) -> str:
     if "error" in out:
         return f"{tool} failed: {out['error']}"
-    if tool == "retrieve_templates":
+    if tool in ("retrieve_templates", "check_stability"):
         cands = out.get("candidates", [])[:3]
-        return "candidates: " + "; ".join(f"{c['formula']} {c['zone_axis']} ({c['score']:.2f})" for c in cands)
+        return "candidates: " + "; ".join(
+            f"{c['formula']} {c['zone_axis']} ({c['score']:.2f}"
+            + (f", Ef {c['formation_energy_eV']:+.3f} eV/atom" if "formation_energy_eV" in c else "") + ")"
+            for c in cands)
     return f"{tool}: " + ", ".join(f"{k}={_short(v)}" for k, v in out.items() if not isinstance(v, (list, dict)))
 
 

@@ -46,7 +46,9 @@ def summarise(result: PipelineResult) -> dict:
                             "fft_mismatch": None if lat.fft_mismatch != lat.fft_mismatch else round(lat.fft_mismatch, 4)}
     if result.hits:
         out["candidates"] = [{"index": i, "formula": h.formula, "zone_axis": list(h.zone_axis),
-                              "score": round(h.score, 3), "template_id": h.template_id}
+                              "score": round(h.score, 3), "template_id": h.template_id,
+                              **{k: h.details[k] for k in ("spacegroup", "formation_energy_eV", "stability_weight")
+                                 if h.details.get(k) is not None}}
                              for i, h in enumerate(result.hits[:5])]
     if result.reconstruction is not None:
         s = result.reconstruction.to_dict()
@@ -90,6 +92,25 @@ def _retrieve(result, args, progress):
     return {"candidates": summarise(result)["candidates"]}
 
 
+def _stability(result, args, progress):
+    import time
+
+    from ..energy.stability import rerank_by_stability
+    from ..model import AutomatError
+
+    if not result.hits or result.lattice is None:
+        raise AutomatError("no candidates to compare: retrieve templates first")
+    config = _configured(result, args, {"max_candidates": "stability_candidates", "model": "energy_model"})
+    if config.energy_model == "none":
+        raise AutomatError("no energy model (energy_model is 'none')")
+    start = time.perf_counter()
+    result.hits = rerank_by_stability(result.hits, result.lattice, model=config.energy_model,
+                                      max_candidates=config.stability_candidates,
+                                      checkpoint=config.mattersim_checkpoint, device=config.device, progress=progress)
+    result.timings_s["stability"] = time.perf_counter() - start
+    return {"candidates": summarise(result)["candidates"]}
+
+
 def _reconstruct(result, args, progress):
     config = _configured(result, args, {"candidate_index": "candidate_index"})
     run_stage(result, "reconstruct", config, progress)
@@ -116,6 +137,11 @@ TOOLS: dict[str, Tool] = {t.name: t for t in [
          _obj({"elements": {"type": "array", "items": {"type": "string"},
                             "description": "element hint, e.g. [\"Sr\", \"Ti\", \"O\"]"},
                "top_k": {"type": "integer", "minimum": 1, "maximum": 50}}), _retrieve),
+    Tool("check_stability", "Compare the top distinct candidates with the top one's elements by formation "
+         "energy after a short relaxation (a projection says nothing along the beam, so structures that "
+         "project alike are told apart by stability) and reorder them by image score × stability.",
+         _obj({"max_candidates": {"type": "integer", "minimum": 2, "maximum": 6},
+               "model": {"type": "string", "enum": ["auto", "mattersim", "chgnet"]}}), _stability),
     Tool("reconstruct", "Build the symmetrised 3D structure from a retrieved candidate and the measured lattice.",
          _obj({"candidate_index": {"type": "integer", "minimum": 0}}), _reconstruct),
     Tool("compute_energy", "Relax the reconstructed structure and compute energy and formation energy per atom.",
