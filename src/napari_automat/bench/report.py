@@ -111,11 +111,13 @@ def write_report(metrics_path: Union[str, Path], out_md: Union[str, Path] = "doc
     run = metrics.get("run", {})
     command = (f"automat bench run --bench {run.get('bench_dir', 'BENCH_DIR')} -o {metrics_path.parent}"
                f"{' --quick' if run.get('quick') else ''} --energy-model {run.get('energy_model', 'auto')}"
-               f" --workers {run.get('workers', 1)}")
+               f" --workers {run.get('workers', 1)}"
+               f"{' --no-hint-energy no' if run.get('energy_without_hint') is False else ''}")
     rel = lambda p: os.path.relpath(p, out_md.parent)  # noqa: E731
     lines = ["# Benchmark", "",
              f"{run.get('n_samples', '?')} simulated samples (seed {run.get('seed')}), each run with and without "
-             f"the element hint; energy model: {run.get('energy_model')}. Produced by:", "",
+             f"the element hint; energy model: {run.get('energy_model')}"
+             f"{' (with the hint only)' if run.get('energy_without_hint') is False else ''}. Produced by:", "",
              f"```\n{command}\nautomat bench report -o {metrics_path.parent}\n```", "",
              "Definitions: `napari_automat/bench/metrics.py` (StructureMatcher ltol 0.2, stol 0.3, angle 5°; "
              "lattice RMSD of a, b, c on the true conventional cell; columns paired within 0.5 Å, 1 Å border "

@@ -28,6 +28,7 @@ from .library import STRONG_FRACTION, VISIBLE_FRACTION
 #: Cell settings: rows of ``[v1; v2] = M [A; B]`` for a reduced template cell (A, B).
 SETTINGS = np.array([[[1, 0], [0, 1]], [[1, 0], [0, -1]], [[0, 1], [1, 0]], [[0, 1], [-1, 0]],
                      [[1, 0], [1, 1]], [[1, 0], [-1, 1]], [[0, 1], [1, 1]], [[0, 1], [1, -1]]])
+SETTINGS_INV = np.linalg.inv(SETTINGS)
 #: Largest anisotropic lattice mismatch (strain-like: log lengths and angle in rad) considered.
 MAX_SHAPE = 0.08
 #: Width of the lattice-shape score.
@@ -157,7 +158,7 @@ def _motif_scores(frac_t: np.ndarray, log_w: np.ndarray, settings: Sequence[int]
     use_i = bool(np.all(np.isfinite(intensity)) and np.all(intensity > 0) and len(frac_m) > 1)
     anchor = int(np.argmax(intensity)) if use_i else 0
     ops = [(s, sign) for s in settings for sign in (1.0, -1.0)]
-    g = np.stack([sign * frac_t @ np.linalg.inv(SETTINGS[s]) for s, sign in ops])  # (T, n, 2)
+    g = np.stack([sign * frac_t @ SETTINGS_INV[s] for s, sign in ops])  # (T, n, 2)
     shifts = frac_m[anchor] - g  # (T, n, 2): the anchor site on each template column
     d = _periodic_d(frac_m, g[:, None] + shifts[:, :, None], cell)  # (T, S, k, n)
     d = d.reshape(-1, *d.shape[2:])  # (T*S, k, n)
