@@ -183,6 +183,7 @@ def aggregate(rows: list[dict], library_size: Optional[int] = None) -> dict:
     queries = [r["timings_s"]["retrieve"] for r in hinted if "retrieve" in r.get("timings_s", {})]
     stages = sorted({k for r in hinted for k in r.get("timings_s", {})})
     general = [r for r in hinted if r["generalisation"]]
+    bare_known = [r for r in bare if not r["generalisation"]]  # without a hint only library compounds can be found
     return {
         "tiers": {t: tier_metrics([r for r in hinted if r["tier"] == t]) for t in TIERS},
         "tiers_no_hint": {t: tier_metrics([r for r in bare if r["tier"] == t]) for t in TIERS},
@@ -200,6 +201,8 @@ def aggregate(rows: list[dict], library_size: Optional[int] = None) -> dict:
                       "library_size": library_size,
                       "top1_zone": _rate(hinted, "zone_rank", 1), "top5_zone": _rate(hinted, "zone_rank", 5),
                       "top1_no_hint": _rate(bare, "formula_rank", 1), "top5_no_hint": _rate(bare, "formula_rank", 5),
+                      "top1_no_hint_in_library": _rate(bare_known, "formula_rank", 1),
+                      "n_in_library": len(bare_known),
                       "generalisation_top1": _rate(general, "formula_rank", 1), "generalisation_n": len(general)},
         "timing": {"median_s_per_image": _median(r["wall_s"] for r in hinted),
                    "median_s_per_image_no_hint": _median(r["wall_s"] for r in bare),
