@@ -80,7 +80,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="MatterSim checkpoint file")
     p.add_argument("--no-relax", action="store_true", help="energy of the unrelaxed structure")
     p.add_argument("--library", help="template library file")
-    p.add_argument("--stability-candidates", type=int, default=3, metavar="N",
+    p.add_argument("--stability-candidates", type=int, default=5, metavar="N",
                    help="compare up to N top candidates that project alike by formation energy (0: off)")
 
 

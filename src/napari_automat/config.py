@@ -36,7 +36,7 @@ class PipelineConfig:
     candidate_index: int = 0
     #: The agent compares up to this many distinct top candidates (same elements) by formation
     #: energy under the energy model and reorders them (0 or 1: off; needs an energy model).
-    stability_candidates: int = 3
+    stability_candidates: int = 5
     #: Energy backend: ``auto`` (mattersim when its checkpoint is available, else chgnet),
     #: ``mattersim``, ``chgnet`` or ``none``.
     energy_model: str = "auto"

@@ -5,7 +5,7 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from napari_automat.energy import stability as S
-from napari_automat.model import EnergyReport, Lattice2D, TemplateHit
+from napari_automat.model import Lattice2D, TemplateHit
 
 
 def _hit(formula, spacegroup, score, structure):
@@ -31,13 +31,17 @@ def test_candidates_are_distinct_same_elements_and_within_the_window():
 
 
 def test_rerank_weights_score_by_formation_energy(monkeypatch):
-    import napari_automat.energy.compute as C
+    import napari_automat.energy.backends as B
+    import napari_automat.energy.references as F
     import napari_automat.reconstruct as R
 
     energies = {"P4/mmm": -0.55, "Fm-3m": -0.74}
     monkeypatch.setattr(R, "reconstruct", lambda hit, lattice: type("Rec", (), {"structure": hit.structure})())
-    monkeypatch.setattr(C, "compute_energy", lambda s, **kw: EnergyReport(
-        "fake", -3.0, energies["Fm-3m" if s.lattice.a > 5 else "P4/mmm"], True, 0.0))
+    monkeypatch.setattr(B, "get_calculator", lambda *a: None)
+    monkeypatch.setattr(B, "resolve_model", lambda *a: ("fake", "test"))
+    monkeypatch.setattr(F, "elemental_references", lambda *a, **k: {"Ag": 0.0, "Cl": 0.0})
+    # the primitive rocksalt cell has 2 atoms in 34.2 Å^3, the CuAu-type one 2 in 55.3 Å^3
+    monkeypatch.setattr(S, "scan_energy_per_atom", lambda s, calc: energies["Fm-3m" if s.volume < 45 else "P4/mmm"])
     hits = [_hit("AgCl", "P4/mmm", 0.42, _cuau()), _hit("AgCl", "Fm-3m", 0.36, _rocksalt())]
     lattice = Lattice2D(np.array([2.775, 0.0]), np.array([0.0, 2.775]))
     ranked = S.rerank_by_stability(hits, lattice, model="fake")
@@ -55,8 +59,19 @@ def test_agent_finds_rocksalt_agcl_that_projects_like_cuau():
     from napari_automat.simulate import incoherent_image
 
     image = incoherent_image(_rocksalt(), (0, 0, 1), pixel_size_A=0.12, field_of_view_A=35, dose=1e5, seed=2)
-    config = PipelineConfig(elements=("Ag", "Cl"), energy_model="chgnet", max_relax_steps=40, fmax_eV_A=0.1)
+    config = PipelineConfig(elements=("Ag", "Cl"), energy_model="chgnet", relax=False)
     result = run_agent(image, config).result
     assert result.reconstruction.structure.get_space_group_info()[0] == "Fm-3m"
     checked = [h for h in result.hits if "formation_energy_eV" in h.details]
     assert len(checked) >= 2 and checked[0] is result.hits[0]
+
+
+def test_volume_scan_finds_the_minimum_of_a_compressed_cell():
+    from napari_automat.energy.backends import get_calculator
+
+    calc = get_calculator("chgnet")
+    rs = _rocksalt().get_primitive_structure()
+    squeezed = rs.copy()
+    squeezed.scale_lattice(rs.volume * 0.95 ** 3)
+    e_eq = S.scan_energy_per_atom(rs, calc)
+    assert S.scan_energy_per_atom(squeezed, calc) == pytest.approx(e_eq, abs=0.01)  # the scan undoes 5%

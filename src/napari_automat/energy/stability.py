@@ -2,8 +2,9 @@
 
 A single projection says nothing about the atoms along the beam: rocksalt AgCl and a CuAu-type
 AgCl show the same square Ag lattice along [001]. Among the top retrieval candidates with the
-top one's elements, each distinct structure is reconstructed, briefly relaxed, and its formation
-energy weighs its image score: ``weight = score · exp(-(Ef - Ef_min) / ENERGY_SCALE_EV)``.
+top one's elements, each distinct structure is reconstructed and the lowest formation energy of
+its primitive cell over an isotropic volume scan (static energies, so a candidate costs a fraction
+of a second) weighs its image score: ``weight = score · exp(-(Ef - Ef_min) / ENERGY_SCALE_EV)``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,37 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+import numpy as np
+
 from ..model import Lattice2D, Progress, TemplateHit, no_progress
 
 #: Formation energy [eV/atom] above the most stable candidate that costs a factor e of weight.
 ENERGY_SCALE_EV = 0.1
 #: Candidates scoring below this fraction of the best are not considered.
 SCORE_WINDOW = 0.1
-#: Short relaxation of each candidate: step limit and force threshold [eV/Å].
-RELAX_STEPS, RELAX_FMAX = 40, 0.1
+#: Linear scale factors of the volume scan around the reconstructed cell.
+SCAN = (0.94, 0.97, 1.0, 1.03, 1.06)
+
+
+def scan_energy_per_atom(structure, calculator) -> float:
+    """Lowest energy per atom [eV] of ``structure`` scaled isotropically by :data:`SCAN` (the
+    minimum of a parabola through the scan, kept inside it)."""
+    from .compute import to_atoms
+
+    atoms = to_atoms(structure)
+    cell = np.array(atoms.get_cell())
+    energies = []
+    for f in SCAN:
+        scaled = atoms.copy()
+        scaled.set_cell(cell * f, scale_atoms=True)
+        scaled.calc = calculator
+        energies.append(float(scaled.get_potential_energy()) / len(scaled))
+    c2, c1, c0 = np.polyfit(SCAN, energies, 2)
+    best = min(energies)
+    if c2 > 0:
+        x = float(np.clip(-c1 / (2 * c2), SCAN[0], SCAN[-1]))
+        best = min(best, float(np.polyval((c2, c1, c0), x)))
+    return best
 
 
 def _structure_key(hit: TemplateHit) -> tuple:
@@ -49,26 +73,30 @@ def rerank_by_stability(hits: list[TemplateHit], lattice: Lattice2D, model: str 
                         progress: Progress = no_progress) -> list[TemplateHit]:
     """``hits`` reordered by image score × stability weight (the checked candidates first, in
     weight order; the rest keep their order). Each checked hit gets ``details['formation_energy_eV']``
-    [eV/atom after a short relaxation] and ``details['stability_weight']``; a candidate that cannot
-    be reconstructed or evaluated keeps weight 0 and goes after the checked ones."""
+    [eV/atom, lowest over the volume scan] and ``details['stability_weight']``; a candidate that
+    cannot be reconstructed or evaluated keeps weight 0 and goes after the checked ones."""
     from ..model import AutomatError
     from ..reconstruct import reconstruct
-    from .compute import compute_energy
+    from .backends import get_calculator, resolve_model
+    from .references import elemental_references, formation_energy_per_atom
 
     chosen = stability_candidates(hits, max_candidates)
     if len(chosen) < 2:
         return list(hits)
+    name, _ = resolve_model(model, checkpoint)
+    checkpoint = checkpoint if name == "mattersim" else None
+    calculator = get_calculator(name, checkpoint, device)
     energies: dict[int, float] = {}
     for k, i in enumerate(chosen):
         progress(k / len(chosen), f"stability of {hits[i].formula} ({hits[i].details.get('spacegroup', '?')})")
         try:
-            structure = reconstruct(hits[i], lattice).structure
-            report = compute_energy(structure, model=model, relax=True, fmax_eV_A=RELAX_FMAX,
-                                    max_steps=RELAX_STEPS, checkpoint=checkpoint, device=device)
+            structure = reconstruct(hits[i], lattice).structure.get_primitive_structure()  # fewer atoms, same Ef
+            refs = elemental_references([el.symbol for el in structure.composition], name, checkpoint, device=device)
+            energy = formation_energy_per_atom(structure, scan_energy_per_atom(structure, calculator), refs)
         except (AutomatError, ValueError, RuntimeError):
             continue
-        if report.formation_energy_per_atom_eV is not None and math.isfinite(report.formation_energy_per_atom_eV):
-            energies[i] = report.formation_energy_per_atom_eV
+        if math.isfinite(energy):
+            energies[i] = energy
     if not energies:
         return list(hits)
     lowest = min(energies.values())
