@@ -46,8 +46,8 @@ def main() -> int:
     config = PipelineConfig(elements=("Sr", "Ti", "O"), energy_model="none")
     result = run(mg, config, progress=progress)
     visible = visible_mask(list(mg.metadata["true_columns_species"]), "HAADF")
-    det = match_columns(np.asarray(mg.true_columns_px)[visible], result.columns.positions_px,
-                        args.pixel, mg.data.shape)
+    det = match_columns(np.asarray(mg.true_columns_px), result.columns.positions_px, args.pixel, mg.data.shape,
+                        visible=visible)
     figures = {
         "image_px": list(mg.data.shape), "pixel_size_A": args.pixel, "dose_e_per_A2": args.dose,
         "true_visible_columns": int(visible.sum()), "columns_found": result.columns.count,

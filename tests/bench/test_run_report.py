@@ -93,6 +93,11 @@ def test_detection_denoise_and_reference_metrics():
     d = M.match_columns(true, found, pixel_size_A=0.1, shape=(100, 100), radius_A=0.5, margin_A=0.5)
     assert d["recall"] == pytest.approx(45 / 50) and d["precision"] == pytest.approx(45 / 46, abs=0.03)
     assert d["position_rmse_pm"] == pytest.approx(np.hypot(0.1, 0.1) * 10, rel=1e-6)
+    faint = np.zeros(50, bool)
+    faint[:5] = True  # 5 true columns too faint to be required: finding them is right, missing them no loss
+    d = M.match_columns(true, found, pixel_size_A=0.1, shape=(100, 100), radius_A=0.5, margin_A=0.5, visible=~faint)
+    assert d["n_true"] == 45 and d["recall"] == pytest.approx(40 / 45)
+    assert d["n_correct"] == 45 and d["precision"] == pytest.approx(45 / 46)
     clean = rng.random((64, 64))
     assert M.psnr_dB(3 * clean + 7, clean) > 100  # scale and offset do not count
     assert M.psnr_dB(clean + 0.1 * rng.standard_normal(clean.shape), clean) == pytest.approx(20, abs=0.5)

@@ -88,24 +88,29 @@ def visible_mask(labels: Sequence[str], detector: str, z_exponent: float = 1.7, 
 
 
 def match_columns(true_px: np.ndarray, found_px: np.ndarray, pixel_size_A: float, shape: Sequence[int],
-                  radius_A: float = 0.5, margin_A: float = 1.0) -> dict:
+                  radius_A: float = 0.5, margin_A: float = 1.0, visible: Optional[np.ndarray] = None) -> dict:
     """Detection recall, precision and position RMSE [pm] of ``found_px`` against ``true_px`` ``(n, 2)`` (y, x).
 
     Columns within ``margin_A`` of the image border are left out on both sides; pairs are formed
-    greedily by increasing distance, each column used once, up to ``radius_A``.
+    greedily by increasing distance, each column used once, up to ``radius_A``. ``visible`` (mask
+    over ``true_px``) marks the columns the detector should show: recall counts only those, while a
+    detection on a faint true column is still correct (``n_correct``) for the precision.
     """
     from scipy.spatial import cKDTree
 
+    m = margin_A / pixel_size_A
+
     def inside(p):
         p = np.asarray(p, float).reshape(-1, 2)
-        m = margin_A / pixel_size_A
-        keep = np.all((p >= m) & (p <= np.asarray(shape[:2], float) - 1 - m), axis=1)
-        return p[keep]
+        return np.all((p >= m) & (p <= np.asarray(shape[:2], float) - 1 - m), axis=1)
 
-    t, f = inside(true_px), inside(found_px)
-    out = {"n_true": int(len(t)), "n_found": int(len(f)), "n_matched": 0,
+    true_px = np.asarray(true_px, float).reshape(-1, 2)
+    visible = np.ones(len(true_px), bool) if visible is None else np.asarray(visible, bool)
+    keep_t, keep_f = inside(true_px), inside(found_px)
+    t, vis, f = true_px[keep_t], visible[keep_t], np.asarray(found_px, float).reshape(-1, 2)[keep_f]
+    out = {"n_true": int(vis.sum()), "n_found": int(len(f)), "n_matched": 0, "n_correct": 0,
            "recall": None, "precision": None, "position_rmse_pm": None}
-    if len(t) == 0:
+    if not vis.any():
         return out
     pairs = []
     if len(f):
@@ -116,11 +121,12 @@ def match_columns(true_px: np.ndarray, found_px: np.ndarray, pixel_size_A: float
             if i not in used_t and j not in used_f:
                 used_t.add(i)
                 used_f.add(j)
-                pairs.append(d)
-    n = len(pairs)
-    out.update(n_matched=n, recall=n / len(t), precision=n / len(f) if len(f) else None)
-    if n:
-        out["position_rmse_pm"] = float(np.sqrt(np.mean(np.square(pairs))) * pixel_size_A * 100.0)
+                pairs.append((d, vis[i]))
+    d_vis = [d for d, v in pairs if v]
+    out.update(n_matched=len(d_vis), n_correct=len(pairs), recall=len(d_vis) / int(vis.sum()),
+               precision=len(pairs) / len(f) if len(f) else None)
+    if d_vis:
+        out["position_rmse_pm"] = float(np.sqrt(np.mean(np.square(d_vis))) * pixel_size_A * 100.0)
     return out
 
 

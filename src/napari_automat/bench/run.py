@@ -114,10 +114,11 @@ def _score(row: dict, result, truth, folder: Path, steps: int, fmax: float, M, t
     if result.columns is not None:
         true_px = np.load(folder / "columns.npy")
         labels_path = folder / "columns_species.json"
-        if labels_path.exists():  # only the columns the detector can show count as misses
-            true_px = true_px[M.visible_mask(json.loads(labels_path.read_text()), row.get("detector") or "HAADF")]
+        visible = None  # only the columns the detector can show count as misses
+        if labels_path.exists():
+            visible = M.visible_mask(json.loads(labels_path.read_text()), row.get("detector") or "HAADF")
         det = M.match_columns(true_px, result.columns.positions_px,
-                              result.micrograph.mean_pixel_size_A, noisy.shape)
+                              result.micrograph.mean_pixel_size_A, noisy.shape, visible=visible)
         row.update({f"det_{k}": v for k, v in det.items()}, n_columns=result.columns.count)
     if result.hits:
         row.update(M.retrieval_ranks(result.hits, truth, row.get("zone_axis")))
@@ -177,6 +178,7 @@ def aggregate(rows: list[dict], library_size: Optional[int] = None) -> dict:
     n_true = sum(r["det_n_true"] for r in det)
     n_found = sum(r["det_n_found"] for r in det)
     n_pair = sum(r["det_n_matched"] for r in det)
+    n_correct = sum(r.get("det_n_correct", r["det_n_matched"]) for r in det)
     sq = sum(r["det_n_matched"] * r["det_position_rmse_pm"] ** 2 for r in det if r["det_n_matched"])
     detect_s = sum(r["timings_s"].get("detect", 0.0) for r in det)
     n_cols = sum(r.get("n_columns", 0) for r in det)
@@ -188,7 +190,7 @@ def aggregate(rows: list[dict], library_size: Optional[int] = None) -> dict:
         "tiers": {t: tier_metrics([r for r in hinted if r["tier"] == t]) for t in TIERS},
         "tiers_no_hint": {t: tier_metrics([r for r in bare if r["tier"] == t]) for t in TIERS},
         "detection": {"recall": n_pair / n_true if n_true else None,
-                      "precision": n_pair / n_found if n_found else None,
+                      "precision": n_correct / n_found if n_found else None,
                       "position_rmse_pm": float(np.sqrt(sq / n_pair)) if n_pair else None,
                       "s_per_1000_columns": 1000.0 * detect_s / n_cols if n_cols else None,
                       "n_true": n_true, "n_found": n_found},
