@@ -47,9 +47,15 @@ def test_rerank_weights_score_by_formation_energy(monkeypatch):
     ranked = S.rerank_by_stability(hits, lattice, model="fake")
     assert [h.details["spacegroup"] for h in ranked] == ["Fm-3m", "P4/mmm"]
     assert ranked[0].details["formation_energy_eV"] == pytest.approx(-0.74)
-    assert ranked[1].details["stability_weight"] == pytest.approx(0.42 * np.exp(-0.19 / S.ENERGY_SCALE_EV), rel=1e-3)
-    energies["Fm-3m"] = -0.56  # nearly degenerate: the image score decides
+    assert ranked[1].details["stability_weight"] == pytest.approx(
+        0.42 * np.exp(-(0.19 - S.METASTABLE_EV) / S.ENERGY_SCALE_EV), rel=1e-3)
+    energies["Fm-3m"] = -0.60  # within the metastability window: the image score decides
     assert S.rerank_by_stability(hits, lattice, model="fake")[0].details["spacegroup"] == "P4/mmm"
+    squeezed = _rocksalt()
+    squeezed.scale_lattice(squeezed.volume * 0.6 ** 3)  # a template fitted at the wrong scale: atoms overlap
+    hits = [_hit("AgCl", "P4/mmm", 0.42, _cuau()), _hit("AgCl", "Fm-3m", 0.5, squeezed)]
+    ranked = S.rerank_by_stability(hits, lattice, model="fake")
+    assert ranked[0].details["spacegroup"] == "P4/mmm" and "overlap" in ranked[1].details["stability_note"]
 
 
 @pytest.mark.slow

@@ -4,7 +4,10 @@ A single projection says nothing about the atoms along the beam: rocksalt AgCl a
 AgCl show the same square Ag lattice along [001]. Among the top retrieval candidates with the
 top one's elements, each distinct structure is reconstructed and the lowest formation energy of
 its primitive cell over an isotropic volume scan (static energies, so a candidate costs a fraction
-of a second) weighs its image score: ``weight = score · exp(-(Ef - Ef_min) / ENERGY_SCALE_EV)``.
+of a second) weighs its image score: ``weight = score · exp(-max(0, Ef - Ef_min - METASTABLE_EV) /
+ENERGY_SCALE_EV)``. Polymorphs within the metastability window keep their image score (a cubic
+perovskite film is not refused for its tilted bulk ground state), and a candidate whose atoms
+overlap (a bad fit of the template to the image) is dropped before its energy is trusted.
 """
 
 from __future__ import annotations
@@ -18,6 +21,11 @@ from ..model import Lattice2D, Progress, TemplateHit, no_progress
 
 #: Formation energy [eV/atom] above the most stable candidate that costs a factor e of weight.
 ENERGY_SCALE_EV = 0.1
+#: Formation energies this close to the most stable candidate's [eV/atom] cost nothing (about the
+#: energy above the hull of most known metastable crystals).
+METASTABLE_EV = 0.07
+#: Candidates with two atoms closer than this fraction of their atomic radii's sum are unphysical.
+MIN_DISTANCE_RATIO = 0.75
 #: Candidates scoring below this fraction of the best are not considered.
 SCORE_WINDOW = 0.1
 #: Linear scale factors of the volume scan around the reconstructed cell.
@@ -43,6 +51,18 @@ def scan_energy_per_atom(structure, calculator) -> float:
         x = float(np.clip(-c1 / (2 * c2), SCAN[0], SCAN[-1]))
         best = min(best, float(np.polyval((c2, c1, c0), x)))
     return best
+
+
+def overlap_ratio(structure) -> float:
+    """Smallest interatomic distance over the sum of the two atoms' atomic radii (1 for one atom)."""
+    from pymatgen.core.periodic_table import Element
+
+    if len(structure) < 2:
+        return 1.0
+    radii = np.array([Element(site.specie.symbol).atomic_radius or 1.5 for site in structure], float)
+    dist = structure.distance_matrix
+    np.fill_diagonal(dist, np.inf)
+    return float(np.min(dist / (radii[:, None] + radii[None, :])))
 
 
 def _structure_key(hit: TemplateHit) -> tuple:
@@ -91,6 +111,9 @@ def rerank_by_stability(hits: list[TemplateHit], lattice: Lattice2D, model: str 
         progress(k / len(chosen), f"stability of {hits[i].formula} ({hits[i].details.get('spacegroup', '?')})")
         try:
             structure = reconstruct(hits[i], lattice).structure.get_primitive_structure()  # fewer atoms, same Ef
+            if overlap_ratio(structure) < MIN_DISTANCE_RATIO:
+                hits[i].details["stability_note"] = "atoms overlap: the template does not fit this lattice"
+                continue
             refs = elemental_references([el.symbol for el in structure.composition], name, checkpoint, device=device)
             energy = formation_energy_per_atom(structure, scan_energy_per_atom(structure, calculator), refs)
         except (AutomatError, ValueError, RuntimeError):
@@ -104,7 +127,7 @@ def rerank_by_stability(hits: list[TemplateHit], lattice: Lattice2D, model: str 
     for i in chosen:
         hit = hits[i]
         if i in energies:
-            weights[i] = hit.score * math.exp(-(energies[i] - lowest) / ENERGY_SCALE_EV)
+            weights[i] = hit.score * math.exp(-max(0.0, energies[i] - lowest - METASTABLE_EV) / ENERGY_SCALE_EV)
             hit.details["formation_energy_eV"] = round(energies[i], 4)
         else:
             weights[i] = 0.0
