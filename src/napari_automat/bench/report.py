@@ -64,30 +64,42 @@ def _plot_match_rates(metrics: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_vs_dose(rows: list[dict], path: Path) -> bool:
+def _plot_vs_dose(rows: list[dict], path: Path, n_bins: int = 6) -> bool:
+    """Match rate per tier and median column RMSE in log-spaced dose bins (with the hint)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     import numpy as np
 
     rows = [r for r in rows if r.get("hint") and r.get("dose_e_per_A2")]
-    if len({r["dose_e_per_A2"] for r in rows}) < 2:
+    doses = np.array([r["dose_e_per_A2"] for r in rows], float)
+    if len(np.unique(doses)) < 2:
         return False
-    doses = sorted({r["dose_e_per_A2"] for r in rows})
-    match = [np.mean([r["matched"] for r in rows if r["dose_e_per_A2"] == d]) for d in doses]
-    rmse = [np.mean([r["det_position_rmse_pm"] for r in rows if r["dose_e_per_A2"] == d
-                     and r.get("det_position_rmse_pm") is not None] or [np.nan]) for d in doses]
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
-    ax.semilogx(doses, match, "o-", label="match rate")
+    edges = np.geomspace(doses.min(), doses.max() * (1 + 1e-9), min(n_bins, len(np.unique(doses))) + 1)
+    which = np.clip(np.searchsorted(edges, doses, side="right") - 1, 0, len(edges) - 2)
+    centres = np.sqrt(edges[:-1] * edges[1:])
+    fig, ax = plt.subplots(figsize=(5.5, 3.4), dpi=120)
+    for tier in ("unary", "binary", "ternary"):
+        match = [np.mean([r["matched"] for r, b in zip(rows, which) if b == k and r["tier"] == tier] or [np.nan])
+                 for k in range(len(centres))]
+        ax.semilogx(centres, match, "o-", label=f"match rate, {tier}")
     ax.set_xlabel("dose [e/Å²]")
     ax.set_ylabel("structure match rate")
     ax.set_ylim(0, 1.05)
     ax2 = ax.twinx()
-    ax2.semilogx(doses, rmse, "s--", color="C1", label="column RMSE [pm]")
+    rmse = [np.median([r["det_position_rmse_pm"] for r, b in zip(rows, which)
+                       if b == k and r.get("det_position_rmse_pm") is not None] or [np.nan])
+            for k in range(len(centres))]
+    ax2.semilogx(centres, rmse, "s--", color="C3", label="column RMSE (median) [pm]")
     ax2.set_ylabel("column position RMSE [pm]")
-    fig.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    ax2.set_ylim(0, None)
+    for axis in (ax, ax2):
+        axis.set_xlim(edges[0], edges[-1])
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    fig.legend(loc="lower center", fontsize=7, ncol=2)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(path)
     plt.close(fig)
     return True
