@@ -105,7 +105,8 @@ class Columns:
     ``species_confidence`` (0..1), ``provenance`` (``detected``, ``moved`` or ``added``),
     ``displacement_pm`` ``(n, 2)`` ``(dy, dx)`` from the ideal fitted lattice [pm] (NaN unknown) and
     ``flag`` (``"dim"``: possible vacancy or lighter substitution; ``"bright"``: possible heavier
-    substitution; ``""``: an ordinary member of its sublattice).
+    substitution; ``""``: an ordinary member of its sublattice), ``position_sigma_px`` (1σ position
+    uncertainty of the Gaussian fit [mean px]) and ``fit_r2`` (its R²); NaN where unknown.
     """
 
     positions_px: np.ndarray
@@ -118,6 +119,8 @@ class Columns:
     provenance: list[str]
     displacement_pm: Optional[np.ndarray] = None
     flag: Optional[list[str]] = None
+    position_sigma_px: Optional[np.ndarray] = None
+    fit_r2: Optional[np.ndarray] = None
 
     def __post_init__(self):
         self.positions_px = np.asarray(self.positions_px, dtype=float).reshape(-1, 2)
@@ -134,13 +137,16 @@ class Columns:
             raise ValueError(f"displacement has shape {disp.shape} for {n} columns")
         self.displacement_pm = disp
         self.flag = list(self.flag) if self.flag is not None and len(self.flag) == n else [""] * n
+        self.position_sigma_px = _column(self.position_sigma_px, n, np.nan)
+        self.fit_r2 = _column(self.fit_r2, n, np.nan)
 
     @classmethod
     def from_positions(cls, positions_px, pixel_size_A, **features) -> "Columns":
         """Columns with only positions known (other features filled with 'unknown')."""
         return cls(positions_px, tuple(pixel_size_A), features.get("intensity"), features.get("sigma_px"),
                    features.get("sublattice"), features.get("species"), features.get("species_confidence"),
-                   features.get("provenance"), features.get("displacement_pm"), features.get("flag"))
+                   features.get("provenance"), features.get("displacement_pm"), features.get("flag"),
+                   features.get("position_sigma_px"), features.get("fit_r2"))
 
     def __len__(self) -> int:
         return len(self.positions_px)
@@ -173,7 +179,8 @@ class Columns:
                        intensity=_nan_list(self.intensity), sigma_px=_nan_list(self.sigma_px),
                        sublattice=self.sublattice.tolist(), species=self.species,
                        species_confidence=_nan_list(self.species_confidence), provenance=self.provenance,
-                       displacement_pm=[_nan_list(d) for d in self.displacement_pm], flag=self.flag)
+                       displacement_pm=[_nan_list(d) for d in self.displacement_pm], flag=self.flag,
+                       position_sigma_px=_nan_list(self.position_sigma_px), fit_r2=_nan_list(self.fit_r2))
         return out
 
     @classmethod
@@ -182,7 +189,7 @@ class Columns:
                    _arr(d.get("intensity")), _arr(d.get("sigma_px")), d.get("sublattice"),
                    d.get("species"), _arr(d.get("species_confidence")), d.get("provenance"),
                    None if d.get("displacement_pm") is None else [_arr(v) for v in d["displacement_pm"]],
-                   d.get("flag"))
+                   d.get("flag"), _arr(d.get("position_sigma_px")), _arr(d.get("fit_r2")))
 
 
 def _column(values, n: int, fill) -> np.ndarray:

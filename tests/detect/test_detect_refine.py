@@ -61,7 +61,7 @@ def test_dim_column_next_to_bright_ones_is_not_pulled(monkeypatch):
 def test_fit_recovers_width_amplitude_and_background():
     truth = np.array([[20.3, 20.7], [20.1, 45.4], [44.6, 21.2], [45.5, 44.9]])
     image = render((66, 66), truth, [2.0, 1.0, 1.5, 0.5], 3.0, background=0.3)
-    pos, intensity, sigma = fit_gaussians(image, np.rint(truth), np.full(4, 11.0))
+    pos, intensity, sigma, _, _ = fit_gaussians(image, np.rint(truth), np.full(4, 11.0))
     assert np.abs(pos - truth).max() < 1e-3
     assert sigma == pytest.approx(3.0, rel=1e-3)
     assert intensity == pytest.approx(2 * np.pi * 9.0 * np.array([2.0, 1.0, 1.5, 0.5]), rel=1e-3)
@@ -70,7 +70,20 @@ def test_fit_recovers_width_amplitude_and_background():
 def test_failed_fit_falls_back_to_centre_of_mass_and_is_flagged():
     image = np.zeros((40, 40))
     image[18:23, 18:23] = 1.0  # a flat-topped square: no Gaussian width fits inside a 3 px patch
-    pos, intensity, sigma = fit_gaussians(image, np.array([[19.0, 21.0]]), np.array([2.2]))
+    pos, intensity, sigma, _, _ = fit_gaussians(image, np.array([[19.0, 21.0]]), np.array([2.2]))
     assert np.isnan(sigma[0])
     assert np.all(np.abs(pos[0] - 20.0) < 1.01)
     assert intensity[0] > 0
+
+
+@pytest.mark.parametrize("dose", [50.0, 500.0])
+def test_position_uncertainty_matches_the_actual_error(dose):
+    """The fit's 1σ position uncertainty predicts the real scatter (Poisson noise at two doses)."""
+    micrograph, truth, _ = perovskite(dose=dose)
+    inner = np.all((truth > 12) & (truth < micrograph.data.shape[0] - 12), axis=1)
+    out = refine_columns(micrograph, _columns_near_truth(truth[inner], 0.1, shift_px=0.6))
+    err = out.positions_px - truth[inner]
+    actual = np.sqrt(np.mean(err ** 2))  # per axis [px]
+    predicted = np.sqrt(np.mean(out.position_sigma_px ** 2))
+    assert predicted == pytest.approx(actual, rel=0.35), (predicted, actual)
+    assert np.all((out.fit_r2 > 0.5) & (out.fit_r2 <= 1.0))

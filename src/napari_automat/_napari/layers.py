@@ -35,9 +35,10 @@ SUBLATTICE_COLORS = {-1: "#9e9e9e", 0: "#ff9f1c", 1: "#2ec4ff", 2: "#7bd389", 3:
 FLAG_COLORS = {"": "black", "dim": "#00e5ff", "bright": "#ff1744"}
 
 FEATURE_NAMES = ("intensity", "sigma_px", "sublattice", "species", "species_confidence", "provenance",
-                 "dy_pm", "dx_pm", "flag")
+                 "dy_pm", "dx_pm", "flag", "position_sigma_px", "fit_r2")
 ADDED_DEFAULTS = {"intensity": np.nan, "sigma_px": np.nan, "sublattice": -1, "species": "",
-                  "species_confidence": 0.0, "provenance": "added", "dy_pm": np.nan, "dx_pm": np.nan, "flag": ""}
+                  "species_confidence": 0.0, "provenance": "added", "dy_pm": np.nan, "dx_pm": np.nan, "flag": "",
+                  "position_sigma_px": np.nan, "fit_r2": np.nan}
 
 #: Points layer -> its provenance-tracking state (weak, so layers are not kept alive).
 _TRACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -122,7 +123,9 @@ def columns_features(columns: Columns) -> dict:
             "sublattice": np.asarray(columns.sublattice, int), "species": list(columns.species),
             "species_confidence": np.asarray(columns.species_confidence, float),
             "provenance": list(columns.provenance), "dy_pm": columns.displacement_pm[:, 0].copy(),
-            "dx_pm": columns.displacement_pm[:, 1].copy(), "flag": list(columns.flag)}
+            "dx_pm": columns.displacement_pm[:, 1].copy(), "flag": list(columns.flag),
+            "position_sigma_px": np.asarray(columns.position_sigma_px, float),
+            "fit_r2": np.asarray(columns.fit_r2, float)}
 
 
 def columns_layer_data(columns: Columns, name: str = "columns", **extra_metadata) -> tuple:
@@ -190,7 +193,7 @@ def columns_from_points(data, features, pixel_size_A: Sequence[float]) -> Column
     return Columns(positions, pixel_size, get("intensity", float), get("sigma_px", float),
                    get("sublattice", int), get("species", str), get("species_confidence", float),
                    get("provenance", str), np.column_stack([get("dy_pm", float), get("dx_pm", float)]).reshape(-1, 2),
-                   get("flag", str))
+                   get("flag", str), get("position_sigma_px", float), get("fit_r2", float))
 
 
 def set_column_features(layer, columns: Columns) -> None:

@@ -72,12 +72,13 @@ def detect_columns(micrograph: Micrograph, min_separation_A: float | None = None
     progress(0.5, f"refining {len(candidates)} columns")
     radius = patch_radii_px(candidates, scale)
     # columns at the border are fitted too (their tails reach their neighbours), then dropped
-    pos, intensity, sigma = fit_gaussians(turned, candidates, radius, scale)  # the offset takes the background
+    pos, intensity, sigma, pos_sigma, r2 = fit_gaussians(turned, candidates, radius, scale)  # offset = background
     margin = 0.25 * sep_px / scale
     inside = np.all((pos >= margin) & (pos <= np.array(data.shape) - 1 - margin), axis=1)
     keep = inside & _dedupe(pos, intensity, scale, 0.5 * sep_px)
     progress(1.0, f"{int(keep.sum())} columns")
-    return Columns.from_positions(pos[keep], tuple(pixel), intensity=intensity[keep], sigma_px=sigma[keep])
+    return Columns.from_positions(pos[keep], tuple(pixel), intensity=intensity[keep], sigma_px=sigma[keep],
+                                  position_sigma_px=pos_sigma[keep], fit_r2=r2[keep])
 
 
 def _candidates(flat: np.ndarray, scale: np.ndarray, sep_px: float):

@@ -32,7 +32,8 @@ def refine_columns(image, columns: Columns, indices=None) -> Columns:
     (ABF, BF) are inverted first. Only ``indices`` are refitted when given (the others are kept as
     they are); provenance, species and sublattice are kept. ``intensity`` is the background-subtracted
     integral ``2π A σ²`` [counts px²]; ``sigma_px`` [mean px] is ``nan`` where no width could be
-    fitted (the position then comes from a fit with the typical width, or the centre of mass).
+    fitted (the position then comes from a fit with the typical width, or the centre of mass);
+    ``position_sigma_px`` [mean px] is the 1σ position uncertainty of the fit and ``fit_r2`` its R².
     """
     if isinstance(image, Micrograph):
         data, signal = np.asarray(image.data, dtype=float), image.metadata.get("signal", "auto")
@@ -53,12 +54,14 @@ def refine_columns(image, columns: Columns, indices=None) -> Columns:
     tree = cKDTree(columns.positions_px * scale)
     near = tree.query_ball_point(columns.positions_px[idx] * scale, 4.0 * radius[idx])
     fit_set = np.unique(np.concatenate([idx] + [np.asarray(n, dtype=int) for n in near]))
-    pos, inten, sig = fit_gaussians(bright, columns.positions_px[fit_set], radius[fit_set], scale,
-                                    columns.sigma_px[fit_set])
+    pos, inten, sig, pos_sigma, r2 = fit_gaussians(bright, columns.positions_px[fit_set], radius[fit_set], scale,
+                                                   columns.sigma_px[fit_set])
     chosen = np.isin(fit_set, idx)
     out.positions_px[fit_set[chosen]] = pos[chosen]
     out.intensity[fit_set[chosen]] = inten[chosen]
     out.sigma_px[fit_set[chosen]] = sig[chosen]
+    out.position_sigma_px[fit_set[chosen]] = pos_sigma[chosen]
+    out.fit_r2[fit_set[chosen]] = r2[chosen]
     return out
 
 
@@ -79,7 +82,8 @@ def fit_gaussians(image: np.ndarray, positions_px: np.ndarray, radius_px: np.nda
 
     ``scale`` is the pixel size per axis relative to the mean one (anisotropic pixels); ``radius_px``
     the patch radius of each column [mean px]; ``sigma0_px`` optional starting widths. Returns
-    ``(positions_px, intensity, sigma_px)`` as described for :func:`refine_columns`.
+    ``(positions_px, intensity, sigma_px, position_sigma_px, fit_r2)`` as described for
+    :func:`refine_columns` (the last two NaN where the fit failed and the centre of mass was taken).
     """
     pos = np.asarray(positions_px, dtype=float).reshape(-1, 2).copy()
     n = len(pos)
@@ -90,14 +94,14 @@ def fit_gaussians(image: np.ndarray, positions_px: np.ndarray, radius_px: np.nda
     sigma0 = np.full(n, np.nan) if sigma0_px is None else np.asarray(sigma0_px, dtype=float)
     start = np.clip(np.where(np.isfinite(sigma0) & (sigma0 > 0), sigma0, 0.4 * radius), 0.5, radius)
     state = {"pos": pos, "shape": np.stack([np.full(n, np.nan), start, np.full(n, np.nan)], 1),  # A, σ, B
-             "ok": np.zeros(n, dtype=bool), "origin": pos.copy()}
+             "ok": np.zeros(n, dtype=bool), "origin": pos.copy(), "stats": np.full((n, 2), np.nan)}
     pixels = len(_disc_offsets(radius.max() + 1.0, scale))
 
     def fit(rows, neighbours, fixed_width=False):
         for sl in _chunks(len(rows), pixels):
             r = rows[sl]
             own = state["ok"][r] & (neighbours is not None) & (not fixed_width)
-            state["pos"][r], state["shape"][r], state["ok"][r] = _fit_chunk(
+            state["pos"][r], state["shape"][r], state["ok"][r], state["stats"][r] = _fit_chunk(
                 image, neighbours, state["pos"][r], radius[r], scale, state["shape"][r], own, fixed_width)
         moved = np.hypot(*((state["pos"][rows] - state["origin"][rows]) * scale).T)
         state["ok"][rows] &= moved < 0.6 * radius[rows]  # no drifting onto a neighbour
@@ -121,9 +125,11 @@ def fit_gaussians(image: np.ndarray, positions_px: np.ndarray, radius_px: np.nda
         fit(bad, neighbours, fixed_width=True)
     intensity = 2.0 * np.pi * shape[:, 0] * shape[:, 1] ** 2 / (scale[0] * scale[1])
     sigma = np.where(measured, shape[:, 1], np.nan)
+    stats = state["stats"]
     if not np.all(ok):
         pos[~ok], intensity[~ok] = _centre_of_mass(image, neighbours, pos[~ok], radius[~ok], scale)
-    return pos, intensity, sigma
+        stats[~ok] = np.nan
+    return pos, intensity, sigma, stats[:, 0], stats[:, 1]
 
 
 def _neighbour_share(neighbours, pos, radius, scale, shape) -> np.ndarray:
@@ -233,7 +239,25 @@ def _fit_chunk(image, neighbours, pos, radius, scale, previous, subtract_own, fi
     ok = (np.all(np.isfinite(p), axis=1) & (p[:, 0] > 0) & width_ok
           & (np.hypot(p[:, 1], p[:, 2]) < 0.6 * radius) & (npix >= 9))
     new_pos = pos + np.stack([p[:, 1] / scale[0], p[:, 2] / scale[1]], axis=1)
-    return new_pos, p[:, [0, 3, 4]], ok
+    return new_pos, p[:, [0, 3, 4]], ok, _fit_statistics(p, ly, lx, patch, w, fixed_width)
+
+
+def _fit_statistics(p, ly, lx, patch, w, fixed_width: bool) -> np.ndarray:
+    """``(n, 2)``: 1σ position uncertainty [mean px] from the covariance ``s² (JᵀJ)⁻¹`` (s² the
+    residual variance per pixel) and the fit's R² over the patch."""
+    jtj, _, cost = _normal_equations(p, ly, lx, patch, w)
+    npix = w.sum(1)
+    free = 4 if fixed_width else 5
+    if fixed_width:
+        jtj = np.delete(np.delete(jtj, 3, axis=1), 3, axis=2)
+    s2 = cost / np.maximum(npix - free, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = np.linalg.pinv(jtj) * s2[:, None, None]
+        sigma_pos = np.sqrt(np.clip(0.5 * (cov[:, 1, 1] + cov[:, 2, 2]), 0, None))
+        mean = (patch * w).sum(1) / np.maximum(npix, 1)
+        total = (((patch - mean[:, None]) * w) ** 2).sum(1)
+        r2 = 1.0 - cost / total
+    return np.stack([sigma_pos, r2], axis=1)
 
 
 def _centre_of_mass(image, neighbours, pos, radius, scale):

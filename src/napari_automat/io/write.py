@@ -22,7 +22,7 @@ from ..model import AutomatError, Columns
 
 #: Columns of the atom-column table, in file order.
 COLUMNS_CSV_HEADER = ("y_px", "x_px", "y_A", "x_A", "intensity", "sigma_px", "sublattice", "species",
-                      "species_confidence", "provenance", "dy_pm", "dx_pm", "flag")
+                      "species_confidence", "provenance", "dy_pm", "dx_pm", "flag", "position_sigma_px", "fit_r2")
 
 PathLike = Union[str, os.PathLike]
 
@@ -110,7 +110,7 @@ def write_columns_csv(path: PathLike, columns: Columns) -> Path:
             _cell(pos_A[i, 0]), _cell(pos_A[i, 1]), _cell(columns.intensity[i]), _cell(columns.sigma_px[i]),
             int(columns.sublattice[i]), columns.species[i], _cell(columns.species_confidence[i]),
             columns.provenance[i], _cell(columns.displacement_pm[i, 0]), _cell(columns.displacement_pm[i, 1]),
-            columns.flag[i],
+            columns.flag[i], _cell(columns.position_sigma_px[i]), _cell(columns.fit_r2[i]),
         ])
     return write_text_atomic(path, buf.getvalue())
 
@@ -136,7 +136,8 @@ def read_columns_csv(path: PathLike, pixel_size_A: Optional[tuple[float, float]]
         pos = np.array([[_num(r["y_px"]), _num(r["x_px"])] for r in rows], dtype=float).reshape(-1, 2)
         pos_A = np.array([[_num(r.get("y_A")), _num(r.get("x_A"))] for r in rows], dtype=float).reshape(-1, 2)
         feats = {k: [_num(r.get(k)) for r in rows]
-                 for k in ("intensity", "sigma_px", "species_confidence", "dy_pm", "dx_pm")}
+                 for k in ("intensity", "sigma_px", "species_confidence", "dy_pm", "dx_pm", "position_sigma_px",
+                           "fit_r2")}
         sublattice = [int(float(r["sublattice"])) if (r.get("sublattice") or "").strip() else -1 for r in rows]
     except ValueError as exc:
         raise AutomatError(f"{path.name}: bad number in the columns table ({exc})") from None
@@ -145,7 +146,8 @@ def read_columns_csv(path: PathLike, pixel_size_A: Optional[tuple[float, float]]
     return Columns(pos, tuple(float(v) for v in pixel_size_A), feats["intensity"], feats["sigma_px"], sublattice,
                    [r.get("species") or "" for r in rows], feats["species_confidence"],
                    [r.get("provenance") or "detected" for r in rows],
-                   np.column_stack([feats["dy_pm"], feats["dx_pm"]]).reshape(-1, 2), [r.get("flag") or "" for r in rows])
+                   np.column_stack([feats["dy_pm"], feats["dx_pm"]]).reshape(-1, 2), [r.get("flag") or "" for r in rows],
+                   feats["position_sigma_px"], feats["fit_r2"])
 
 
 def write_tiff_calibrated(path: PathLike, data: np.ndarray, pixel_size_A: Union[float, tuple[float, float]],
