@@ -138,7 +138,7 @@ TOOLS: dict[str, Tool] = {t.name: t for t in [
                             "description": "element hint, e.g. [\"Sr\", \"Ti\", \"O\"]"},
                "top_k": {"type": "integer", "minimum": 1, "maximum": 50}}), _retrieve),
     Tool("check_stability", "Compare the top distinct candidates with the top one's elements by formation "
-         "energy after a short relaxation (a projection says nothing along the beam, so structures that "
+         "energy over a volume scan (a projection says nothing along the beam, so structures that "
          "project alike are told apart by stability) and reorder them by image score × stability.",
          _obj({"max_candidates": {"type": "integer", "minimum": 2, "maximum": 6},
                "model": {"type": "string", "enum": ["auto", "mattersim", "chgnet"]}}), _stability),

@@ -89,7 +89,7 @@ def stability_candidates(hits: list[TemplateHit], max_candidates: int) -> list[i
 
 
 def rerank_by_stability(hits: list[TemplateHit], lattice: Lattice2D, model: str = "auto",
-                        max_candidates: int = 3, checkpoint: Optional[str] = None, device: str = "cpu",
+                        max_candidates: int = 5, checkpoint: Optional[str] = None, device: str = "cpu",
                         progress: Progress = no_progress) -> list[TemplateHit]:
     """``hits`` reordered by image score × stability weight (the checked candidates first, in
     weight order; the rest keep their order). Each checked hit gets ``details['formation_energy_eV']``
