@@ -15,6 +15,7 @@ Score = lattice shape × lattice scale × column positions × Z-contrast × elem
 
 from __future__ import annotations
 
+import heapq
 import math
 from functools import lru_cache
 from itertools import permutations, product
@@ -299,7 +300,9 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     ``elements`` is an optional hint such as ``("Sr", "Ti", "O")``; prototypes with as many species
     are then also decorated with these elements. ``z_exponent`` sets the Z-contrast of the columns
     (which columns are visible was fixed when the library was built). Scores are in [0, 1];
-    ``details`` holds the partial scores, the fitted scale, the ambiguity (score gap to the next different formula) and
+    ``details`` holds the partial scores, the fitted scale, the ambiguity (score gap to the next
+    different formula among the scored candidates: rows that cannot reach the top ``top_k`` are
+    not scored) and
     the in-plane mapping: ``basis_frac3`` (template vectors, fractional in the template cell,
     whose projections map onto the measured a and b), ``p``, ``q``, ``t``.
     """
@@ -334,25 +337,31 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     if hint and len(hint) <= MAX_DECORATED_SPECIES:
         _add_decorations(library, idx, hint, options, shape_best, scale_best)
 
-    found: dict[tuple, dict] = {}
+    # Score rows best bound first: the motif factors are at most 1, so a row whose lattice, scale,
+    # element and variant factors cannot reach the k-th best score found so far is never scored.
+    prepared = []
     for r, opts in options.items():
         if shape_best[r] > MAX_SHAPE:
             continue
+        shape_score = math.exp(-0.5 * (shape_best[r] / SIGMA_SHAPE) ** 2)
+        factors = [_option_factors(idx, r, opt, scale_best[r], z_exponent) for opt in opts]
+        bound = shape_score * max((f[0] * f[1] * opt[3] for f, opt in zip(factors, opts) if f), default=0.0)
+        if bound > 0:
+            prepared.append((bound, r, opts, factors, shape_score))
+    prepared.sort(key=lambda item: -item[0])
+    found: dict[tuple, dict] = {}
+    for bound, r, opts, factors, shape_score in prepared:
+        if len(found) >= top_k and bound < heapq.nlargest(top_k, (h["score"] for h in found.values()))[-1]:
+            break
         e, pi = idx.entry[r], idx.proj[r]
         entry, pr, pat = library.entries[e], library.projections[pi], idx.patterns[r]
         settings = [int(s) for s in np.flatnonzero(shape[r] <= shape_best[r] + 0.01)]
-        shape_score = math.exp(-0.5 * (shape_best[r] / SIGMA_SHAPE) ** 2)
         log_w = np.log(np.maximum(np.stack([pat["counts"] @ o[1] ** z_exponent for o in opts]), 1e-9))
-        for (deco, z, expected, el_score, sigma), m in zip(opts, _motif_scores(pat["frac"], log_w, settings, meas)):
-            dev = scale_best[r] - math.log(expected)
-            if abs(dev) > 3 * sigma:
+        for (deco, z, expected, el_score, sigma), f, m in zip(opts, factors, _motif_scores(pat["frac"], log_w,
+                                                                                            settings, meas)):
+            if f is None:
                 continue
-            variant = 1.0
-            if pat["kind"] == "geometric":  # columns of unequal brightness were taken as equal
-                w = idx.full_counts[pi][pat["visible"]] @ z ** z_exponent
-                variant = float(np.sqrt(w.min() / w.max()))
-            # A normalised likelihood: a predicted scale is less certain, so it can never score as a known one.
-            scale_score = SIGMA_SCALE / sigma * math.exp(-0.5 * (dev / sigma) ** 2)
+            scale_score, variant = f
             score = shape_score * scale_score * m["position"] * m["intensity"] * el_score * variant
             tid = entry["id"] if deco is None else \
                 f"{entry['id']}|" + ",".join(deco["mapping"][x] for x in entry["elements"])
@@ -371,6 +380,22 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
         hit.details["ambiguity_gap"] = round(hit.score - nxt, 4)
     progress(1.0, f"{len(found)} template candidates")
     return hits
+
+
+def _option_factors(idx: _Index, r: int, option: tuple, log_scale: float, z_exponent: float):
+    """``(scale score, cell-variant factor)`` of one option of row ``r``, or None when its predicted
+    scale is more than 3σ off the measured one."""
+    deco, z, expected, el_score, sigma = option
+    dev = log_scale - math.log(expected)
+    if abs(dev) > 3 * sigma:
+        return None
+    variant = 1.0
+    pat = idx.patterns[r]
+    if pat["kind"] == "geometric":  # columns of unequal brightness were taken as equal
+        w = idx.full_counts[idx.proj[r]][pat["visible"]] @ z ** z_exponent
+        variant = float(np.sqrt(w.min() / w.max()))
+    # A normalised likelihood: a predicted scale is less certain, so it can never score as a known one.
+    return SIGMA_SCALE / sigma * math.exp(-0.5 * (dev / sigma) ** 2), variant
 
 
 def _add_decorations(library, idx: _Index, hint, options, shape_best, scale_best) -> None:
