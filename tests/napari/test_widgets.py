@@ -261,6 +261,34 @@ def test_flagged_column_review_and_shortcuts(viewer):
     assert coerce_keybinding("n") not in points.keymap and coerce_keybinding("n") in other.keymap
 
 
+def test_choosing_a_candidate_draws_its_projection(viewer):
+    from scipy.spatial import cKDTree
+
+    from napari_automat._napari.layers import OVERLAY_KEY, add_layer, micrograph_layer_data
+    from napari_automat.model import Micrograph
+
+    calibrated = Micrograph(lattice_image(n_cells=10), (0.2, 0.2), True, None, {"signal": "HAADF"})
+    image = add_layer(viewer, micrograph_layer_data(calibrated, name="sto"))
+    w = dock(viewer, "3 Detect atom columns")
+    w.image.set_layer(image)
+    w.run_button.click()
+    points = viewer.layers["sto columns"]
+    w = dock(viewer, "5 Retrieve templates")
+    w.points.set_layer(points)
+    w.elements.setText("Sr, Ti, O")
+    w.run_button.click()
+    overlays = [layer for layer in viewer.layers if OVERLAY_KEY in layer.metadata]
+    assert len(overlays) == 1 and "candidate 1: SrTiO3" in overlays[0].name  # the best row is chosen and drawn
+    d, _ = cKDTree(overlays[0].data).query(points.data)
+    assert np.median(d) * 0.2 < 0.15  # the template's columns sit on the detected ones
+    assert "Sr" in set(overlays[0].features["column"])
+    screenshot(viewer, "06b_candidate_overlay")
+    w.select_hit(1)
+    overlays = [layer for layer in viewer.layers if OVERLAY_KEY in layer.metadata]
+    assert len(overlays) == 1 and "candidate 2" in overlays[0].name  # redrawn, not added
+    assert overlays[0] not in [w.points.layer(), None] and w.points.layer() is points
+
+
 @pytest.mark.slow
 def test_agent_widget_runs_full_chain(viewer, real_file, tmp_path):
     path = real_file("real/atomap_test_ADF_cropped.hdf5")

@@ -303,6 +303,26 @@ def lattice_layer_data(lattice: Lattice2D, pixel_size_A: Sequence[float], name: 
 
 # --- 3D structure -----------------------------------------------------------------------------
 
+#: Metadata key marking a layer as the projection overlay of a retrieval candidate.
+OVERLAY_KEY = "automat_template_overlay"
+
+
+def template_overlay_layer_data(positions_px: np.ndarray, compositions: list[dict], pixel_size_A,
+                                name: str = "candidate projection", **extra_metadata) -> tuple:
+    """Rings at a candidate template's projected columns, coloured by the column's heaviest element
+    (Jmol colours); the column composition is in the ``column`` feature."""
+    from ..reconstruct.labels import column_label
+
+    labels = [column_label(c) if c else "" for c in compositions]
+    colors, _ = _element_style([label.split("+")[0] for label in labels])
+    size = _point_size_px(np.asarray(positions_px, float)) * 1.6 if len(positions_px) else 5.0
+    kwargs = {"name": name, "scale": tuple(float(v) for v in np.broadcast_to(pixel_size_A, (2,))),
+              "units": UNITS_2D, "symbol": "ring", "face_color": colors if len(labels) else "white",
+              "border_width": 0.0, "size": size, "features": {"column": labels},
+              "metadata": {OVERLAY_KEY: True, **extra_metadata}}
+    return np.asarray(positions_px, float).reshape(-1, 2), kwargs, "points"
+
+
 def _element_style(symbols: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Jmol-like RGB colours and covalent radii [Å] for element symbols."""
     from ase.data import atomic_numbers, covalent_radii

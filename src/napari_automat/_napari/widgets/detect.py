@@ -10,7 +10,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxL
                             QSpinBox, QWidget)
 
 from ...model import AutomatError
-from ..layers import (ADDED_DEFAULTS, MICROGRAPH_KEY, STRUCTURE_KEY, columns_from_points_layer, columns_layer_data,
+from ..layers import (ADDED_DEFAULTS, MICROGRAPH_KEY, OVERLAY_KEY, STRUCTURE_KEY, columns_from_points_layer, columns_layer_data,
                       ensure_column_features, set_column_features, untracked)
 from ._common import LayerCombo, StageWidget, double_spin, layer_micrograph
 
@@ -25,8 +25,9 @@ SHORTCUTS = {
 
 
 def is_columns_layer(layer) -> bool:
-    """A 2D Points layer that is not a 3D structure."""
-    return isinstance(layer, Points) and layer.ndim == 2 and STRUCTURE_KEY not in layer.metadata
+    """A 2D Points layer that is not a 3D structure nor a candidate's projection overlay."""
+    return (isinstance(layer, Points) and layer.ndim == 2 and STRUCTURE_KEY not in layer.metadata
+            and OVERLAY_KEY not in layer.metadata)
 
 
 def detect_and_classify(micrograph, min_separation_A=None, threshold_scale=1.0, signal="auto",

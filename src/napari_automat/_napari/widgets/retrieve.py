@@ -1,6 +1,7 @@
 """Retrieve: match the lattice of the chosen columns against the template library → a sortable
 table of candidates. The hits and the chosen row are kept in the columns layer's metadata, where
-the reconstruct widget finds them."""
+the reconstruct widget finds them; the chosen row's projected columns are drawn as rings over the
+image (one overlay layer per columns layer, redrawn when another row is chosen)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QSpinBox, QTableWidget, QTableWidgetItem
 
 from ...config import PipelineConfig
-from ..layers import HITS_KEY, LATTICE_KEY, SELECTED_HIT_KEY, set_column_features
+from ..layers import (HITS_KEY, LATTICE_KEY, MICROGRAPH_KEY, OVERLAY_KEY, SELECTED_HIT_KEY, set_column_features,
+                      template_overlay_layer_data)
 from ._analysis import layer_columns, retrieve_hits
 from ._common import LayerCombo, StageWidget
 from .detect import is_columns_layer
@@ -111,6 +113,7 @@ class RetrieveWidget(StageWidget):
                 item.setToolTip(tip)
                 self.table.setItem(row, col, item)
         self.table.setSortingEnabled(True)
+        self.table.sortItems(0, Qt.AscendingOrder)  # new candidates: best first
         self.table.blockSignals(False)
         if hits:
             self.select_hit(layer.metadata.get(SELECTED_HIT_KEY, 0))
@@ -130,3 +133,30 @@ class RetrieveWidget(StageWidget):
         layer, index = self.points.layer(), self.selected_hit_index()
         if layer is not None and index is not None:
             layer.metadata[SELECTED_HIT_KEY] = int(index)
+            self.show_overlay(layer, int(index))
+
+    def show_overlay(self, layer, index: int) -> None:
+        """Draw candidate ``index`` of ``layer``'s hits as rings over its image (replacing the last one)."""
+        from ...model import AutomatError
+        from ...templates.overlay import template_columns_px
+
+        hits, lattice, image = (layer.metadata.get(HITS_KEY, []), layer.metadata.get(LATTICE_KEY),
+                                layer.metadata.get(MICROGRAPH_KEY))
+        if not hits or lattice is None or image is None:
+            return
+        hit = hits[index]
+        try:
+            pos, comps = template_columns_px(hit, lattice, image.data.shape[-2:], image.pixel_size_A)
+        except AutomatError as exc:
+            self.set_status(f"⚠ {exc}", error=True)
+            return
+        zone = " ".join(str(int(v)) for v in hit.zone_axis)
+        name = f"{layer.name} candidate {index + 1}: {hit.formula} [{zone}]"
+        data, kwargs, _ = template_overlay_layer_data(pos, comps, layer.scale[-2:], name=name,
+                                                      automat_source_layer=layer.name)
+        old = next((lay for lay in self.viewer.layers if lay.metadata.get(OVERLAY_KEY)
+                    and lay.metadata.get("automat_source_layer") == layer.name), None)
+        if old is not None:
+            self.viewer.layers.remove(old)
+        self.add_layer((data, kwargs, "points"), like=layer)
+        self.viewer.layers.selection.active = layer  # keep editing the columns, not the overlay

@@ -1,0 +1,29 @@
+"""A retrieved template's columns land on the measured columns of the image."""
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from napari_automat.config import PipelineConfig
+from napari_automat.io.datasets import sample_path
+from napari_automat.pipeline import run
+from napari_automat.templates.overlay import template_columns_px
+
+
+def test_top_template_columns_sit_on_the_detected_columns():
+    if not sample_path("srtio3").exists():
+        pytest.skip("bundled sample missing")
+    result = run(sample_path("srtio3"), PipelineConfig(elements=("Sr", "Ti", "O"), energy_model="none"),
+                 stop_after="retrieve")
+    mg, cols = result.micrograph, result.columns
+    pos, comps = template_columns_px(result.hits[0], result.lattice, mg.data.shape, mg.pixel_size_A)
+    pixel = float(np.mean(mg.pixel_size_A))
+    # every detected column has a template column within 0.25 Å ...
+    d, _ = cKDTree(pos).query(cols.positions_px)
+    assert np.median(d) * pixel < 0.1 and np.percentile(d, 95) * pixel < 0.25
+    # ... and the template's Sr columns are on the bright sublattice
+    sr = np.array(["Sr" in c for c in comps])
+    dist, nearest = cKDTree(cols.positions_px).query(pos[sr])
+    seen = dist * pixel < 0.25  # (columns at the border are not detected)
+    assert seen.sum() > 50 and np.all(cols.sublattice[nearest[seen]] == 0)
+    assert {frozenset(c) for c in comps} >= {frozenset({"Sr"}), frozenset({"Ti", "O"})}
