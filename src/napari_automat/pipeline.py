@@ -153,6 +153,9 @@ def retrieve_stage(result: PipelineResult, config: PipelineConfig, progress: Pro
     library = load_library(config.library_path, progress=progress)
     result.hits = retrieve(result.lattice, elements=config.elements, library=library, top_k=config.top_k,
                            z_exponent=config.z_exponent, progress=progress)
+    from .templates.overlay import add_image_residuals
+
+    add_image_residuals(result.hits, result.lattice, result.analysed, result.columns)
     if not result.hits:
         raise AutomatError("no template matches the measured lattice "
                            f"(a={result.lattice.a_A:.3f} Å, b={result.lattice.b_A:.3f} Å, "

@@ -27,3 +27,22 @@ def test_top_template_columns_sit_on_the_detected_columns():
     seen = dist * pixel < 0.25  # (columns at the border are not detected)
     assert seen.sum() > 50 and np.all(cols.sublattice[nearest[seen]] == 0)
     assert {frozenset(c) for c in comps} >= {frozenset({"Sr"}), frozenset({"Ti", "O"})}
+
+
+def test_image_residual_is_small_for_the_right_placement_and_large_when_shifted():
+    import copy
+
+    from napari_automat.templates.overlay import image_residual
+
+    if not sample_path("srtio3").exists():
+        pytest.skip("bundled sample missing")
+    result = run(sample_path("srtio3"), PipelineConfig(elements=("Sr", "Ti", "O"), energy_model="none"),
+                 stop_after="retrieve")
+    image = result.analysed
+    sigma = float(np.nanmedian(result.columns.sigma_px))
+    good = image_residual(result.hits[0], result.lattice, image, sigma)
+    shifted = copy.deepcopy(result.hits[0])
+    shifted.details["origin_shift"] = [(v + 0.5) % 1.0 for v in shifted.details["origin_shift"]]  # Sr ↔ Ti+O
+    half = image_residual(shifted, result.lattice, image, sigma)
+    assert good < 0.35 and half > good + 0.2, (good, half)
+

@@ -47,8 +47,8 @@ def summarise(result: PipelineResult) -> dict:
     if result.hits:
         out["candidates"] = [{"index": i, "formula": h.formula, "zone_axis": list(h.zone_axis),
                               "score": round(h.score, 3), "template_id": h.template_id,
-                              **{k: h.details[k] for k in ("spacegroup", "formation_energy_eV", "stability_weight")
-                                 if h.details.get(k) is not None}}
+                              **{k: h.details[k] for k in ("spacegroup", "image_residual", "formation_energy_eV",
+                                                           "stability_weight") if h.details.get(k) is not None}}
                              for i, h in enumerate(result.hits[:5])]
     if result.reconstruction is not None:
         s = result.reconstruction.to_dict()

@@ -64,6 +64,9 @@ def retrieve_hits(columns: Columns, image: Optional[Micrograph], elements=(), to
     library = load_library(None, progress=lambda f, m="": progress(0.2 + 0.3 * f, m))
     hits = retrieve(lattice, elements=tuple(elements), library=library, top_k=top_k, z_exponent=z_exponent,
                     progress=lambda f, m="": progress(0.5 + 0.5 * f, m))
+    from ...templates.overlay import add_image_residuals
+
+    add_image_residuals(hits, lattice, image, labelled)
     return hits, lattice, labelled
 
 

@@ -16,7 +16,7 @@ from ._analysis import layer_columns, retrieve_hits
 from ._common import LayerCombo, StageWidget
 from .detect import is_columns_layer
 
-HEADERS = ("rank", "formula", "zone axis", "score", "Δ lattice %", "space group")
+HEADERS = ("rank", "formula", "zone axis", "score", "residual", "Δ lattice %", "space group")
 
 
 class _Item(QTableWidgetItem):
@@ -104,8 +104,11 @@ class RetrieveWidget(StageWidget):
             zone = "[" + " ".join(str(int(v)) for v in hit.zone_axis) + "]"
             mismatch = lattice_mismatch_pct(hit)
             group = str(hit.details.get("spacegroup") or "—")
+            residual = hit.details.get("image_residual")
+            residual = float("nan") if residual is None else float(residual)
             cells = (_Item(row + 1), _Item(hit.formula), _Item(tuple(hit.zone_axis), zone),
                      _Item(float(hit.score), f"{hit.score:.3f}"),
+                     _Item(residual, "—" if residual != residual else f"{residual:.2f}"),
                      _Item(mismatch, "—" if mismatch != mismatch else f"{mismatch:.1f}"), _Item(group))
             tip = f"{hit.template_id}\n{hit.source}" if hit.source else hit.template_id
             for col, item in enumerate(cells):
