@@ -13,3 +13,17 @@ def data_dir() -> Path:
     if not value or not Path(value).is_dir():
         pytest.skip("AUTOMAT_DATA_DIR not set / folder absent: real-data test skipped")
     return Path(value)
+
+
+@pytest.fixture(scope="session")
+def srtio3_result():
+    """The bundled SrTiO3 [001] sample run up to reconstruction (hint Sr, Ti, O; no energy), once
+    per session. Tests must not modify it."""
+    from napari_automat.config import PipelineConfig
+    from napari_automat.io.datasets import sample_path
+    from napari_automat.pipeline import run
+
+    if not sample_path("srtio3").exists():
+        pytest.skip("bundled sample missing")
+    return run(sample_path("srtio3"), PipelineConfig(elements=("Sr", "Ti", "O"), energy_model="none"),
+               stop_after="reconstruct")

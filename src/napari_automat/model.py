@@ -125,28 +125,13 @@ class Columns:
     def __post_init__(self):
         self.positions_px = np.asarray(self.positions_px, dtype=float).reshape(-1, 2)
         n = len(self.positions_px)
-        self.intensity = _column(self.intensity, n, np.nan)
-        self.sigma_px = _column(self.sigma_px, n, np.nan)
-        self.sublattice = _column(self.sublattice, n, -1).astype(int)
-        self.species_confidence = _column(self.species_confidence, n, 0.0)
-        self.species = list(self.species) if self.species is not None and len(self.species) == n else [""] * n
-        self.provenance = (list(self.provenance) if self.provenance is not None and len(self.provenance) == n
-                           else ["detected"] * n)
-        disp = np.full((n, 2), np.nan) if self.displacement_pm is None else np.asarray(self.displacement_pm, float)
-        if disp.shape != (n, 2):
-            raise ValueError(f"displacement has shape {disp.shape} for {n} columns")
-        self.displacement_pm = disp
-        self.flag = list(self.flag) if self.flag is not None and len(self.flag) == n else [""] * n
-        self.position_sigma_px = _column(self.position_sigma_px, n, np.nan)
-        self.fit_r2 = _column(self.fit_r2, n, np.nan)
+        for name, (kind, fill) in COLUMN_FEATURES.items():
+            setattr(self, name, _feature(getattr(self, name), n, kind, fill, name))
 
     @classmethod
     def from_positions(cls, positions_px, pixel_size_A, **features) -> "Columns":
         """Columns with only positions known (other features filled with 'unknown')."""
-        return cls(positions_px, tuple(pixel_size_A), features.get("intensity"), features.get("sigma_px"),
-                   features.get("sublattice"), features.get("species"), features.get("species_confidence"),
-                   features.get("provenance"), features.get("displacement_pm"), features.get("flag"),
-                   features.get("position_sigma_px"), features.get("fit_r2"))
+        return cls(positions_px, tuple(pixel_size_A), **{name: features.get(name) for name in COLUMN_FEATURES})
 
     def __len__(self) -> int:
         return len(self.positions_px)
@@ -165,31 +150,92 @@ class Columns:
         s = self.sigma_px[np.isfinite(self.sigma_px)]
         return float(np.mean(s) * np.mean(self.pixel_size_A)) if len(s) else float("nan")
 
+    def flat_features(self) -> dict:
+        """Every feature as one value per column, ``(n, 2)`` ones split (:data:`FLAT_FEATURES` order):
+        the layout of the columns table and of the Points layer's features."""
+        out = {}
+        for name, (kind, _) in COLUMN_FEATURES.items():
+            values = getattr(self, name)
+            if kind == "vec2":
+                out.update({flat: values[:, k].copy() for k, flat in enumerate(VEC2_NAMES[name])})
+            else:
+                out[name] = list(values) if kind == "str" else values.copy()
+        return out
+
+    @classmethod
+    def from_flat(cls, positions_px, pixel_size_A, flat: dict) -> "Columns":
+        """The inverse of :meth:`flat_features`; missing features are unknown."""
+        features = {}
+        for name, (kind, _) in COLUMN_FEATURES.items():
+            if kind == "vec2":
+                parts = [flat.get(part) for part in VEC2_NAMES[name]]
+                features[name] = None if any(p is None for p in parts) else np.column_stack(parts).reshape(-1, 2)
+            else:
+                features[name] = flat.get(name)
+        return cls(positions_px, tuple(pixel_size_A), **features)
+
     def subset(self, mask) -> "Columns":
+        """The columns at ``mask`` (boolean or indices), every feature kept."""
         mask = np.asarray(mask)
         idx = np.flatnonzero(mask) if mask.dtype == bool else mask
-        return Columns(self.positions_px[idx], self.pixel_size_A, self.intensity[idx], self.sigma_px[idx],
-                       self.sublattice[idx], [self.species[i] for i in idx], self.species_confidence[idx],
-                       [self.provenance[i] for i in idx])
+        return Columns(self.positions_px[idx], self.pixel_size_A,
+                       **{name: _take(getattr(self, name), idx) for name in COLUMN_FEATURES})
 
     def to_dict(self, full: bool = False) -> dict:
         out = {"count": self.count, "mean_sigma_A": _none_if_nan(self.mean_sigma_A)}
         if full:
-            out.update(positions_px=self.positions_px.tolist(), pixel_size_A=_floats(self.pixel_size_A),
-                       intensity=_nan_list(self.intensity), sigma_px=_nan_list(self.sigma_px),
-                       sublattice=self.sublattice.tolist(), species=self.species,
-                       species_confidence=_nan_list(self.species_confidence), provenance=self.provenance,
-                       displacement_pm=[_nan_list(d) for d in self.displacement_pm], flag=self.flag,
-                       position_sigma_px=_nan_list(self.position_sigma_px), fit_r2=_nan_list(self.fit_r2))
+            out.update(positions_px=self.positions_px.tolist(), pixel_size_A=_floats(self.pixel_size_A))
+            for name, (kind, _) in COLUMN_FEATURES.items():
+                values = getattr(self, name)
+                out[name] = (values if kind == "str" else values.tolist() if kind == "int"
+                             else [_nan_list(v) for v in values] if kind == "vec2" else _nan_list(values))
         return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "Columns":
+        def read(name, kind):
+            values = d.get(name)
+            if values is None or kind in ("str", "int"):
+                return values
+            return [_arr(v) for v in values] if kind == "vec2" else _arr(values)
+
         return cls(np.asarray(d["positions_px"], float), tuple(d["pixel_size_A"]),
-                   _arr(d.get("intensity")), _arr(d.get("sigma_px")), d.get("sublattice"),
-                   d.get("species"), _arr(d.get("species_confidence")), d.get("provenance"),
-                   None if d.get("displacement_pm") is None else [_arr(v) for v in d["displacement_pm"]],
-                   d.get("flag"), _arr(d.get("position_sigma_px")), _arr(d.get("fit_r2")))
+                   **{name: read(name, kind) for name, (kind, _) in COLUMN_FEATURES.items()})
+
+
+#: Per-column features of :class:`Columns`: name → (kind, value when unknown). Kinds: ``float``,
+#: ``int`` and ``str`` (one value per column) and ``vec2`` (``(n, 2)``).
+COLUMN_FEATURES = {
+    "intensity": ("float", np.nan), "sigma_px": ("float", np.nan), "sublattice": ("int", -1),
+    "species": ("str", ""), "species_confidence": ("float", 0.0), "provenance": ("str", "detected"),
+    "displacement_pm": ("vec2", np.nan), "flag": ("str", ""), "position_sigma_px": ("float", np.nan),
+    "fit_r2": ("float", np.nan),
+}
+
+
+#: The one-value-per-column names of the ``vec2`` features.
+VEC2_NAMES = {"displacement_pm": ("dy_pm", "dx_pm")}
+#: Flat feature name → (kind, value when unknown), in table order (see :meth:`Columns.flat_features`).
+FLAT_FEATURES = {flat: (("float", fill) if kind == "vec2" else (kind, fill))
+                 for name, (kind, fill) in COLUMN_FEATURES.items()
+                 for flat in (VEC2_NAMES[name] if kind == "vec2" else (name,))}
+
+
+def _feature(values, n: int, kind: str, fill, name: str):
+    """One feature normalised to ``n`` columns (``fill`` where not given)."""
+    if kind == "str":
+        return list(values) if values is not None and len(values) == n else [fill] * n
+    if kind == "vec2":
+        arr = np.full((n, 2), fill) if values is None else np.asarray(values, float)
+        if arr.shape != (n, 2):
+            raise ValueError(f"{name} has shape {arr.shape} for {n} columns")
+        return arr
+    arr = _column(values, n, fill)
+    return arr.astype(int) if kind == "int" else arr
+
+
+def _take(values, idx):
+    return [values[i] for i in idx] if isinstance(values, list) else values[idx]
 
 
 def _column(values, n: int, fill) -> np.ndarray:

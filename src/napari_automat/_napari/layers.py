@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..model import Columns, Lattice2D, Micrograph
+from ..model import FLAT_FEATURES, Columns, Lattice2D, Micrograph
 
 #: Layer metadata keys holding core objects.
 MICROGRAPH_KEY = "automat_micrograph"
@@ -34,11 +34,9 @@ SUBLATTICE_COLORS = {-1: "#9e9e9e", 0: "#ff9f1c", 1: "#2ec4ff", 2: "#7bd389", 3:
 #: Border colour per intensity flag: ordinary columns black, outliers of their sublattice in colour.
 FLAG_COLORS = {"": "black", "dim": "#00e5ff", "bright": "#ff1744"}
 
-FEATURE_NAMES = ("intensity", "sigma_px", "sublattice", "species", "species_confidence", "provenance",
-                 "dy_pm", "dx_pm", "flag", "position_sigma_px", "fit_r2")
-ADDED_DEFAULTS = {"intensity": np.nan, "sigma_px": np.nan, "sublattice": -1, "species": "",
-                  "species_confidence": 0.0, "provenance": "added", "dy_pm": np.nan, "dx_pm": np.nan, "flag": "",
-                  "position_sigma_px": np.nan, "fit_r2": np.nan}
+FEATURE_NAMES = tuple(FLAT_FEATURES)
+#: Features of a point added by hand.
+ADDED_DEFAULTS = {**{name: fill for name, (_, fill) in FLAT_FEATURES.items()}, "provenance": "added"}
 
 #: Points layer -> its provenance-tracking state (weak, so layers are not kept alive).
 _TRACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -119,13 +117,7 @@ def _point_size_px(positions_px: np.ndarray) -> float:
 
 def columns_features(columns: Columns) -> dict:
     """The per-column features of a Points layer."""
-    return {"intensity": np.asarray(columns.intensity, float), "sigma_px": np.asarray(columns.sigma_px, float),
-            "sublattice": np.asarray(columns.sublattice, int), "species": list(columns.species),
-            "species_confidence": np.asarray(columns.species_confidence, float),
-            "provenance": list(columns.provenance), "dy_pm": columns.displacement_pm[:, 0].copy(),
-            "dx_pm": columns.displacement_pm[:, 1].copy(), "flag": list(columns.flag),
-            "position_sigma_px": np.asarray(columns.position_sigma_px, float),
-            "fit_r2": np.asarray(columns.fit_r2, float)}
+    return columns.flat_features()
 
 
 def columns_layer_data(columns: Columns, name: str = "columns", **extra_metadata) -> tuple:
@@ -179,21 +171,18 @@ def columns_from_points(data, features, pixel_size_A: Sequence[float]) -> Column
     pixel_size = tuple(float(s) for s in np.broadcast_to(np.asarray(pixel_size_A, float).ravel()[-2:], (2,)))
     n = len(positions)
 
-    def get(key, dtype):
+    def get(key, kind):
         if features is not None and key in features and len(features[key]) == n:
             values = np.asarray(features[key], dtype=object)
-            if dtype is float:
+            if kind == "float":
                 return np.asarray(values, dtype=float)
-            if dtype is int:
+            if kind == "int":
                 return np.asarray([int(v) if v == v else -1 for v in values], dtype=int)
             return ["" if v is None or v != v else str(v) for v in values]
         default = ADDED_DEFAULTS[key]
-        return [default] * n if dtype is str else np.full(n, default, dtype=dtype)
+        return [default] * n if kind == "str" else np.full(n, default, dtype=kind)
 
-    return Columns(positions, pixel_size, get("intensity", float), get("sigma_px", float),
-                   get("sublattice", int), get("species", str), get("species_confidence", float),
-                   get("provenance", str), np.column_stack([get("dy_pm", float), get("dx_pm", float)]).reshape(-1, 2),
-                   get("flag", str), get("position_sigma_px", float), get("fit_r2", float))
+    return Columns.from_flat(positions, pixel_size, {key: get(key, kind) for key, (kind, _) in FLAT_FEATURES.items()})
 
 
 def set_column_features(layer, columns: Columns) -> None:

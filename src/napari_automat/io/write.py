@@ -18,11 +18,10 @@ from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
-from ..model import AutomatError, Columns
+from ..model import FLAT_FEATURES, AutomatError, Columns
 
 #: Columns of the atom-column table, in file order.
-COLUMNS_CSV_HEADER = ("y_px", "x_px", "y_A", "x_A", "intensity", "sigma_px", "sublattice", "species",
-                      "species_confidence", "provenance", "dy_pm", "dx_pm", "flag", "position_sigma_px", "fit_r2")
+COLUMNS_CSV_HEADER = ("y_px", "x_px", "y_A", "x_A", *FLAT_FEATURES)
 
 PathLike = Union[str, os.PathLike]
 
@@ -104,14 +103,12 @@ def write_columns_csv(path: PathLike, columns: Columns) -> Path:
     buf = _io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(COLUMNS_CSV_HEADER)
+    flat = columns.flat_features()
+    convert = {"float": _cell, "int": int, "str": str}
     for i in range(len(columns)):
-        writer.writerow([
-            _cell(columns.positions_px[i, 0]), _cell(columns.positions_px[i, 1]),
-            _cell(pos_A[i, 0]), _cell(pos_A[i, 1]), _cell(columns.intensity[i]), _cell(columns.sigma_px[i]),
-            int(columns.sublattice[i]), columns.species[i], _cell(columns.species_confidence[i]),
-            columns.provenance[i], _cell(columns.displacement_pm[i, 0]), _cell(columns.displacement_pm[i, 1]),
-            columns.flag[i], _cell(columns.position_sigma_px[i]), _cell(columns.fit_r2[i]),
-        ])
+        writer.writerow([_cell(columns.positions_px[i, 0]), _cell(columns.positions_px[i, 1]),
+                         _cell(pos_A[i, 0]), _cell(pos_A[i, 1])]
+                        + [convert[kind](flat[name][i]) for name, (kind, _) in FLAT_FEATURES.items()])
     return write_text_atomic(path, buf.getvalue())
 
 
@@ -135,19 +132,22 @@ def read_columns_csv(path: PathLike, pixel_size_A: Optional[tuple[float, float]]
     try:
         pos = np.array([[_num(r["y_px"]), _num(r["x_px"])] for r in rows], dtype=float).reshape(-1, 2)
         pos_A = np.array([[_num(r.get("y_A")), _num(r.get("x_A"))] for r in rows], dtype=float).reshape(-1, 2)
-        feats = {k: [_num(r.get(k)) for r in rows]
-                 for k in ("intensity", "sigma_px", "species_confidence", "dy_pm", "dx_pm", "position_sigma_px",
-                           "fit_r2")}
-        sublattice = [int(float(r["sublattice"])) if (r.get("sublattice") or "").strip() else -1 for r in rows]
+        feats = {name: _read_feature(rows, name, kind) for name, (kind, _) in FLAT_FEATURES.items() if name in header}
     except ValueError as exc:
         raise AutomatError(f"{path.name}: bad number in the columns table ({exc})") from None
     if pixel_size_A is None:
         pixel_size_A = tuple(_ratio(pos_A[:, k], pos[:, k]) for k in (0, 1))
-    return Columns(pos, tuple(float(v) for v in pixel_size_A), feats["intensity"], feats["sigma_px"], sublattice,
-                   [r.get("species") or "" for r in rows], feats["species_confidence"],
-                   [r.get("provenance") or "detected" for r in rows],
-                   np.column_stack([feats["dy_pm"], feats["dx_pm"]]).reshape(-1, 2), [r.get("flag") or "" for r in rows],
-                   feats["position_sigma_px"], feats["fit_r2"])
+    return Columns.from_flat(pos, tuple(float(v) for v in pixel_size_A), feats)
+
+
+def _read_feature(rows: list[dict], name: str, kind: str) -> list:
+    """One feature of a columns table; empty cells are unknown (NaN, -1, or the default text)."""
+    if kind == "float":
+        return [_num(r.get(name)) for r in rows]
+    if kind == "int":
+        return [int(float(r[name])) if (r.get(name) or "").strip() else -1 for r in rows]
+    fill = FLAT_FEATURES[name][1]
+    return [r.get(name) or fill for r in rows]
 
 
 def write_tiff_calibrated(path: PathLike, data: np.ndarray, pixel_size_A: Union[float, tuple[float, float]],
