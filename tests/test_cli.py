@@ -1,7 +1,6 @@
 """The ``automat`` command as a user meets it: bad input gets one line and a non-zero exit, nothing written."""
 
 import json
-import os
 
 import numpy as np
 import pytest

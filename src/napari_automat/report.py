@@ -89,6 +89,8 @@ def _draw_structure(ax, result) -> None:
         ax.text(0.5, 0.5, "no structure", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return
+    from pymatgen.core import Element
+
     from .reconstruct.cif import structure_summary
 
     s = rec.structure
@@ -99,8 +101,7 @@ def _draw_structure(ax, result) -> None:
     cart = frac @ s.lattice.matrix
     elements = sorted(set(species), key=species.index)
     cmap = {e: SUBLATTICE_COLOURS[i % len(SUBLATTICE_COLOURS)] for i, e in enumerate(elements)}
-    radius = {e: float(s.composition.elements[[el.symbol for el in s.composition.elements].index(e)].atomic_radius
-                       or 1.0) for e in elements}
+    radius = {e: float(Element(e).atomic_radius or 1.0) for e in elements}
     # Largest atoms first, so atoms stacked along c stay visible as rings.
     for e in sorted(elements, key=lambda el: -radius[el]):
         mask = np.array([sp == e for sp in species])

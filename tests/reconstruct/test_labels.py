@@ -1,11 +1,7 @@
 """Columns get species labels from the template sites matched to their sublattice."""
 
 import numpy as np
-import pytest
 
-from napari_automat.config import PipelineConfig
-from napari_automat.io.datasets import sample_path
-from napari_automat.pipeline import run
 from napari_automat.reconstruct.labels import column_label
 
 
@@ -14,11 +10,8 @@ def test_label_puts_the_heaviest_element_first():
     assert column_label({"Sr": 1.0}) == "Sr"
 
 
-def test_srtio3_columns_are_labelled_by_z_contrast():
-    if not sample_path("srtio3").exists():
-        pytest.skip("bundled sample missing")
-    result = run(sample_path("srtio3"), PipelineConfig(elements=("Sr", "Ti", "O"), energy_model="none"),
-                 stop_after="reconstruct")
+def test_srtio3_columns_are_labelled_by_z_contrast(srtio3_result):
+    result = srtio3_result
     cols = result.columns
     labels = np.array(cols.species)
     assert set(labels) == {"Sr", "Ti+O"}

@@ -1,20 +1,13 @@
 """A retrieved template's columns land on the measured columns of the image."""
 
 import numpy as np
-import pytest
 from scipy.spatial import cKDTree
 
-from napari_automat.config import PipelineConfig
-from napari_automat.io.datasets import sample_path
-from napari_automat.pipeline import run
 from napari_automat.templates.overlay import template_columns_px
 
 
-def test_top_template_columns_sit_on_the_detected_columns():
-    if not sample_path("srtio3").exists():
-        pytest.skip("bundled sample missing")
-    result = run(sample_path("srtio3"), PipelineConfig(elements=("Sr", "Ti", "O"), energy_model="none"),
-                 stop_after="retrieve")
+def test_top_template_columns_sit_on_the_detected_columns(srtio3_result):
+    result = srtio3_result
     mg, cols = result.micrograph, result.columns
     pos, comps = template_columns_px(result.hits[0], result.lattice, mg.data.shape, mg.pixel_size_A)
     pixel = float(np.mean(mg.pixel_size_A))
@@ -29,15 +22,12 @@ def test_top_template_columns_sit_on_the_detected_columns():
     assert {frozenset(c) for c in comps} >= {frozenset({"Sr"}), frozenset({"Ti", "O"})}
 
 
-def test_image_residual_is_small_for_the_right_placement_and_large_when_shifted():
+def test_image_residual_is_small_for_the_right_placement_and_large_when_shifted(srtio3_result):
     import copy
 
     from napari_automat.templates.overlay import image_residual
 
-    if not sample_path("srtio3").exists():
-        pytest.skip("bundled sample missing")
-    result = run(sample_path("srtio3"), PipelineConfig(elements=("Sr", "Ti", "O"), energy_model="none"),
-                 stop_after="retrieve")
+    result = srtio3_result
     image = result.analysed
     sigma = float(np.nanmedian(result.columns.sigma_px))
     good = image_residual(result.hits[0], result.lattice, image, sigma)

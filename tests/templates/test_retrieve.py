@@ -5,7 +5,6 @@ best hit reconstructs to the right 3D structure."""
 import math
 import time
 
-import numpy as np
 import pytest
 
 from napari_automat.model import AutomatError, Lattice2D, MotifSite

@@ -32,7 +32,6 @@ def plan(result: PipelineResult, say: Callable[[str, str, dict | None], None],
     done = 0.0
 
     def step(name: str, tool: str, args: dict | None = None) -> dict:
-        nonlocal done
         span = weights[name] / total
         say("tool_call", f"{tool}({_args_text(args)})", {"tool": tool, "arguments": args or {}})
         out = call_tool(result, tool, args, sub_progress(progress, done, min(done + span, 1.0), f"{name}: "))

@@ -43,7 +43,7 @@ def intensity_flags(columns: Columns, shape=None) -> list[str]:
     With the image ``shape`` (rows, cols), columns within half a neighbour distance of the border
     (their fit is cut off, so their intensity is biased) are neither flagged nor used as reference.
     """
-    flags = [""] * len(columns)
+    flags = np.full(len(columns), "", dtype=object)
     log_i = np.log(np.where(columns.intensity > 0, columns.intensity, np.nan))
     if shape is not None and len(columns) > 1:
         from scipy.spatial import cKDTree
@@ -60,7 +60,6 @@ def intensity_flags(columns: Columns, shape=None) -> list[str]:
         spread = 1.4826 * np.median(np.abs(log_i[sel] - med))
         dev = log_i[sel] - med
         limit = max(OUTLIER_Z * spread, np.log1p(OUTLIER_MIN_CHANGE))
-        for i, d in zip(sel, dev):
-            if abs(d) > limit:
-                flags[i] = "dim" if d < 0 else "bright"
-    return flags
+        flags[sel[dev < -limit]] = "dim"
+        flags[sel[dev > limit]] = "bright"
+    return flags.tolist()

@@ -98,8 +98,9 @@ def _posteriors(columns: Columns, comps: dict[int, dict], fit: dict) -> np.ndarr
     like -= np.nanmax(like, axis=1, keepdims=True)
     post = np.exp(like)
     post /= post.sum(axis=1, keepdims=True)
+    type_of = {s: names.index(column_label(c)) for s, c in comps.items()}  # sublattice → column type
     own = np.full(len(columns), np.nan)
-    for i, s in enumerate(columns.sublattice):
-        if int(s) in comps and np.isfinite(log_i[i]):
-            own[i] = post[i, names.index(column_label(comps[int(s)]))]
+    for s, t in type_of.items():
+        sel = (columns.sublattice == s) & np.isfinite(log_i)
+        own[sel] = post[sel, t]
     return own
