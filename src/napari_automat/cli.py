@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     lib = sub.add_parser("library", help="the template library")
     lib.add_argument("action", choices=["build", "info"])
     lib.add_argument("--path", help="library file (default: the user cache)")
+    lib.add_argument("--workers", type=int, default=None, help="build processes (default: CPU count)")
+    lib.add_argument("--full", action="store_true",
+                     help="rebuild every entry (default: keep the projections of unchanged entries in --path)")
 
     refs = sub.add_parser("references", help="elemental reference energies for formation energies")
     refs.add_argument("action", choices=["build"])
@@ -170,7 +173,10 @@ def cmd_library(args) -> int:
 
     bar = _Bar(True)
     try:
-        library = build_library(args.path, progress=bar) if args.action == "build" else load_library(args.path, progress=bar)
+        if args.action == "build":
+            library = build_library(args.path, progress=bar, workers=args.workers, incremental=not args.full)
+        else:
+            library = load_library(args.path, progress=bar)
     finally:
         bar.close()
     for key, value in library_info(library).items():

@@ -261,6 +261,45 @@ def test_flagged_column_review_and_shortcuts(viewer):
     assert coerce_keybinding("n") not in points.keymap and coerce_keybinding("n") in other.keymap
 
 
+def test_accept_edits_fits_hand_placed_points_into_a_new_layer(viewer):
+    from napari.utils.key_bindings import coerce_keybinding
+
+    from napari_automat._napari.widgets.detect import ACCEPTED_KEY
+
+    pixel = 0.2
+    image = viewer.add_image(lattice_image(n_cells=10, noise=0.01), name="lattice", scale=(pixel, pixel))
+    w = dock(viewer, "3 Detect atom columns")
+    w.image.set_layer(image)
+    w.run_button.click()
+    points = viewer.layers["lattice columns"]
+    n = len(points.data)
+    detected = columns_from_points_layer(points)
+    # delete a bright (sublattice 0) column in the middle and click roughly where it was
+    centre = np.argmin(np.linalg.norm(points.data - points.data.mean(0), axis=1) + 1e3 * (detected.sublattice != 0))
+    true_position = points.data[centre].copy()
+    points.selected_data = {int(centre)}
+    points.remove_selected()
+    w.apply_defaults()  # new points: sublattice unknown, no species (the widget's defaults)
+    points.add(true_position + [0.7, -0.6])
+    edited = columns_from_points_layer(points)
+    assert edited.provenance[-1] == "added" and edited.sublattice[-1] == -1 and np.isnan(edited.intensity[-1])
+
+    points.keymap[coerce_keybinding("Enter")](points)  # press Enter: accept
+    accepted_layer = viewer.layers["lattice columns accepted"]
+    accepted = columns_from_points_layer(accepted_layer)
+    summary = accepted_layer.metadata[ACCEPTED_KEY]
+    assert summary["columns"] == n and summary["n_added"] == 1 and summary["refined"] == 1
+    assert np.linalg.norm(accepted.positions_px[-1] - true_position) < 0.3  # snapped onto the column [px]
+    assert accepted.sublattice[-1] == 0 and np.isfinite(accepted.intensity[-1])  # relabelled by the lattice fit
+    assert accepted.provenance[-1] == "added"
+    assert summary["lattice"]["a_A"] == pytest.approx(3.905, rel=0.01)
+    assert f"accepted {n} columns (1 added; 1 fitted)" in w.status.text()
+    # the edited layer is kept as it was
+    still = columns_from_points_layer(points)
+    assert np.isnan(still.intensity[-1]) and still.sublattice[-1] == -1
+    assert w.points.layer() is accepted_layer  # the next edits and stages follow the accepted layer
+
+
 def test_choosing_a_candidate_draws_its_projection(viewer):
     from scipy.spatial import cKDTree
 

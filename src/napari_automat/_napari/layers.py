@@ -37,6 +37,11 @@ FLAG_COLORS = {"": "black", "dim": "#00e5ff", "bright": "#ff1744"}
 FEATURE_NAMES = tuple(FLAT_FEATURES)
 #: Features of a point added by hand.
 ADDED_DEFAULTS = {**{name: fill for name, (_, fill) in FLAT_FEATURES.items()}, "provenance": "added"}
+#: Layer metadata key of the sublattice and species the user chose for points added by hand.
+ADDED_LABELS_KEY = "automat_added_labels"
+#: Features the user labels; without a choice in the metadata, added points keep napari's
+#: feature_defaults for them (napari copies the last selected point's).
+LABELS = ("sublattice", "species")
 
 #: Points layer -> its provenance-tracking state (weak, so layers are not kept alive).
 _TRACKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -217,7 +222,11 @@ def ensure_column_features(layer) -> None:
 # --- provenance of user edits -----------------------------------------------------------------
 
 def track_provenance(layer) -> None:
-    """Mark points the user moves as ``moved`` (added ones stay ``added``). Idempotent."""
+    """Mark points the user moves as ``moved`` (added ones stay ``added``) and give points the user
+    adds (napari ``add``, a click in add mode or a paste) the features of a new point: provenance
+    ``added`` and nothing fitted yet, whatever napari copied from the last selected point; their
+    sublattice and species are those chosen for new points (``metadata[ADDED_LABELS_KEY]``) when set.
+    Idempotent."""
     if layer in _TRACKED:
         return
     state = {"before": None, "paused": False}
@@ -232,6 +241,9 @@ def track_provenance(layer) -> None:
             before, state["before"] = state["before"], None
             idx = [i for i in (getattr(event, "data_indices", ()) or ()) if isinstance(i, (int, np.integer))]
             _mark_moved(layer, idx, before)
+        elif action == "added":
+            idx = [i for i in (getattr(event, "data_indices", ()) or ()) if isinstance(i, (int, np.integer)) and i < 0]
+            _mark_added(layer, [len(layer.data) + i for i in idx])
 
     layer.events.data.connect(on_data)
     _TRACKED[layer] = state
@@ -252,6 +264,18 @@ def _mark_moved(layer, indices: list[int], before: Optional[np.ndarray]) -> None
             prov[i], changed = "moved", True
     if changed:
         layer.features["provenance"] = prov
+
+
+def _mark_added(layer, indices: list[int]) -> None:
+    if not indices or not all(key in layer.features for key in ADDED_DEFAULTS):
+        return
+    values = {**{k: v for k, v in ADDED_DEFAULTS.items() if k not in LABELS},
+              **layer.metadata.get(ADDED_LABELS_KEY, {})}
+    features = layer.features.copy()
+    rows = features.index[indices]
+    for key, value in values.items():
+        features.loc[rows, key] = value
+    layer.features = features
 
 
 @contextmanager

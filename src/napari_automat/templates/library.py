@@ -14,6 +14,7 @@ entry's cell), ``cell`` [Å], ``frac`` and ``counts`` (atoms per period over the
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import time
@@ -157,14 +158,15 @@ def visible_patterns(full, elements: list[str], subsets: list[tuple]) -> list[di
     return out
 
 
-def entry_projections(structure, elements: list[str], entry_index: int, is_2d: bool = False) -> list[dict]:
-    """The zone-axis projections of one conventional cell that have a resolvable visible
-    pattern, as library records (the full column pattern included). A monolayer is only seen
-    along its normal (c, the vacuum axis)."""
+def entry_projections(args: tuple) -> list[dict]:
+    """The zone-axis projections of one conventional cell, ``args = (structure, elements, is_2d)``,
+    that have a resolvable visible pattern, as library records without their ``entry`` index (the
+    full column pattern included). A monolayer is only seen along its normal (c, the vacuum axis)."""
     from pymatgen.core import Element
 
     from .projection import project, symmetry_unique_axes
 
+    structure, elements, is_2d = args
     own_z = np.array([Element(el).Z for el in elements], float)
     out = []
     for axis in [(0, 0, 1)] if is_2d else symmetry_unique_axes(structure, MAX_INDEX, SYMPREC):
@@ -173,7 +175,7 @@ def entry_projections(structure, elements: list[str], entry_index: int, is_2d: b
         patterns = visible_patterns(proj, elements, visibility_subsets(counts, own_z))
         if not patterns:
             continue
-        out.append({"entry": entry_index, "zone_axis": list(axis), "p": proj.p.tolist(), "q": proj.q.tolist(),
+        out.append({"zone_axis": list(axis), "p": proj.p.tolist(), "q": proj.q.tolist(),
                     "t_A": round(proj.t_A, 5), "full": {"basis": proj.basis_frac3.tolist(),
                                                         "cell": np.round(proj.cell_A, 5).tolist(),
                                                         "frac": np.round(proj.frac, 4).tolist(),
@@ -182,57 +184,112 @@ def entry_projections(structure, elements: list[str], entry_index: int, is_2d: b
     return out
 
 
-def _deduplicate(sources: list, progress: Progress) -> list[dict]:
+def _conventional(structure) -> tuple:
+    """``(conventional standard cell, space-group number, symbol, crystal system)``."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    sga = SpacegroupAnalyzer(structure, symprec=SYMPREC)
+    return (sga.get_conventional_standard_structure(), sga.get_space_group_number(),
+            sga.get_space_group_symbol(), sga.get_crystal_system())
+
+
+def _fingerprint(compact: dict, is_2d: bool) -> str:
+    """Identity of an entry's projections: its cell, the 2D flag and the build parameters."""
+    key = json.dumps([compact, is_2d, _build_parameters()], sort_keys=True)
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def _build_parameters() -> dict:
+    return {"z_exponent": Z_EXPONENT, "visible_fraction": VISIBLE_FRACTION, "strong_fraction": STRONG_FRACTION,
+            "max_index": MAX_INDEX, "max_cell_A": MAX_CELL_A, "min_separation_A": MIN_SEPARATION_A,
+            "max_subsets": MAX_SUBSETS, "scenario_z": list(SCENARIO_Z)}
+
+
+def _deduplicate(sources: list, progress: Progress, pool) -> list[dict]:
     """Conventional standard cells of the sources, one per structure (StructureMatcher within
     groups of equal reduced formula and space group); later duplicates add provenance only."""
     from pymatgen.core.structure_matcher import StructureMatcher
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     matcher = StructureMatcher()
     groups: dict[tuple, list[dict]] = {}
     entries: list[dict] = []
-    for i, src in enumerate(sources):
+    symmetry = pool.map(_conventional, [src.structure for src in sources], chunksize=8)
+    for i, (src, (conv, number, symbol, system)) in enumerate(zip(sources, symmetry)):
         progress(0.05 + 0.25 * i / len(sources), f"symmetry of {src.id}")
-        sga = SpacegroupAnalyzer(src.structure, symprec=SYMPREC)
-        conv = sga.get_conventional_standard_structure()
-        key = (conv.composition.reduced_formula, sga.get_space_group_number())
+        key = (conv.composition.reduced_formula, number)
+        provenance = {"id": src.id, "source": src.source, "description": src.description}
         twin = next((e for e in groups.get(key, []) if matcher.fit(e["_structure"], conv)), None)
         if twin is not None:
-            twin["sources"].append({"id": src.id, "source": src.source, "description": src.description})
+            twin["sources"].append(provenance)
+            twin["decorate"] = twin["decorate"] or src.decorate
             continue
+        compact = _compact(conv)
         entry = {"id": src.id, "formula": conv.composition.formula.replace(" ", ""),
                  "reduced_formula": key[0],
                  "elements": [el.symbol for el in sorted(conv.composition.elements, key=lambda el: el.X)],
-                 "spacegroup_number": key[1], "spacegroup_symbol": sga.get_space_group_symbol(),
-                 "crystal_system": sga.get_crystal_system(), "is_2d": src.is_2d,
-                 "sources": [{"id": src.id, "source": src.source, "description": src.description}],
-                 "structure": _compact(conv), "_structure": conv}
+                 "spacegroup_number": number, "spacegroup_symbol": symbol,
+                 "crystal_system": system, "is_2d": src.is_2d, "decorate": src.decorate,
+                 "sources": [provenance], "structure": compact,
+                 "fingerprint": _fingerprint(compact, src.is_2d), "_structure": conv}
         groups.setdefault(key, []).append(entry)
         entries.append(entry)
     return entries
 
 
-def build_library(path=None, progress: Progress = no_progress, sources=None) -> TemplateLibrary:
+def _previous_projections(path: Path) -> dict[str, list[dict]]:
+    """Projections of an existing library file at ``path`` by entry fingerprint (empty when the
+    file is absent, of another version or unreadable)."""
+    try:
+        with gzip.open(path, "rt") as fh:
+            payload = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    if payload.get("format") != FORMAT or payload.get("version") != VERSION:
+        return {}
+    by_entry: dict[int, list[dict]] = {}
+    for pr in payload["projections"]:
+        by_entry.setdefault(pr["entry"], []).append(pr)
+    return {e["fingerprint"]: by_entry.get(i, []) for i, e in enumerate(payload["entries"]) if "fingerprint" in e}
+
+
+def build_library(path=None, progress: Progress = no_progress, sources=None, workers: Optional[int] = None,
+                  incremental: bool = True) -> TemplateLibrary:
     """Build the library and save it to ``path`` (default: the user cache file). ``sources`` is a
-    list of :class:`~.sources.TemplateSource` (default: all offline sources; takes 1-2 minutes)."""
+    list of :class:`~.sources.TemplateSource` (default: all offline sources). ``workers``
+    processes share the work (default: all cores); with ``incremental``, entries whose cell and
+    build parameters are unchanged keep the projections of the file already at ``path``."""
+    from concurrent.futures import ProcessPoolExecutor
+
     from . import sources as src_mod
 
     start = time.perf_counter()
+    target = Path(path) if path is not None else cache_dir() / FILENAME
     progress(0.0, "collecting template structures")
-    entries = _deduplicate(src_mod.all_sources() if sources is None else list(sources), progress)
+    sources = src_mod.all_sources() if sources is None else list(sources)
+    previous = _previous_projections(target) if incremental and target.exists() else {}
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+        entries = _deduplicate(sources, progress, pool)
+        todo = [i for i, e in enumerate(entries) if e["fingerprint"] not in previous]
+        fresh = pool.map(entry_projections, [(entries[i]["_structure"], entries[i]["elements"], entries[i]["is_2d"])
+                                          for i in todo], chunksize=4)
+        computed = {}
+        for n, (i, prs) in enumerate(zip(todo, fresh)):
+            progress(0.3 + 0.7 * n / max(1, len(todo)), f"projecting {entries[i]['reduced_formula']} ({entries[i]['id']})")
+            computed[i] = prs
     projections: list[dict] = []
     for i, entry in enumerate(entries):
-        progress(0.3 + 0.7 * i / len(entries), f"projecting {entry['reduced_formula']} ({entry['id']})")
-        projections += entry_projections(entry.pop("_structure"), entry["elements"], i, entry["is_2d"])
+        entry.pop("_structure")
+        projections += [{**pr, "entry": i} for pr in computed.get(i, previous.get(entry["fingerprint"], []))]
     import pymatgen.core
 
     meta = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "build_s": round(time.perf_counter() - start, 1),
-            "pymatgen": pymatgen.core.__version__, "z_exponent": Z_EXPONENT, "visible_fraction": VISIBLE_FRACTION,
-            "strong_fraction": STRONG_FRACTION,
-            "max_index": MAX_INDEX, "max_cell_A": MAX_CELL_A, "min_separation_A": MIN_SEPARATION_A}
+            "pymatgen": pymatgen.core.__version__, **_build_parameters(),
+            "reused_entries": len(entries) - len(todo),
+            "sources": sorted({src.source for src in sources})}
     library = TemplateLibrary(entries, projections, meta)
-    save_library(library, path if path is not None else cache_dir() / FILENAME)
-    progress(1.0, f"template library: {len(entries)} structures, {len(projections)} projections")
+    save_library(library, target)
+    progress(1.0, f"template library: {len(entries)} structures, {len(projections)} projections "
+                  f"({len(entries) - len(todo)} reused)")
     return library
 
 
@@ -292,4 +349,5 @@ def library_info(library: TemplateLibrary) -> dict:
         "crystal_systems": dict(Counter(e["crystal_system"] for e in library.entries)),
         "created": library.meta.get("created"),
         "build_s": library.meta.get("build_s"),
+        "reused_entries": library.meta.get("reused_entries"),
     }

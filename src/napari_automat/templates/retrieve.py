@@ -68,6 +68,7 @@ class _Index:
         self.library = library
         self.z = [np.array([Element(el).Z for el in e["elements"]], float) for e in library.entries]
         self.n_species = np.array([len(e["elements"]) for e in library.entries])
+        self.prototype = np.array([e.get("decorate", True) for e in library.entries], bool)
         self.full_counts = [np.asarray(p["full"]["counts"], float) for p in library.projections]
         self.by_entry: dict[int, list[int]] = {}
         self.entry, self.proj, self.patterns, self.lookup, cells = [], [], [], {}, []
@@ -325,8 +326,8 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     scale_best = (0.5 * (la + lb))[np.arange(len(best)), best]
     decoratable = np.zeros(len(library.entries), bool)
     if hint and len(hint) <= MAX_DECORATED_SPECIES:
-        decoratable = (idx.n_species == len(hint)) & np.array([set(e["elements"]) != set(hint)
-                                                               for e in library.entries])
+        decoratable = (idx.n_species == len(hint)) & idx.prototype & np.array([set(e["elements"]) != set(hint)
+                                                                               for e in library.entries])
     exact = idx.own & (shape_best <= MAX_SHAPE) & (np.abs(scale_best) <= MAX_SCALE) & ~decoratable[idx.entry]
     # (decoration or None, z per element, expected scale, element score, scale sigma) per row
     options: dict[int, list[tuple]] = {}
@@ -406,6 +407,7 @@ def _add_decorations(library, idx: _Index, hint, options, shape_best, scale_best
     lo, hi = math.log(DECORATED_SCALE[0]), math.log(DECORATED_SCALE[1])
     fits = (shape_best <= MAX_SHAPE) & (scale_best >= lo) & (scale_best <= hi)
     entries = np.unique(idx.entry[fits])
+    entries = entries[idx.prototype[entries]]
     cache = library.cache.setdefault("decorations", {})
     for e in entries:
         entry = library.entries[e]

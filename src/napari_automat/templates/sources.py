@@ -1,7 +1,11 @@
 """Where template structures come from, all offline: pymatgen's AFLOW prototype library and its
-bundled example structures, ASE elemental ground states and a few common 2D monolayers.
+bundled example structures, ASE elemental ground states, a few common 2D monolayers, and, when
+those packages are installed, jarvis-tools' mineral prototypes and crystal-toolkit's
+matbench_dielectric Materials Project structures (data files read directly, packages not imported).
 
 Each source yields :class:`TemplateSource` records with provenance; the library deduplicates them.
+Prototype sources may be decorated with other elements at retrieval; Materials Project compounds
+(``decorate=False``) stand for themselves only.
 """
 
 from __future__ import annotations
@@ -9,9 +13,10 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 #: Elemental reference states that ase.build.bulk builds without extra parameters.
 BULK_KINDS = ("fcc", "bcc", "hcp", "diamond", "sc")
@@ -21,6 +26,10 @@ MONOLAYER_VACUUM_A = 7.5
 MAX_SITES = 64
 #: Bundled examples that are not bulk crystals.
 SKIP_EXAMPLES = ("Si_SiO2_Interface", "He_BCC")
+#: Mined structures (jarvis minerals, Materials Project) are kept up to this many sites per
+#: (primitive) cell and this many elements: larger cells rarely give a resolvable projection.
+MAX_MINED_SITES = 12
+MAX_MINED_SPECIES = 4
 
 
 @dataclass
@@ -32,6 +41,7 @@ class TemplateSource:
     source: str
     description: str
     is_2d: bool = False
+    decorate: bool = True
 
 
 def _package_dir(module: str) -> Path:
@@ -40,6 +50,18 @@ def _package_dir(module: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(f"{module} is not installed")
     return Path(list(spec.submodule_search_locations)[0])
+
+
+def _optional_data(package: str, relative: str) -> Optional[Path]:
+    """A data file inside an optional top-level package, or None when the package is absent."""
+    if importlib.util.find_spec(package) is None:
+        return None
+    path = _package_dir(package) / relative
+    return path if path.exists() else None
+
+
+def _small(n_sites: int, elements) -> bool:
+    return n_sites <= MAX_MINED_SITES and len(set(elements)) <= MAX_MINED_SPECIES
 
 
 def aflow_prototypes() -> Iterator[TemplateSource]:
@@ -113,8 +135,59 @@ def monolayers() -> Iterator[TemplateSource]:
                              is_2d=True)
 
 
+JARVIS_MINERALS = "core/mineral_name_prototype.json.zip"
+
+
+def jarvis_minerals() -> Iterator[TemplateSource]:
+    """jarvis-tools' mineral prototypes (1,081 JARVIS-DFT structures named after minerals), those
+    with at most :data:`MAX_MINED_SITES` sites and :data:`MAX_MINED_SPECIES` elements."""
+    from pymatgen.core import Lattice, Structure
+
+    path = _optional_data("jarvis", JARVIS_MINERALS)
+    if path is None:
+        return
+    with zipfile.ZipFile(path) as zf:
+        rows = json.loads(zf.read(zf.namelist()[0]))
+    for label, minerals in sorted(rows.items()):
+        for name, _descriptor, jid, atoms in minerals:
+            if not _small(len(atoms["elements"]), atoms["elements"]):
+                continue
+            structure = Structure(Lattice(atoms["lattice_mat"]), atoms["elements"], atoms["coords"],
+                                  coords_are_cartesian=bool(atoms.get("cartesian")))
+            yield TemplateSource(f"jarvis:{name}-{jid}", structure, "jarvis",
+                                 f"JARVIS mineral prototype {label} ({name}, {jid}) via jarvis-tools")
+
+
+MATBENCH_DIELECTRIC = "apps/examples/matbench_dielectric.json.gz"
+
+
+def matbench_dielectric() -> Iterator[TemplateSource]:
+    """Materials Project structures of crystal-toolkit's matbench_dielectric example (4,764), those
+    with at most :data:`MAX_MINED_SITES` sites and :data:`MAX_MINED_SPECIES` elements. Real
+    compounds, not prototypes: they are never decorated."""
+    from pymatgen.core import Structure
+
+    path = _optional_data("crystal_toolkit", MATBENCH_DIELECTRIC)
+    if path is None:
+        return
+    with gzip.open(path, "rt") as fh:
+        table = json.load(fh)
+    for key in sorted(table["structure"], key=int):
+        sites = table["structure"][key]["sites"]
+        if not _small(len(sites), [sp["element"] for site in sites for sp in site["species"]]):
+            continue
+        structure = Structure.from_dict(table["structure"][key])
+        if not structure.is_ordered:
+            continue
+        formula = structure.composition.reduced_formula
+        yield TemplateSource(f"matbench:{key}-{formula}", structure, "matbench",
+                             f"Materials Project {formula} ({table['spg_symbol'][key]}), row {key} of "
+                             "crystal-toolkit's matbench_dielectric example", decorate=False)
+
+
 #: All sources in priority order (the first of duplicates keeps its id).
-SOURCES = (elemental_ground_states, monolayers, pymatgen_examples, aflow_prototypes)
+SOURCES = (elemental_ground_states, monolayers, pymatgen_examples, aflow_prototypes, jarvis_minerals,
+           matbench_dielectric)
 
 
 def all_sources() -> list[TemplateSource]:

@@ -1,6 +1,6 @@
 """Detect atom columns into a NEW Points layer; inspect and edit columns (defaults for added
 points, refinement of selected points, intensity histogram by sublattice, review of flagged
-columns, keyboard shortcuts on the chosen columns layer)."""
+columns, keyboard shortcuts on the chosen columns layer) and accept the edits into a new layer."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxL
                             QSpinBox, QWidget)
 
 from ...model import AutomatError
-from ..layers import (ADDED_DEFAULTS, MICROGRAPH_KEY, OVERLAY_KEY, STRUCTURE_KEY, columns_from_points_layer, columns_layer_data,
+from ..layers import (ADDED_DEFAULTS, ADDED_LABELS_KEY, MICROGRAPH_KEY, OVERLAY_KEY, STRUCTURE_KEY, columns_from_points_layer, columns_layer_data,
                       ensure_column_features, set_column_features, untracked)
 from ._common import LayerCombo, StageWidget, double_spin, layer_micrograph
 
@@ -21,7 +21,10 @@ SHORTCUTS = {
     "l": ("label_selected", "give the selected points the sublattice and species below"),
     "n": ("next_flagged", "select and centre the next flagged column (dim or bright)"),
     "Shift-N": ("previous_flagged", "… the previous one"),
+    "Enter": ("accept_edits", "accept: fit the hand-edited points, relabel sublattices, write a new layer"),
 }
+#: Metadata key of a layer written by "Accept edits" (its summary).
+ACCEPTED_KEY = "automat_accepted"
 
 
 def is_columns_layer(layer) -> bool:
@@ -90,6 +93,9 @@ class DetectWidget(StageWidget):
         self.label_button.setToolTip("give the selected points the sublattice and species set for new points")
         self.next_button = QPushButton("Next flagged [N]")
         self.next_button.setToolTip("dim columns may be vacancies or lighter atoms, bright ones heavier atoms")
+        self.accept_button = QPushButton("Accept edits [Enter]")
+        self.accept_button.setToolTip("fit the added and moved points on the image, relabel sublattices and flags "
+                                      "over the edited set, and write the result as a new layer (this one is kept)")
         buttons = QWidget()
         row = QHBoxLayout(buttons)
         row.setContentsMargins(0, 0, 0, 0)
@@ -104,6 +110,7 @@ class DetectWidget(StageWidget):
         edit_form.addRow("new points: sublattice", self.new_sublattice)
         edit_form.addRow("new points: species", self.new_species)
         edit_form.addRow(buttons)
+        edit_form.addRow(self.accept_button)
         edit_form.addRow(self.flags)
         edit_form.addRow("shortcuts", keys)
         self.body.addWidget(edit)
@@ -115,6 +122,7 @@ class DetectWidget(StageWidget):
         self.refine_button.clicked.connect(self.refine_selected)
         self.label_button.clicked.connect(self.label_selected)
         self.next_button.clicked.connect(self.next_flagged)
+        self.accept_button.clicked.connect(self.accept_edits)
         self._on_points_changed()
 
     # --- detection ---
@@ -182,9 +190,9 @@ class DetectWidget(StageWidget):
         if layer is None:
             return
         ensure_column_features(layer)
-        layer.feature_defaults = {**layer.feature_defaults.iloc[0].to_dict(), **ADDED_DEFAULTS,
-                                  "sublattice": int(self.new_sublattice.value()),
-                                  "species": self.new_species.text().strip()}
+        labels = {"sublattice": int(self.new_sublattice.value()), "species": self.new_species.text().strip()}
+        layer.metadata[ADDED_LABELS_KEY] = labels
+        layer.feature_defaults = {**layer.feature_defaults.iloc[0].to_dict(), **ADDED_DEFAULTS, **labels}
 
     def label_selected(self) -> None:
         """Set the sublattice and species of the selected points to the values for new points."""
@@ -224,6 +232,43 @@ class DetectWidget(StageWidget):
     def previous_flagged(self) -> None:
         self.next_flagged(-1)
 
+    def _layer_image(self, layer):
+        """The micrograph a columns layer was detected on, else the chosen image's, else None."""
+        image = layer.metadata.get(MICROGRAPH_KEY)
+        if image is None and self.image.layer() is not None:
+            image = layer_micrograph(self.viewer, self.image.layer())
+        return image
+
+    def accept_edits(self) -> None:
+        """Fit the hand-edited points, relabel sublattices and flags, and write a new layer."""
+        from ...detect import accept_columns
+
+        layer = self.chosen(self.points, "columns")
+        if layer is None:
+            return
+        image = self._layer_image(layer)
+        columns = columns_from_points_layer(layer)
+        n_before = len(layer.data)
+
+        def done(out):
+            accepted, summary = out
+            if len(layer.data) != n_before:
+                self.set_status("⚠ the layer changed while accepting; accept again", error=True)
+                return
+            metadata = {k: v for k, v in layer.metadata.items() if k not in (ACCEPTED_KEY,)}
+            name = layer.name if layer.name.endswith(" accepted") else f"{layer.name} accepted"
+            self.add_layer(columns_layer_data(accepted, name=name,
+                                              **{**metadata, ACCEPTED_KEY: summary}), like=layer)
+            edits = ", ".join(f"{summary[k]} {k[2:]}" for k in ("n_added", "n_moved") if summary.get(k))
+            lat = summary["lattice"]
+            self.set_status(f"accepted {summary['columns']} columns" + (f" ({edits}; {summary['refined']} fitted)"
+                                                                         if edits else "")
+                            + (f"; a = {lat['a_A']:.3f} Å, b = {lat['b_A']:.3f} Å, {lat['sites']} sites" if lat
+                               else f"; {summary['note']}")
+                            + (f"; {summary['flagged']} flagged" if summary["flagged"] else ""))
+
+        self.start(accept_columns, columns, image=image, label="accept edits", on_done=done)
+
     def refine_selected(self) -> None:
         """Re-fit the selected points (all if none selected) on the image they were detected on."""
         from ...detect import refine_columns
@@ -231,9 +276,7 @@ class DetectWidget(StageWidget):
         layer = self.chosen(self.points, "columns")
         if layer is None:
             return
-        image = layer.metadata.get(MICROGRAPH_KEY)
-        if image is None and self.image.layer() is not None:
-            image = layer_micrograph(self.viewer, self.image.layer())
+        image = self._layer_image(layer)
         if image is None:
             self.set_status("⚠ no image to refine on", error=True)
             return
