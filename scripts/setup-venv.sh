@@ -10,6 +10,8 @@ pip="$venv/bin/python -m pip"
 $pip install --quiet --upgrade pip
 $pip install --quiet "torch==2.13.0"
 $pip install --quiet -c constraints.txt -e ".[all,test]"
+# Template sources for `automat library build` (data files only; their dependencies are not needed).
+$pip install --quiet --no-deps -c constraints.txt jarvis-tools crystal-toolkit
 for mod in torchvision torchaudio; do
   if ! "$venv/bin/python" -c "import $mod" >/dev/null 2>&1; then
     $pip uninstall --quiet -y "$mod" >/dev/null 2>&1 || true

@@ -20,4 +20,4 @@ def small_library(tmp_path_factory):
 
     sources = [s for s in all_sources() if s.id in SMALL]
     assert len(sources) == len(SMALL), SMALL - {s.id for s in sources}
-    return build_library(tmp_path_factory.mktemp("lib") / "templates.json.gz", sources=sources)
+    return build_library(tmp_path_factory.mktemp("lib") / "templates.npz", sources=sources)

@@ -1,8 +1,8 @@
 """Library building, deduplication, the versioned file and its summary."""
 
-import gzip
 import json
 
+import numpy as np
 import pytest
 
 from napari_automat.model import AutomatError
@@ -45,23 +45,21 @@ def test_roundtrip_and_info(small_library):
 
 def test_bad_files_are_refused(tmp_path, small_library):
     with pytest.raises(AutomatError):
-        load_library(tmp_path / "missing.json.gz")
-    old = tmp_path / "old.json.gz"
-    with gzip.open(old, "wt") as fh:
-        json.dump({"format": FORMAT, "version": VERSION + 99, "entries": [], "projections": []}, fh)
-    with pytest.raises(AutomatError, match="version"):
-        load_library(old)
-    other = tmp_path / "other.json.gz"
-    with gzip.open(other, "wt") as fh:
-        json.dump({"format": "something else"}, fh)
-    with pytest.raises(AutomatError):
-        load_library(other)
+        load_library(tmp_path / "missing.npz")
+    for name, header in (("old", {"format": FORMAT, "version": VERSION + 99, "entries": []}),
+                         ("other", {"format": "something else"})):
+        np.savez(tmp_path / f"{name}.npz", header=np.frombuffer(json.dumps(header).encode(), np.uint8))
+        with pytest.raises(AutomatError, match="version" if name == "old" else "not a napari-automat"):
+            load_library(tmp_path / f"{name}.npz")
+    (tmp_path / "text.npz").write_text("not a zip file")
+    with pytest.raises(AutomatError, match="not a napari-automat"):
+        load_library(tmp_path / "text.npz")
 
 
 def test_default_path_prefers_a_built_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("AUTOMAT_CACHE_DIR", str(tmp_path))
     path = default_path()
-    assert path.name.endswith(".json.gz")
+    assert path.name.endswith(".npz")
     assert path.parent == tmp_path or "napari_automat" in str(path.parent)  # packaged file when shipped
     (tmp_path / path.name).write_bytes(b"")
     assert default_path() == tmp_path / path.name

@@ -72,7 +72,7 @@ def evaluate_sample(bench_dir: Union[str, Path], meta: dict, hint: bool, energy_
     row = {"id": meta["id"], "tier": meta["tier"], "formula": meta.get("formula"), "hint": bool(hint),
            "zone_axis": meta.get("zone_axis"), "dose_e_per_A2": meta.get("dose_e_per_A2"),
            "detector": meta.get("detector"), "simulator": meta.get("simulator"),
-           "generalisation": bool(meta.get("generalisation", False)), "error": None,
+           "generalisation": _absent_from_library(meta), "error": None,
            "matched": False, "composition_correct": False, "formula_rank": None, "zone_rank": None}
     result = None
     steps, fmax = QUICK_RELAX if quick else (200, 0.05)
@@ -246,9 +246,22 @@ def _finished_row(outdir: Path, task: tuple, settings: dict) -> Optional[dict]:
     return saved["row"] if saved.get("settings") == settings else None
 
 
+def _absent_from_library(meta: dict) -> bool:
+    """Whether the sample's compound is absent from the template library in use (the generalisation
+    split; the library may have grown since the benchmark was generated)."""
+    from pymatgen.core import Composition
+
+    from .structures import library_formulas
+
+    formula = meta.get("formula")
+    if not formula:
+        return bool(meta.get("generalisation"))
+    return Composition(formula).reduced_formula not in library_formulas()
+
+
 def _failed_row(meta: dict, hint: bool, error: str) -> dict:
     return {"id": meta["id"], "tier": meta["tier"], "hint": hint, "matched": False,
-            "composition_correct": False, "generalisation": bool(meta.get("generalisation")),
+            "composition_correct": False, "generalisation": _absent_from_library(meta),
             "wall_s": None, "error": error}
 
 

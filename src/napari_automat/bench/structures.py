@@ -201,7 +201,10 @@ def library_formulas() -> set:
     """Reduced formulas of the template library's entries."""
     from ..templates import load_library
 
-    return {e["reduced_formula"] for e in load_library().entries}
+    library = load_library()
+    if "reduced_formulas" not in library.cache:
+        library.cache["reduced_formulas"] = {e["reduced_formula"] for e in library.entries}
+    return library.cache["reduced_formulas"]
 
 
 def candidates() -> list[Candidate]:

@@ -1,6 +1,7 @@
 """The template library: deduplicated structures and their zone-axis projections in one file.
 
-File format (``json.gz``, versioned): ``{"format", "version", "meta", "entries", "projections"}``.
+File format (``.npz``, versioned): a ``header`` (UTF-8 JSON: ``format``, ``version``, ``meta``,
+``entries``) and the projections as flat arrays (:mod:`.table`), which load in well under a second.
 An entry holds the conventional standard cell (lattice matrix [Å], species, fractional
 coordinates), its space group and provenance. A projection holds the zone axis, the integer
 vectors ``p, q`` of the projected cell, the period ``t_A`` [Å], the ``full`` column pattern in
@@ -8,12 +9,12 @@ that cell and the visible patterns: for each set of visible columns (``visible``
 the full pattern; the entry's own species first, then the sets decorated prototypes may show),
 the ``weighted`` translation cell (columns told apart by composition) and, when larger, the
 ``geometric`` one (positions alone). Each pattern has ``basis`` (cell vectors, fractional in the
-entry's cell), ``cell`` [Å], ``frac`` and ``counts`` (atoms per period over the entry's ``elements``).
+entry's cell), ``cell`` [Å], ``frac``, ``counts`` (atoms per period over the entry's ``elements``)
+and ``own`` (its columns are those visible with the entry's own species).
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -27,10 +28,11 @@ from typing import Optional
 import numpy as np
 
 from ..model import AutomatError, Progress, no_progress
+from .table import ProjectionTable
 
 FORMAT = "napari-automat-templates"
-VERSION = 2
-FILENAME = f"templates-v{VERSION}.json.gz"
+VERSION = 3
+FILENAME = f"templates-v{VERSION}.npz"
 #: Projections whose visible cell is longer than this are not resolvable [Å].
 MAX_CELL_A = 12.0
 #: Projections with visible columns closer than this are not resolvable [Å].
@@ -59,7 +61,7 @@ class TemplateLibrary:
     """Template entries and their projections (see the module docstring for the layout)."""
 
     entries: list[dict]
-    projections: list[dict]
+    projections: ProjectionTable
     meta: dict = field(default_factory=dict)
     path: Optional[str] = None
     cache: dict = field(default_factory=dict, repr=False)
@@ -104,9 +106,9 @@ def _compact(structure) -> dict:
             "frac": np.round(np.mod(structure.frac_coords, 1.0), 6).tolist()}
 
 
-def _pattern_dict(kind: str, pattern, elements: list[str], visible: list[int]) -> dict:
+def _pattern_dict(kind: str, pattern, elements: list[str], visible: list[int], own: bool) -> dict:
     counts = [[round(c.get(el, 0.0), 4) for el in elements] for c in pattern.composition]
-    return {"kind": kind, "visible": visible, "basis": np.round(pattern.basis_frac3, 6).tolist(),
+    return {"kind": kind, "visible": visible, "own": own, "basis": np.round(pattern.basis_frac3, 6).tolist(),
             "cell": np.round(pattern.cell_A, 5).tolist(), "frac": np.round(pattern.frac, 4).tolist(),
             "counts": counts}
 
@@ -123,11 +125,12 @@ def _resolvable(pattern) -> bool:
     return bool(d.min() >= MIN_SEPARATION_A)
 
 
-def visibility_subsets(counts: np.ndarray, own_z: np.ndarray, z_exponent: float = Z_EXPONENT) -> list[tuple]:
-    """The sets of visible columns (index tuples): for the entry's own species first (all columns
-    above :data:`VISIBLE_FRACTION`, then only those above :data:`STRONG_FRACTION`), then the most
-    frequent ones over every assignment of the scenario atomic numbers to its species (the columns
-    a decorated prototype may show), at most ``MAX_SUBSETS`` in all."""
+def visibility_subsets(counts: np.ndarray, own_z: np.ndarray, z_exponent: float = Z_EXPONENT) -> tuple[list, int]:
+    """The sets of visible columns (index tuples) and how many of the first are the entry's own:
+    for its own species first (all columns above :data:`VISIBLE_FRACTION`, then only those above
+    :data:`STRONG_FRACTION`), then the most frequent ones over every assignment of the scenario
+    atomic numbers to its species (the columns a decorated prototype may show), at most
+    ``MAX_SUBSETS`` in all."""
     counts = np.asarray(counts, float)
     zs = [np.asarray(own_z, float)]
     if counts.shape[1] <= DECORATED_SPECIES:
@@ -138,23 +141,24 @@ def visibility_subsets(counts: np.ndarray, own_z: np.ndarray, z_exponent: float 
     own = list(dict.fromkeys(keys[0]))
     tally = Counter(k for pair in keys[1:] for k in pair)
     rest = [k for k, _ in tally.most_common() if k not in own]
-    return (own + rest)[:MAX_SUBSETS]
+    return (own + rest)[:MAX_SUBSETS], len(own)
 
 
-def visible_patterns(full, elements: list[str], subsets: list[tuple]) -> list[dict]:
+def visible_patterns(full, elements: list[str], subsets: list[tuple], n_own: int) -> list[dict]:
     """Library records of the resolvable visible patterns of one projection (``full``: all its
-    columns): per visible set the translation cell by composition and, when larger, by geometry."""
+    columns): per visible set the translation cell by composition and, when larger, by geometry.
+    The first ``n_own`` sets are those of the entry's own species."""
     from .projection import subpattern, translation_cell
 
     out = []
-    for visible in subsets:
+    for k, visible in enumerate(subsets):
         sub = subpattern(full, list(visible))
         vis = translation_cell(sub)
         if _resolvable(vis):
-            out.append(_pattern_dict("weighted", vis, elements, list(visible)))
+            out.append(_pattern_dict("weighted", vis, elements, list(visible), k < n_own))
         geo = translation_cell(sub, labelled=False)
         if abs(geo.area_A2 - vis.area_A2) > 1e-3 * vis.area_A2 and _resolvable(geo):
-            out.append(_pattern_dict("geometric", geo, elements, list(visible)))
+            out.append(_pattern_dict("geometric", geo, elements, list(visible), k < n_own))
     return out
 
 
@@ -172,7 +176,7 @@ def entry_projections(args: tuple) -> list[dict]:
     for axis in [(0, 0, 1)] if is_2d else symmetry_unique_axes(structure, MAX_INDEX, SYMPREC):
         proj = project(structure, axis, Z_EXPONENT)
         counts = np.array([[c.get(el, 0.0) for el in elements] for c in proj.composition])
-        patterns = visible_patterns(proj, elements, visibility_subsets(counts, own_z))
+        patterns = visible_patterns(proj, elements, *visibility_subsets(counts, own_z))
         if not patterns:
             continue
         out.append({"zone_axis": list(axis), "p": proj.p.tolist(), "q": proj.q.tolist(),
@@ -188,6 +192,7 @@ def _conventional(structure) -> tuple:
     """``(conventional standard cell, space-group number, symbol, crystal system)``."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+    os.environ.setdefault("SPGLIB_WARNING", "OFF")  # its C warnings on odd mined cells are noise here
     sga = SpacegroupAnalyzer(structure, symprec=SYMPREC)
     return (sga.get_conventional_standard_structure(), sga.get_space_group_number(),
             sga.get_space_group_symbol(), sga.get_crystal_system())
@@ -240,16 +245,13 @@ def _previous_projections(path: Path) -> dict[str, list[dict]]:
     """Projections of an existing library file at ``path`` by entry fingerprint (empty when the
     file is absent, of another version or unreadable)."""
     try:
-        with gzip.open(path, "rt") as fh:
-            payload = json.load(fh)
-    except (OSError, ValueError):
-        return {}
-    if payload.get("format") != FORMAT or payload.get("version") != VERSION:
+        old = load_library(path)
+    except (AutomatError, OSError, ValueError, KeyError):
         return {}
     by_entry: dict[int, list[dict]] = {}
-    for pr in payload["projections"]:
+    for pr in old.projections:
         by_entry.setdefault(pr["entry"], []).append(pr)
-    return {e["fingerprint"]: by_entry.get(i, []) for i, e in enumerate(payload["entries"]) if "fingerprint" in e}
+    return {e["fingerprint"]: by_entry.get(i, []) for i, e in enumerate(old.entries) if "fingerprint" in e}
 
 
 def build_library(path=None, progress: Progress = no_progress, sources=None, workers: Optional[int] = None,
@@ -276,10 +278,11 @@ def build_library(path=None, progress: Progress = no_progress, sources=None, wor
         for n, (i, prs) in enumerate(zip(todo, fresh)):
             progress(0.3 + 0.7 * n / max(1, len(todo)), f"projecting {entries[i]['reduced_formula']} ({entries[i]['id']})")
             computed[i] = prs
-    projections: list[dict] = []
+    records: list[dict] = []
     for i, entry in enumerate(entries):
         entry.pop("_structure")
-        projections += [{**pr, "entry": i} for pr in computed.get(i, previous.get(entry["fingerprint"], []))]
+        records += [{**pr, "entry": i} for pr in computed.get(i, previous.get(entry["fingerprint"], []))]
+    projections = ProjectionTable.from_records(records, [len(e["elements"]) for e in entries])
     import pymatgen.core
 
     meta = {"created": time.strftime("%Y-%m-%dT%H:%M:%S"), "build_s": round(time.perf_counter() - start, 1),
@@ -294,14 +297,13 @@ def build_library(path=None, progress: Progress = no_progress, sources=None, wor
 
 
 def save_library(library: TemplateLibrary, path) -> Path:
-    """Write the library atomically as versioned ``json.gz``."""
+    """Write the library atomically as a versioned ``.npz``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "version": VERSION, "meta": library.meta, "entries": library.entries,
-               "projections": library.projections}
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with gzip.open(tmp, "wt", compresslevel=9) as fh:
-        json.dump(payload, fh, separators=(",", ":"))
+    header = json.dumps({"format": FORMAT, "version": VERSION, "meta": library.meta, "entries": library.entries},
+                        separators=(",", ":")).encode()
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}.npz")
+    np.savez_compressed(tmp, header=np.frombuffer(header, np.uint8), **library.projections.arrays())
     os.replace(tmp, path)
     library.path = str(path)
     return path
@@ -321,15 +323,20 @@ def load_library(path=None, progress: Progress = no_progress) -> TemplateLibrary
     key = (str(target.resolve()), target.stat().st_mtime_ns)
     if key not in _LOADED:
         progress(0.0, f"loading template library {target.name}")
-        with gzip.open(target, "rt") as fh:
-            payload = json.load(fh)
-        if payload.get("format") != FORMAT:
+        try:
+            with np.load(target, allow_pickle=False) as npz:
+                header = json.loads(bytes(npz["header"]).decode())
+                arrays = {name: npz[name] for name in npz.files if name != "header"}
+        except (OSError, ValueError, KeyError) as exc:
+            raise AutomatError(f"{target} is not a napari-automat template library ({exc})") from None
+        if header.get("format") != FORMAT:
             raise AutomatError(f"{target} is not a napari-automat template library")
-        if payload.get("version") != VERSION:
-            raise AutomatError(f"template library {target} has version {payload.get('version')}, "
+        if header.get("version") != VERSION:
+            raise AutomatError(f"template library {target} has version {header.get('version')}, "
                                f"expected {VERSION}: rebuild it with `automat library build`")
-        _LOADED[key] = TemplateLibrary(payload["entries"], payload["projections"], payload.get("meta", {}),
-                                       str(target))
+        entries = header["entries"]
+        table = ProjectionTable(arrays, [len(e["elements"]) for e in entries])
+        _LOADED[key] = TemplateLibrary(entries, table, header.get("meta", {}), str(target))
         progress(1.0, "template library loaded")
     return _LOADED[key]
 
@@ -343,7 +350,7 @@ def library_info(library: TemplateLibrary) -> dict:
         "size_MB": round(size / 1e6, 2) if size else None,
         "structures": len(library.entries),
         "projections": len(library.projections),
-        "patterns": sum(len(p["patterns"]) for p in library.projections),
+        "patterns": library.projections.n_patterns,
         "elements": len({el for e in library.entries for el in e["elements"]}),
         "sources": dict(Counter(s["source"] for e in library.entries for s in e["sources"])),
         "crystal_systems": dict(Counter(e["crystal_system"] for e in library.entries)),

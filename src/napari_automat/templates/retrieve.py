@@ -58,56 +58,78 @@ LIGHT_Z = 9
 
 
 class _Index:
-    """Pattern rows of a library as arrays for the vectorised lattice filter."""
+    """Pattern rows of a library's projection table as arrays for the vectorised lattice filter;
+    the rows' columns are read from the table when a row is scored."""
 
     def __init__(self, library):
         from pymatgen.core import Element
 
-        from .library import Z_EXPONENT
-
-        self.library = library
+        table = library.projections
+        self.library, self.table = library, table
         self.z = [np.array([Element(el).Z for el in e["elements"]], float) for e in library.entries]
         self.n_species = np.array([len(e["elements"]) for e in library.entries])
         self.prototype = np.array([e.get("decorate", True) for e in library.entries], bool)
-        self.full_counts = [np.asarray(p["full"]["counts"], float) for p in library.projections]
-        self.by_entry: dict[int, list[int]] = {}
-        self.entry, self.proj, self.patterns, self.lookup, cells = [], [], [], {}, []
-        for pi, pr in enumerate(library.projections):
-            self.by_entry.setdefault(pr["entry"], []).append(pi)
-            for pat in pr["patterns"]:
-                self.lookup.setdefault((pi, tuple(pat["visible"])), []).append(len(self.patterns))
-                self.entry.append(pr["entry"])
-                self.proj.append(pi)
-                self.patterns.append({**pat, "frac": np.asarray(pat["frac"], float).reshape(-1, 2),
-                                      "counts": np.asarray(pat["counts"], float).reshape(len(pat["frac"]), -1)})
-                cells.append(pat["cell"])
-        self.entry = np.array(self.entry)
-        self.lengths, self.gammas = _settings_metric(np.asarray(cells, float))
-        self.keys: dict[tuple, tuple] = {}
+        self.proj = table.pat_proj
+        self.entry = table.proj_entry[table.pat_proj]
         # Rows showing the columns visible with the entry's own species (at the build's Z exponent),
         # with and without the faint ones.
-        self.own = np.zeros(len(self.patterns), bool)
-        for pi, pr in enumerate(library.projections):
-            for key in self.visible_keys(pi, self.z[pr["entry"]], Z_EXPONENT):
-                self.own[self.rows(pi, key)] = True
+        self.own = table.pat_own
+        self.lengths, self.gammas = _settings_metric(table.pat_cell.astype(float))
+        # Reduced cell lengths (log Å), sorted by the shorter, to find the rows a lattice can match.
+        log_ab = np.log(self.lengths[:, 0])
+        self.a_order = np.argsort(log_ab[:, 0], kind="stable")
+        self.log_a_sorted, self.log_b = log_ab[self.a_order, 0], log_ab[:, 1]
+        self.proj_of_entry = np.searchsorted(table.proj_entry, np.arange(len(library.entries) + 1))
+        self.keys: dict[tuple, tuple] = {}
+        self._patterns: dict[int, dict] = {}
+        self._visible: dict[int, tuple] = {}
+
+    def projections_of(self, e: int) -> range:
+        return range(int(self.proj_of_entry[e]), int(self.proj_of_entry[e + 1]))
+
+    def rows_near(self, a: float, b: float, low: float, high: float) -> np.ndarray:
+        """Rows whose reduced cell lengths, times a scale in ``[exp(low), exp(high)]``, are within
+        :data:`MAX_SHAPE` (log) of the measured ``a <= b`` [Å]. Every row the lattice filter can pass
+        is among them: at the best setting each length is within ``shape / √2`` of the scale."""
+        lo = np.searchsorted(self.log_a_sorted, math.log(a) - high - MAX_SHAPE, side="left")
+        hi = np.searchsorted(self.log_a_sorted, math.log(a) - low + MAX_SHAPE, side="right")
+        rows = self.a_order[lo:hi]
+        db = math.log(b) - self.log_b[rows]
+        return rows[(db >= low - MAX_SHAPE) & (db <= high + MAX_SHAPE)]
+
+    def pattern(self, r: int) -> dict:
+        """``kind``, ``visible``, ``basis``, ``frac`` (k, 2) and ``counts`` (k, n_elements) of row ``r``."""
+        if r not in self._patterns:
+            t = self.table
+            self._patterns[r] = {"kind": "geometric" if t.pat_kind[r] else "weighted", "visible": list(self.visible(r)),
+                                 "basis": t.pat_basis[r].astype(float), "frac": t.pattern_frac(r), "counts": t.pattern_counts(r)}
+        return self._patterns[r]
+
+    def visible(self, r: int) -> tuple:
+        if r not in self._visible:
+            self._visible[r] = self.table.visible(r)
+        return self._visible[r]
+
+    def full_counts(self, pi: int) -> np.ndarray:
+        return self.table.full_counts_of(pi)
 
     def visible_keys(self, pi: int, z: np.ndarray, z_exponent: float) -> tuple:
         """Indices of the columns of projection ``pi`` visible with atomic numbers ``z``: all above
         ``VISIBLE_FRACTION`` of the brightest, and only those above ``STRONG_FRACTION`` (if fewer)."""
         memo = (pi, tuple(z), z_exponent)
         if memo not in self.keys:
-            w = self.full_counts[pi] @ z ** z_exponent
+            w = self.full_counts(pi) @ z ** z_exponent
             keys = [tuple(int(i) for i in np.flatnonzero(w >= f * w.max())) for f in (VISIBLE_FRACTION, STRONG_FRACTION)]
             self.keys[memo] = tuple(dict.fromkeys(keys))
         return self.keys[memo]
 
     def rows(self, pi: int, key: tuple) -> list[int]:
         """Rows of projection ``pi`` with visible columns ``key`` (none when the file lacks them)."""
-        return self.lookup.get((pi, key), [])
+        return [r for r in self.table.pattern_rows(pi) if self.visible(r) == key]
 
 
 def _settings_metric(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``|v1|, |v2|`` (R, 8, 2) and their angle [deg] (R, 8) for every setting of each cell."""
+    """``|v1|, |v2|`` (R, 8, 2) and their angle [deg] (R, 8) for every setting of each cell (R, 2, 2)."""
     vecs = np.einsum("sij,rjk->rsik", SETTINGS, cells.reshape(-1, 2, 2))
     lengths = np.linalg.norm(vecs, axis=-1)
     cosg = np.einsum("rsk,rsk->rs", vecs[:, :, 0], vecs[:, :, 1]) / (lengths[..., 0] * lengths[..., 1])
@@ -318,62 +340,75 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     a, b = np.linalg.norm(cell, axis=1)
     gamma = math.degrees(math.atan2(cell[1, 1], cell[1, 0]))
 
-    # Lattice filter over all rows and settings at once: anisotropic misfit and isotropic scale.
-    la, lb = np.log(a / idx.lengths[..., 0]), np.log(b / idx.lengths[..., 1])
-    shape = np.sqrt(0.5 * (la - lb) ** 2 + np.radians(gamma - idx.gammas) ** 2)
+    decoratable = _decoratable(library, idx, hint)
+    # Rows whose cell lengths can match, then the lattice filter over their settings: anisotropic
+    # misfit and isotropic scale.
+    chosen = np.zeros(len(idx.entry), bool)
+    chosen[idx.rows_near(a, b, -MAX_SCALE, MAX_SCALE)] = True
+    if decoratable.any():
+        deco_rows = idx.rows_near(a, b, *np.log(DECORATED_SCALE))
+        chosen[deco_rows[decoratable[idx.entry[deco_rows]]]] = True
+    rows = np.flatnonzero(chosen)
+    la, lb = np.log(a / idx.lengths[rows, :, 0]), np.log(b / idx.lengths[rows, :, 1])
+    shape = np.sqrt(0.5 * (la - lb) ** 2 + np.radians(gamma - idx.gammas[rows]) ** 2)
     best = shape.argmin(1)
     shape_best = shape[np.arange(len(best)), best]
     scale_best = (0.5 * (la + lb))[np.arange(len(best)), best]
-    decoratable = np.zeros(len(library.entries), bool)
-    if hint and len(hint) <= MAX_DECORATED_SPECIES:
-        decoratable = (idx.n_species == len(hint)) & idx.prototype & np.array([set(e["elements"]) != set(hint)
-                                                                               for e in library.entries])
-    exact = idx.own & (shape_best <= MAX_SHAPE) & (np.abs(scale_best) <= MAX_SCALE) & ~decoratable[idx.entry]
-    # (decoration or None, z per element, expected scale, element score, scale sigma) per row
-    options: dict[int, list[tuple]] = {}
-    for r in np.flatnonzero(exact):
-        e = idx.entry[r]
-        el_score = _element_score(library.entries[e]["elements"], hint)
-        options.setdefault(int(r), []).append((None, idx.z[e], 1.0, el_score, SIGMA_SCALE))
-    if hint and len(hint) <= MAX_DECORATED_SPECIES:
-        _add_decorations(library, idx, hint, options, shape_best, scale_best)
+    keep = shape_best <= MAX_SHAPE
+    rows, shape, shape_best, scale_best = rows[keep], shape[keep], shape_best[keep], scale_best[keep]
+    at = np.full(len(idx.entry), -1)
+    at[rows] = np.arange(len(rows))  # row -> position in the filtered arrays
 
-    # Score rows best bound first: the motif factors are at most 1, so a row whose lattice, scale,
-    # element and variant factors cannot reach the k-th best score found so far is never scored.
-    prepared = []
-    for r, opts in options.items():
-        if shape_best[r] > MAX_SHAPE:
-            continue
-        shape_score = math.exp(-0.5 * (shape_best[r] / SIGMA_SHAPE) ** 2)
-        factors = [_option_factors(idx, r, opt, scale_best[r], z_exponent) for opt in opts]
-        bound = shape_score * max((f[0] * f[1] * opt[3] for f, opt in zip(factors, opts) if f), default=0.0)
-        if bound > 0:
-            prepared.append((bound, r, opts, factors, shape_score))
-    prepared.sort(key=lambda item: -item[0])
+    # Upper bounds of the score (lattice, scale and element factors; the motif factors are at most 1)
+    # of the rows taken as they are ...
+    el_scores = _element_scores(library, hint)
+    exact = idx.own[rows] & (np.abs(scale_best) <= MAX_SCALE) & ~decoratable[idx.entry[rows]]
+    shape_score = np.exp(-0.5 * (shape_best / SIGMA_SHAPE) ** 2)
+    bounds = shape_score * np.exp(-0.5 * (scale_best / SIGMA_SCALE) ** 2) * el_scores[idx.entry[rows]]
+    candidates = [(float(bounds[i]), int(rows[i]), None) for i in np.flatnonzero(exact & (bounds > 0))]
+    # ... and of the decorated prototypes (options: decoration, z per element, expected scale,
+    # element score, scale sigma).
+    if decoratable.any():
+        for r, opts in _decorated_options(library, idx, hint, rows, scale_best).items():
+            i = at[r]
+            factors = [_option_factors(idx, r, opt, scale_best[i], z_exponent) for opt in opts]
+            bound = shape_score[i] * max((f[0] * f[1] * opt[3] for f, opt in zip(factors, opts) if f), default=0.0)
+            if bound > 0:
+                candidates.append((bound, r, opts))
+
+    # Score rows best bound first; stop once no bound can reach the k-th best score found.
+    candidates.sort(key=lambda item: -item[0])
     found: dict[tuple, dict] = {}
-    for bound, r, opts, factors, shape_score in prepared:
-        if len(found) >= top_k and bound < heapq.nlargest(top_k, (h["score"] for h in found.values()))[-1]:
+    kth = 0.0
+    for bound, r, opts in candidates:
+        if len(found) >= top_k and bound < kth:
             break
-        e, pi = idx.entry[r], idx.proj[r]
-        entry, pr, pat = library.entries[e], library.projections[pi], idx.patterns[r]
-        settings = [int(s) for s in np.flatnonzero(shape[r] <= shape_best[r] + 0.01)]
+        i, e, pi = at[r], int(idx.entry[r]), int(idx.proj[r])
+        if opts is None:
+            opts = [(None, idx.z[e], 1.0, float(el_scores[e]), SIGMA_SCALE)]
+        entry, pat = library.entries[e], idx.pattern(r)
+        settings = [int(k) for k in np.flatnonzero(shape[i] <= shape_best[i] + 0.01)]
         log_w = np.log(np.maximum(np.stack([pat["counts"] @ o[1] ** z_exponent for o in opts]), 1e-9))
-        for (deco, z, expected, el_score, sigma), f, m in zip(opts, factors, _motif_scores(pat["frac"], log_w,
-                                                                                            settings, meas)):
+        improved = False
+        for (deco, z, expected, el_score, sigma), m in zip(opts, _motif_scores(pat["frac"], log_w, settings, meas)):
+            f = _option_factors(idx, r, (deco, z, expected, el_score, sigma), scale_best[i], z_exponent)
             if f is None:
                 continue
             scale_score, variant = f
-            score = shape_score * scale_score * m["position"] * m["intensity"] * el_score * variant
+            score = shape_score[i] * scale_score * m["position"] * m["intensity"] * el_score * variant
             tid = entry["id"] if deco is None else \
                 f"{entry['id']}|" + ",".join(deco["mapping"][x] for x in entry["elements"])
-            key = (tid, tuple(pr["zone_axis"]))
+            key = (tid, tuple(int(x) for x in idx.table.proj_axis[pi]))
             if key in found and found[key]["score"] >= score:
                 continue
+            improved = improved or score > kth
             found[key] = {"score": score, "row": r, "entry": e, "deco": deco, "motif": m, "tid": tid,
-                          "scale": math.exp(scale_best[r]), "shape": float(shape_best[r]),
-                          "parts": {"lattice_shape": shape_score, "lattice_scale": scale_score,
+                          "scale": math.exp(scale_best[i]), "shape": float(shape_best[i]),
+                          "parts": {"lattice_shape": float(shape_score[i]), "lattice_scale": scale_score,
                                     "positions": m["position"], "z_contrast": m["intensity"], "elements": el_score,
                                     "cell_variant": variant}}
+        if improved and len(found) >= top_k:
+            kth = heapq.nlargest(top_k, (h["score"] for h in found.values()))[-1]
     ranked = sorted(found.values(), key=lambda h: -h["score"])
     hits = [_hit(library, idx, h, meas) for h in ranked[:top_k]]
     for i, hit in enumerate(hits):
@@ -381,6 +416,27 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
         hit.details["ambiguity_gap"] = round(hit.score - nxt, 4)
     progress(1.0, f"{len(found)} template candidates")
     return hits
+
+
+def _decoratable(library, idx: _Index, hint: tuple[str, ...]) -> np.ndarray:
+    """Entries that may be decorated with ``hint``: prototypes with as many species, other elements
+    (cached per hint)."""
+    key = ("decoratable", hint)
+    if key not in library.cache:
+        out = np.zeros(len(library.entries), bool)
+        if hint and len(hint) <= MAX_DECORATED_SPECIES:
+            out = (idx.n_species == len(hint)) & idx.prototype & np.array([set(e["elements"]) != set(hint)
+                                                                           for e in library.entries])
+        library.cache[key] = out
+    return library.cache[key]
+
+
+def _element_scores(library, hint: tuple[str, ...]) -> np.ndarray:
+    """:func:`_element_score` of every entry for ``hint`` (cached per hint)."""
+    key = ("element_scores", hint)
+    if key not in library.cache:
+        library.cache[key] = np.array([_element_score(e["elements"], hint) for e in library.entries])
+    return library.cache[key]
 
 
 def _option_factors(idx: _Index, r: int, option: tuple, log_scale: float, z_exponent: float):
@@ -391,37 +447,42 @@ def _option_factors(idx: _Index, r: int, option: tuple, log_scale: float, z_expo
     if abs(dev) > 3 * sigma:
         return None
     variant = 1.0
-    pat = idx.patterns[r]
-    if pat["kind"] == "geometric":  # columns of unequal brightness were taken as equal
-        w = idx.full_counts[idx.proj[r]][pat["visible"]] @ z ** z_exponent
+    if idx.table.pat_kind[r]:  # geometric: columns of unequal brightness were taken as equal
+        w = idx.full_counts(int(idx.proj[r]))[list(idx.visible(r))] @ z ** z_exponent
         variant = float(np.sqrt(w.min() / w.max()))
     # A normalised likelihood: a predicted scale is less certain, so it can never score as a known one.
     return SIGMA_SCALE / sigma * math.exp(-0.5 * (dev / sigma) ** 2), variant
 
 
-def _add_decorations(library, idx: _Index, hint, options, shape_best, scale_best) -> None:
-    """Options for prototypes with as many species as the hint, decorated with the hint: the rows
-    that show the columns visible with the new species and whose lattice fits."""
+def _decorated_options(library, idx: _Index, hint, rows: np.ndarray, scale_best: np.ndarray) -> dict[int, list]:
+    """Options of the filtered ``rows`` of prototypes with as many species as the hint, decorated
+    with it: the rows that show the columns visible with the new species and whose scale fits."""
     from .library import Z_EXPONENT
 
     lo, hi = math.log(DECORATED_SCALE[0]), math.log(DECORATED_SCALE[1])
-    fits = (shape_best <= MAX_SHAPE) & (scale_best >= lo) & (scale_best <= hi)
-    entries = np.unique(idx.entry[fits])
-    entries = entries[idx.prototype[entries]]
+    fits = (scale_best >= lo) & (scale_best <= hi)
+    entry = idx.entry[rows]
+    fits &= idx.prototype[entry] & (idx.n_species[entry] == len(hint))
+    fitting = {int(r) for r in rows[fits]}
+    projections: dict[int, set] = {}
+    for r in fitting:
+        projections.setdefault(int(idx.entry[r]), set()).add(int(idx.proj[r]))
     cache = library.cache.setdefault("decorations", {})
-    for e in entries:
+    options: dict[int, list] = {}
+    for e, pis in projections.items():
         entry = library.entries[e]
-        if len(entry["elements"]) != len(hint):
+        if set(entry["elements"]) == set(hint):
             continue
         if (e, hint) not in cache:
             cache[(e, hint)] = [d for d in _decorations(entry, hint)
                                 if any(k != v for k, v in d["mapping"].items())]
         for d in cache[(e, hint)]:
-            for pi in idx.by_entry.get(int(e), []):
+            for pi in pis:
                 for r in (r for key in idx.visible_keys(pi, d["z"], Z_EXPONENT) for r in idx.rows(pi, key)):
-                    if fits[r]:
-                        options.setdefault(int(r), []).append((d, d["z"], d["scale"], 0.5 + 0.4 * d["likelihood"],
-                                                               SIGMA_SCALE_DECORATED))
+                    if r in fitting:
+                        options.setdefault(r, []).append((d, d["z"], d["scale"], 0.5 + 0.4 * d["likelihood"],
+                                                          SIGMA_SCALE_DECORATED))
+    return options
 
 
 def _formula(library, h: dict) -> str:
@@ -430,8 +491,8 @@ def _formula(library, h: dict) -> str:
 
 def _hit(library, idx: _Index, h: dict, meas: tuple) -> TemplateHit:
     r, entry, m, deco = h["row"], library.entries[h["entry"]], h["motif"], h["deco"]
-    pr = library.projections[idx.proj[r]]
-    pat = idx.patterns[r]
+    pr = library.projections[int(idx.proj[r])]
+    pat = idx.pattern(r)
     basis = SETTINGS[m["setting"]] @ np.asarray(pat["basis"], float)
     structure = library.structure(h["entry"])
     elements = entry["elements"] if deco is None else [deco["mapping"][x] for x in entry["elements"]]
