@@ -298,6 +298,10 @@ def test_accept_edits_fits_hand_placed_points_into_a_new_layer(viewer):
     still = columns_from_points_layer(points)
     assert np.isnan(still.intensity[-1]) and still.sublattice[-1] == -1
     assert w.points.layer() is accepted_layer  # the next edits and stages follow the accepted layer
+    points.visible = False
+    viewer.camera.center = tuple(accepted_layer.data_to_world(accepted.positions_px[-1]))[-2:]
+    viewer.camera.zoom *= 3
+    screenshot(viewer, "04c_accepted")
 
 
 def test_choosing_a_candidate_draws_its_projection(viewer):
@@ -326,6 +330,22 @@ def test_choosing_a_candidate_draws_its_projection(viewer):
     overlays = [layer for layer in viewer.layers if OVERLAY_KEY in layer.metadata]
     assert len(overlays) == 1 and "candidate 2" in overlays[0].name  # redrawn, not added
     assert overlays[0] not in [w.points.layer(), None] and w.points.layer() is points
+
+    from napari_automat._napari.widgets.retrieve import CANDIDATE_CELL_KEY
+
+    w.select_hit(0)
+    w.cell_button.click()  # the chosen candidate's 3D cell
+    cells = [layer for layer in viewer.layers if CANDIDATE_CELL_KEY in layer.metadata]
+    atoms = [layer for layer in cells if isinstance(layer, Points)]
+    hit = points.metadata[HITS_KEY][0]
+    assert len(atoms) == 1 and atoms[0].name.startswith("candidate 1: SrTiO3") and viewer.dims.ndisplay == 3
+    assert atoms[0].metadata[STRUCTURE_KEY].composition.reduced_formula == "SrTiO3"
+    assert len(atoms[0].data) >= len(hit.structure)  # (atoms on cell faces are drawn on both)
+    screenshot(viewer, "06c_candidate_cell")
+    w.select_hit(1)
+    w.cell_button.click()
+    cells = [layer for layer in viewer.layers if CANDIDATE_CELL_KEY in layer.metadata]
+    assert len([layer for layer in cells if isinstance(layer, Points)]) == 1 and "candidate 2" in cells[0].name
 
 
 @pytest.mark.slow

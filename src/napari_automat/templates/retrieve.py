@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 import math
 from functools import lru_cache
-from itertools import permutations, product
+from itertools import combinations, permutations, product
 from typing import Optional, Sequence
 
 import numpy as np
@@ -49,7 +49,7 @@ SIGMA_POS_A = 0.3
 SIGMA_LOG_I = 0.3
 #: Prototypes with more species than this are not decorated (n! permutations).
 MAX_DECORATED_SPECIES = 4
-#: Formulas up to this many atoms also get pymatgen's (slower) mixed-valence oxidation guesses.
+#: Formulas up to this many atoms may also be mixed-valence (Fe3O4).
 MAX_GUESS_ATOMS = 12
 #: Likelihood factor of a decoration per element in an uncommon oxidation state (not an alloy).
 UNCOMMON_STATE = 0.3
@@ -213,8 +213,8 @@ def _oxidation_guess(formula: str) -> Optional[tuple[int, dict]]:
     """``(n_uncommon, oxidation state per element)`` of a charge-balanced guess, or None.
 
     One ICSD state per element is tried, preferring pymatgen's common states (``n_uncommon``
-    counts the elements that need another); small formulas then fall back to pymatgen's
-    mixed-valence guesses (Fe3O4), counted as one uncommon state."""
+    counts the elements that need another); then one element may mix two of its common states
+    (Fe3O4: Fe2+ + 2 Fe3+), counted as one uncommon state, with its mean state."""
     from pymatgen.core import Composition
 
     comp = Composition(formula)
@@ -228,9 +228,26 @@ def _oxidation_guess(formula: str) -> Optional[tuple[int, dict]]:
                 best = (rank, {el.symbol: float(o) for el, o in zip(comp.elements, combo)})
     if best is not None:
         return best
-    if comp.num_atoms <= MAX_GUESS_ATOMS:
-        guesses = comp.oxi_state_guesses(max_sites=-1)
-        return (1, dict(guesses[0])) if guesses else None
+    mixed = _mixed_valence([el.symbol for el in comp.elements], list(comp.values()), common)
+    return (1, mixed) if mixed is not None else None
+
+
+def _mixed_valence(symbols: list, counts: list, common: list) -> Optional[dict]:
+    """Mean oxidation states with one element split over two of its common states, or None."""
+    if sum(counts) > MAX_GUESS_ATOMS:
+        return None
+    for i, n in enumerate(counts):
+        if n < 2 or abs(n - round(n)) > 1e-6 or len(common[i]) < 2:
+            continue
+        n = int(round(n))
+        others = [j for j in range(len(counts)) if j != i]
+        for combo in product(*(common[j] for j in others)):
+            rest = sum(counts[j] * o for j, o in zip(others, combo))
+            for low, high in combinations(sorted(common[i]), 2):
+                for k in range(1, n):
+                    if abs(rest + k * low + (n - k) * high) < 1e-6:
+                        out = {symbols[j]: float(o) for j, o in zip(others, combo)}
+                        return {**out, symbols[i]: (k * low + (n - k) * high) / n}
     return None
 
 
@@ -241,6 +258,17 @@ def _substitution():
     except ImportError:  # older pymatgen
         from pymatgen.analysis.structure_prediction.substitution_probability import SubstitutionProbability
     return SubstitutionProbability()
+
+
+@lru_cache(maxsize=65536)
+def _lambda(new: str, old: str) -> Optional[float]:
+    """pymatgen's substitution log-likelihood of species ``new`` for ``old`` (``"Sr2+"``), or None
+    when the pair was never observed."""
+    from pymatgen.core import Species
+
+    sub = _substitution()
+    lam = sub.get_lambda(Species.from_str(new), Species.from_str(old))
+    return None if lam == sub.alpha else float(lam)
 
 
 def _species(el: str, oxi: Optional[dict]):
@@ -261,7 +289,6 @@ def _decorations(entry: dict, hint: tuple[str, ...]) -> list[dict]:
     comp = {el.symbol: n for el, n in Composition(entry["reduced_formula"]).items()}
     old_oxi = (_oxidation_guess(entry["reduced_formula"]) or (0, None))[1]
     metallic = all(Element(el).is_metal for el in old)
-    sub = None
     out = []
     for perm in permutations(hint):
         mapping = dict(zip(old, perm))
@@ -278,9 +305,8 @@ def _decorations(entry: dict, hint: tuple[str, ...]) -> list[dict]:
                 q.append(1.0)
                 continue
             so, sn = _species(o, old_oxi), _species(n, new_oxi)
-            sub = sub or _substitution()
-            lam = sub.get_lambda(sn, so) if so is not None and sn is not None else sub.alpha
-            q.append(0.5 if lam == sub.alpha else 1 / (1 + math.exp(-lam / 1.5)))  # 0.5: never observed
+            lam = _lambda(str(sn), str(so)) if so is not None and sn is not None else None
+            q.append(0.5 if lam is None else 1 / (1 + math.exp(-lam / 1.5)))  # 0.5: never observed
         radius = lambda el: Element(el).atomic_radius or 1.5  # noqa: E731
         scale = sum(n * radius(mapping[el]) for el, n in comp.items()) / sum(n * radius(el) for el, n in comp.items())
         out.append({"mapping": mapping, "formula": new_formula,

@@ -1,21 +1,25 @@
 """Retrieve: match the lattice of the chosen columns against the template library → a sortable
 table of candidates. The hits and the chosen row are kept in the columns layer's metadata, where
 the reconstruct widget finds them; the chosen row's projected columns are drawn as rings over the
-image (one overlay layer per columns layer, redrawn when another row is chosen)."""
+image (one overlay layer per columns layer, redrawn when another row is chosen), and its 3D
+template cell is shown on request."""
 
 from __future__ import annotations
 
 from napari.layers import Points
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QSpinBox, QTableWidget, QTableWidgetItem
+from qtpy.QtWidgets import (QAbstractItemView, QHeaderView, QLineEdit, QPushButton, QSpinBox, QTableWidget,
+                            QTableWidgetItem)
 
 from ...config import PipelineConfig
 from ..layers import (HITS_KEY, LATTICE_KEY, MICROGRAPH_KEY, OVERLAY_KEY, SELECTED_HIT_KEY, set_column_features,
-                      template_overlay_layer_data)
+                      structure_layer_data, template_overlay_layer_data)
 from ._analysis import layer_columns, retrieve_hits
 from ._common import LayerCombo, StageWidget
 from .detect import is_columns_layer
 
+#: Metadata key of the layers showing a candidate's 3D template cell.
+CANDIDATE_CELL_KEY = "automat_candidate_cell"
 HEADERS = ("rank", "formula", "zone axis", "score", "residual", "Δ lattice %", "space group")
 
 
@@ -67,6 +71,11 @@ class RetrieveWidget(StageWidget):
         self.form.addRow("elements", self.elements)
         self.form.addRow("candidates", self.top_k)
         self.body.addWidget(self.table)
+        self.cell_button = QPushButton("Show 3D cell of the chosen candidate")
+        self.cell_button.setToolTip("the template structure (decorated and scaled as retrieved) in 3D; "
+                                    "switch back with the 2D/3D button")
+        self.body.addWidget(self.cell_button)
+        self.cell_button.clicked.connect(self.show_cell)
         self.table.itemSelectionChanged.connect(self._on_row_selected)
         self.points.currentIndexChanged.connect(self.show_hits)
 
@@ -163,3 +172,23 @@ class RetrieveWidget(StageWidget):
             self.viewer.layers.remove(old)
         self.add_layer((data, kwargs, "points"), like=layer)
         self.viewer.layers.selection.active = layer  # keep editing the columns, not the overlay
+
+    def show_cell(self) -> None:
+        """The chosen candidate's 3D template cell (replacing the last one shown), in a 3D view."""
+        from .reconstruct import show_structure_3d
+
+        layer, index = self.points.layer(), self.selected_hit_index()
+        hits = layer.metadata.get(HITS_KEY, []) if layer is not None else []
+        if index is None or not hits or hits[index].structure is None:
+            self.set_status("⚠ retrieve and choose a candidate first", error=True)
+            return
+        hit = hits[index]
+        for old in [lay for lay in self.viewer.layers if CANDIDATE_CELL_KEY in lay.metadata]:
+            self.viewer.layers.remove(old)
+        zone = " ".join(str(int(v)) for v in hit.zone_axis)
+        added = [self.add_layer(d) for d in structure_layer_data(
+            hit.structure, name=f"candidate {index + 1}: {hit.formula} [{zone}] template",
+            **{CANDIDATE_CELL_KEY: hit.template_id, "automat_source_layer": layer.name})]
+        show_structure_3d(self.viewer, added)
+        self.set_status(f"candidate {index + 1}: {hit.formula}, {hit.details.get('spacegroup', '')}, "
+                        f"{len(hit.structure)} atoms in the template cell")
