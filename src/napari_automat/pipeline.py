@@ -137,7 +137,15 @@ def lattice_stage(result: PipelineResult, config: PipelineConfig, progress: Prog
     if result.columns is None or result.columns.count < MIN_COLUMNS:
         n = 0 if result.columns is None else result.columns.count
         raise AutomatError(f"only {n} atom columns found; at least {MIN_COLUMNS} are needed for a lattice")
-    result.lattice, result.columns = find_lattice(result.columns, image=result.analysed.data, progress=progress)
+    if result.columns_source == "detected":  # (columns given by the user are taken as they are)
+        from .detect.complete import find_lattice_completed
+
+        result.lattice, result.columns, sites = find_lattice_completed(result.columns, result.analysed, progress)
+        if sites:
+            result.warn(f"{len(sites)} motif site(s) the detection had merged into brighter neighbours were found "
+                        "from the cell-averaged residual and added")
+    else:
+        result.lattice, result.columns = find_lattice(result.columns, image=result.analysed.data, progress=progress)
     if np.isfinite(result.lattice.fft_mismatch) and result.lattice.fft_mismatch > 0.05:
         result.warn(f"the column lattice differs from the Fourier transform by "
                     f"{100 * result.lattice.fft_mismatch:.0f}%: check the detected columns")

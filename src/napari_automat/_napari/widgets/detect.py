@@ -35,21 +35,25 @@ def is_columns_layer(layer) -> bool:
 
 def detect_and_classify(micrograph, min_separation_A=None, threshold_scale=1.0, signal="auto",
                         sublattices=True, progress=None):
-    """Detect columns, then (optionally) label sublattices with the lattice fit.
+    """Detect columns, then (optionally) label sublattices with the lattice fit, adding motif sites
+    the detection merged into brighter neighbours (``detect.complete``).
 
-    Returns ``(columns, note)``; ``note`` says why sublattices stayed unknown, or is empty.
+    Returns ``(columns, note)``; ``note`` says why sublattices stayed unknown, or what was added.
     """
-    from ...detect import detect_columns, find_lattice
+    from ...detect import detect_columns
+    from ...detect.complete import find_lattice_completed
 
     columns = detect_columns(micrograph, min_separation_A=min_separation_A, threshold_scale=threshold_scale,
                              signal=signal, progress=lambda f, m="": progress(0.8 * f, m))
     if not sublattices:
         return columns, ""
     try:
-        _, labelled = find_lattice(columns, image=micrograph.data, progress=lambda f, m="": progress(0.8 + 0.2 * f, m))
+        _, labelled, sites = find_lattice_completed(columns, micrograph,
+                                                    progress=lambda f, m="": progress(0.8 + 0.2 * f, m))
     except AutomatError as exc:
         return columns, f"sublattices unknown: {exc}"
-    return labelled, ""
+    return labelled, (f"{labelled.count - columns.count} columns at {len(sites)} site(s) merged into brighter "
+                      "neighbours were added from the lattice" if sites else "")
 
 
 class DetectWidget(StageWidget):

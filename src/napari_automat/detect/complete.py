@@ -1,0 +1,158 @@
+"""Columns the first pass merged into a brighter neighbour, found from the lattice.
+
+A light column 1–1.4 Å from a heavy one (N beside Al in wurtzite [110], C beside Si in SiC [011])
+shows as a shoulder that peak finding cannot separate. What the fitted Gaussians leave over,
+averaged over every unit cell (folded into the cell), brings such a shoulder out of the noise:
+a residual peak away from every known site, well above the folded noise and a visible fraction
+of the weakest site, is a missing motif site. It is then added in every cell and fitted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..model import FLAT_FEATURES, Columns, Lattice2D, Micrograph
+from .refine import _render, refine_columns
+from .signal import column_image
+
+#: Folded-residual peaks must be at least this far from known sites [Å] ...
+MIN_DISTANCE_A = 0.7
+#: ... this many robust standard deviations of the folded residual above its median ...
+MIN_SNR = 6.0
+#: ... and this fraction of the weakest known site's folded height.
+MIN_FRACTION = 0.08
+#: Folding grid step [Å].
+BIN_A = 0.1
+#: Most sites added.
+MAX_NEW_SITES = 2
+#: An added column whose fit ends farther than this from its predicted place is dropped [Å].
+MAX_SHIFT_A = 0.25
+#: A site is kept when this fraction of its columns fit, with a median width in this range of
+#: the known columns' and a median R² of at least MIN_R2.
+MIN_FITTED = 0.8
+WIDTH_RANGE = (0.6, 1.6)
+MIN_R2 = 0.9
+#: Predicted columns closer than this to the image edge are not added [px].
+EDGE_PX = 2.0
+
+
+def complete_motif(columns: Columns, lattice: Lattice2D, image) -> tuple[Columns, list[tuple[float, float]]]:
+    """``columns`` plus the columns of motif sites the detection missed, and those sites
+    (fractional). ``image`` is the Micrograph (or array) the columns were found on. Nothing is
+    added when the folded residual shows no such site."""
+    data, signal = ((np.asarray(image.data, float), image.metadata.get("signal", "auto"))
+                    if isinstance(image, Micrograph) else (np.asarray(image, float), "auto"))
+    if columns.count < 8 or not lattice.motif:
+        return columns, []
+    px = np.asarray(columns.pixel_size_A, float)
+    scale = px / px.mean()
+    sigma = np.where(np.isfinite(columns.sigma_px), columns.sigma_px, np.nanmedian(columns.sigma_px))
+    good = np.isfinite(columns.intensity) & np.isfinite(sigma) & (sigma > 0)
+    if good.sum() < 8:
+        return columns, []
+    spacing = 2.0 * float(np.nanmedian(sigma)) * 2.5
+    _, flat = column_image(data, scale, spacing_px=spacing, signal=signal)
+    amplitude = np.where(good, columns.intensity / (2 * np.pi * np.where(good, sigma, 1.0) ** 2), 0.0)
+    residual = flat - _render(data.shape, columns.positions_px, amplitude, sigma, scale, 4.0 * sigma)
+
+    cell_px = np.stack([lattice.a_vec_A, lattice.b_vec_A]) / px  # rows a, b as (y, x) px
+    cell_A = np.stack([lattice.a_vec_A, lattice.b_vec_A])
+    n_bins = np.maximum(8, np.ceil(np.linalg.norm(cell_A, axis=1) / BIN_A)).astype(int)
+    folded_res, folded_img, centres = _fold(residual, flat, lattice.origin_px, cell_px, n_bins)
+    distance = np.min([_periodic_distance(centres, np.asarray(s.frac, float), cell_A) for s in lattice.motif], 0)
+    heights = [folded_img.ravel()[np.argmin(_periodic_distance(centres, np.asarray(s.frac, float), cell_A))]
+               for s in lattice.motif]
+
+    new_sites: list[tuple[float, float]] = []
+    out = columns
+    for _ in range(MAX_NEW_SITES):
+        far = distance > MIN_DISTANCE_A
+        if far.sum() < 10:
+            break
+        level = np.median(folded_res[far])
+        noise = 1.4826 * np.median(np.abs(folded_res[far] - level))
+        k = int(np.argmax(np.where(far, folded_res, -np.inf)))
+        height = folded_res.ravel()[k] - level
+        if not (height > MIN_SNR * noise and height > MIN_FRACTION * (min(heights) - np.median(folded_img))):
+            break
+        site = centres.reshape(-1, 2)[k]
+        added = _add_site(out, site, lattice, image)
+        if added is None:
+            break
+        out = added
+        new_sites.append((float(site[0]), float(site[1])))
+        distance = np.minimum(distance, _periodic_distance(centres, site, cell_A))
+    return out, new_sites
+
+
+def _fold(residual, flat, origin_px, cell_px, n_bins):
+    """Residual and image averaged over the cell on an ``n_bins`` grid, and the bin centres (frac)."""
+    yy, xx = np.mgrid[0:residual.shape[0], 0:residual.shape[1]]
+    d = np.stack([yy - origin_px[0], xx - origin_px[1]], -1).reshape(-1, 2)
+    frac = np.mod(d @ np.linalg.inv(cell_px), 1.0)
+    idx = np.minimum((frac * n_bins).astype(int), n_bins - 1)
+    flat_idx = idx[:, 0] * n_bins[1] + idx[:, 1]
+    size = int(n_bins[0] * n_bins[1])
+    count = np.maximum(np.bincount(flat_idx, minlength=size), 1)
+    res = (np.bincount(flat_idx, weights=residual.ravel(), minlength=size) / count).reshape(n_bins)
+    img = (np.bincount(flat_idx, weights=flat.ravel(), minlength=size) / count).reshape(n_bins)
+    centres = (np.stack(np.meshgrid(np.arange(n_bins[0]), np.arange(n_bins[1]), indexing="ij"), -1) + 0.5) / n_bins
+    return res, img, centres
+
+
+def _periodic_distance(frac_grid: np.ndarray, site: np.ndarray, cell_A: np.ndarray) -> np.ndarray:
+    """Distance [Å] from each grid point (…, 2 fractional) to ``site`` and its periodic images."""
+    d = frac_grid - site
+    d -= np.round(d)
+    images = np.array([[i, j] for i in (-1, 0, 1) for j in (-1, 0, 1)], float)
+    return np.min(np.linalg.norm((d[..., None, :] + images) @ cell_A, axis=-1), -1)
+
+
+def _add_site(columns: Columns, site, lattice: Lattice2D, image) -> Columns | None:
+    """``columns`` with ``site`` added in every cell inside the image and fitted (only the fits
+    that stay near their predicted place and find a positive intensity are kept); None if none."""
+    shape = np.shape(image.data if isinstance(image, Micrograph) else image)
+    px = np.asarray(columns.pixel_size_A, float)
+    cell_px = np.stack([lattice.a_vec_A, lattice.b_vec_A]) / px
+    corners = np.array([[0, 0], [0, shape[1]], [shape[0], 0], [shape[0], shape[1]]], float) - lattice.origin_px
+    span = corners @ np.linalg.inv(cell_px)
+    i = np.arange(np.floor(span[:, 0].min()) - 1, np.ceil(span[:, 0].max()) + 2)
+    j = np.arange(np.floor(span[:, 1].min()) - 1, np.ceil(span[:, 1].max()) + 2)
+    grid = np.stack(np.meshgrid(i, j, indexing="ij"), -1).reshape(-1, 2) + np.asarray(site)
+    predicted = lattice.origin_px + grid @ cell_px
+    inside = np.all((predicted >= EDGE_PX) & (predicted <= np.asarray(shape) - 1 - EDGE_PX), axis=1)
+    predicted = predicted[inside]
+    if len(predicted) == 0:
+        return None
+    flat = columns.flat_features()
+    for name, values in flat.items():
+        flat[name] = list(values) + [FLAT_FEATURES[name][1]] * len(predicted)
+    grown = Columns.from_flat(np.vstack([columns.positions_px, predicted]), columns.pixel_size_A, flat)
+    new = np.arange(columns.count, grown.count)
+    fitted = refine_columns(image, grown, new)
+    shift_A = np.linalg.norm((fitted.positions_px[new] - predicted) * px, axis=1)
+    keep_new = (shift_A <= MAX_SHIFT_A) & np.isfinite(fitted.intensity[new]) & (fitted.intensity[new] > 0)
+    # A real site looks like the other columns: a fitted width like theirs and a good fit.
+    fitted_width = fitted.sigma_px[new][keep_new & np.isfinite(fitted.sigma_px[new])]
+    fitted_r2 = fitted.fit_r2[new][keep_new & np.isfinite(fitted.fit_r2[new])]
+    width = np.median(fitted_width) / np.nanmedian(columns.sigma_px) if len(fitted_width) else np.nan
+    r2 = np.median(fitted_r2) if len(fitted_r2) else np.nan
+    if not (keep_new.mean() >= MIN_FITTED and WIDTH_RANGE[0] <= width <= WIDTH_RANGE[1] and r2 >= MIN_R2):
+        return None
+    return fitted.subset(np.concatenate([np.arange(columns.count), new[keep_new]]))
+
+
+def find_lattice_completed(columns: Columns, image, progress=None) -> tuple[Lattice2D, Columns, list]:
+    """:func:`~.lattice.find_lattice`, then :func:`complete_motif`; when sites were added the
+    lattice is fitted again over all columns. Returns ``(lattice, columns, added sites)``."""
+    from ..model import no_progress
+    from .lattice import find_lattice
+
+    progress = progress or no_progress
+    lattice, labelled = find_lattice(columns, image=image, progress=lambda f, m="": progress(0.7 * f, m))
+    progress(0.7, "looking for columns merged into brighter neighbours")
+    completed, sites = complete_motif(labelled, lattice, image)
+    if sites:
+        lattice, labelled = find_lattice(completed, image=image, progress=lambda f, m="": progress(0.8 + 0.2 * f, m))
+    progress(1.0, f"lattice: {len(lattice.motif)} sites" + (f", {len(sites)} found from the residual" if sites else ""))
+    return lattice, labelled, sites
