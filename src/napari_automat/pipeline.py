@@ -18,6 +18,10 @@ from .config import PipelineConfig
 from .model import (AutomatError, Columns, EnergyReport, Lattice2D, Micrograph, Progress,
                     Reconstruction, TemplateHit, no_progress)
 
+#: Motif sites added by completion are kept unless the best template score with them falls below
+#: this fraction of the best without them (more sites always cost some score; far less means no
+#: template explains them).
+KEEP_COMPLETION = 0.5
 #: Minimum number of columns for a lattice fit to mean anything.
 MIN_COLUMNS = 9
 UNCALIBRATED = ("the image has no spatial calibration, so lattice parameters cannot be compared with "
@@ -35,6 +39,8 @@ class PipelineResult:
     columns: Optional[Columns] = None
     columns_source: str = "detected"
     lattice: Optional[Lattice2D] = None
+    #: The lattice and columns before motif completion (``detect.complete``), when sites were added.
+    first_pass: Optional[tuple] = None
     hits: list[TemplateHit] = field(default_factory=list)
     reconstruction: Optional[Reconstruction] = None
     energy: Optional[EnergyReport] = None
@@ -137,15 +143,16 @@ def lattice_stage(result: PipelineResult, config: PipelineConfig, progress: Prog
     if result.columns is None or result.columns.count < MIN_COLUMNS:
         n = 0 if result.columns is None else result.columns.count
         raise AutomatError(f"only {n} atom columns found; at least {MIN_COLUMNS} are needed for a lattice")
+    result.lattice, result.columns = find_lattice(result.columns, image=result.analysed.data, progress=progress)
     if result.columns_source == "detected":  # (columns given by the user are taken as they are)
-        from .detect.complete import find_lattice_completed
+        from .detect.complete import complete_motif
 
-        result.lattice, result.columns, sites = find_lattice_completed(result.columns, result.analysed, progress)
+        completed, sites = complete_motif(result.columns, result.lattice, result.analysed)
         if sites:
+            result.first_pass = (result.lattice, result.columns)
+            result.lattice, result.columns = find_lattice(completed, image=result.analysed.data)
             result.warn(f"{len(sites)} motif site(s) the detection had merged into brighter neighbours were found "
                         "from the cell-averaged residual and added")
-    else:
-        result.lattice, result.columns = find_lattice(result.columns, image=result.analysed.data, progress=progress)
     if np.isfinite(result.lattice.fft_mismatch) and result.lattice.fft_mismatch > 0.05:
         result.warn(f"the column lattice differs from the Fourier transform by "
                     f"{100 * result.lattice.fft_mismatch:.0f}%: check the detected columns")
@@ -161,6 +168,16 @@ def retrieve_stage(result: PipelineResult, config: PipelineConfig, progress: Pro
     library = load_library(config.library_path, progress=progress)
     result.hits = retrieve(result.lattice, elements=config.elements, library=library, top_k=config.top_k,
                            z_exponent=config.z_exponent, progress=progress)
+    if result.first_pass is not None:  # sites added by motif completion stay only if a template explains them
+        first_hits = retrieve(result.first_pass[0], elements=config.elements, library=library, top_k=config.top_k,
+                              z_exponent=config.z_exponent)
+        with_sites = result.hits[0].score if result.hits else 0.0
+        if first_hits and with_sites < KEEP_COMPLETION * first_hits[0].score:
+            result.lattice, result.columns = result.first_pass
+            result.hits = first_hits
+            result.warn(f"the motif sites added from the residual were dropped again: no template explains them "
+                        f"(best score {with_sites:.2f} with them, {first_hits[0].score:.2f} without)")
+        result.first_pass = None
     from .templates.overlay import add_image_residuals
 
     add_image_residuals(result.hits, result.lattice, result.analysed, result.columns)

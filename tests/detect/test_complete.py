@@ -61,3 +61,39 @@ def test_nothing_is_added_when_every_column_was_found(structure, axis):
         assert _scores(columns, mg)[1] >= 0.99
     else:
         assert columns.count == plain.count
+
+
+def test_pipeline_keeps_added_sites_only_when_a_template_explains_them(monkeypatch):
+    from napari_automat import pipeline
+    from napari_automat.config import PipelineConfig
+    from napari_automat.model import TemplateHit
+    from napari_automat.templates import retrieve as real_retrieve
+
+    mg = incoherent_image(_zincblende(4.36, "Si", "C"), (0, 1, 1), pixel_size_A=0.1, field_of_view_A=30,
+                          dose=2e4, seed=4)
+    config = PipelineConfig(elements=("Si", "C"))
+
+    def run(score_with_sites):
+        result = pipeline.start(mg, config)
+        for stage in (pipeline.detect_stage, pipeline.lattice_stage):
+            stage(result, config)
+        assert result.first_pass is not None and len(result.lattice.motif) == 2
+        first_count = result.first_pass[1].count
+
+        def fake(lattice, **kwargs):
+            hits = real_retrieve(lattice, **kwargs)
+            if len(lattice.motif) == 2:  # the completed motif
+                hits = [TemplateHit(h.template_id, h.formula, h.zone_axis, score_with_sites, h.details, h.structure)
+                        for h in hits]
+            return hits
+
+        monkeypatch.setattr("napari_automat.templates.retrieve", fake)
+        pipeline.retrieve_stage(result, config)
+        return result, first_count
+
+    kept, first_count = run(0.5)
+    assert kept.columns.count > 1.8 * first_count and len(kept.lattice.motif) == 2
+    assert kept.hits[0].formula == "SiC"
+    dropped, first_count = run(0.01)  # nothing explains the added sites: back to the first pass
+    assert dropped.columns.count == first_count and len(dropped.lattice.motif) == 1
+    assert any("dropped again" in w for w in dropped.warnings) and dropped.first_pass is None

@@ -32,6 +32,11 @@ MAX_SHIFT_A = 0.25
 MIN_FITTED = 0.8
 WIDTH_RANGE = (0.6, 1.6)
 MIN_R2 = 0.9
+#: ... and an integrated intensity at least this fraction of the bright columns' (90th percentile).
+#: The template library takes columns under 10% as invisible and 10–40% as optional
+#: (``templates.library.VISIBLE_FRACTION``, ``STRONG_FRACTION``); adding sites near 10% (O beside
+#: Sr in SrTiO3 [001] is 7%) would make the motif disagree with templates that leave them out.
+MIN_VISIBLE = 0.2
 #: Predicted columns closer than this to the image edge are not added [px].
 EDGE_PX = 2.0
 
@@ -137,7 +142,10 @@ def _add_site(columns: Columns, site, lattice: Lattice2D, image) -> Columns | No
     fitted_r2 = fitted.fit_r2[new][keep_new & np.isfinite(fitted.fit_r2[new])]
     width = np.median(fitted_width) / np.nanmedian(columns.sigma_px) if len(fitted_width) else np.nan
     r2 = np.median(fitted_r2) if len(fitted_r2) else np.nan
-    if not (keep_new.mean() >= MIN_FITTED and WIDTH_RANGE[0] <= width <= WIDTH_RANGE[1] and r2 >= MIN_R2):
+    brightness = np.median(fitted.intensity[new][keep_new]) / np.nanpercentile(columns.intensity, 90) \
+        if keep_new.any() else 0.0
+    if not (keep_new.mean() >= MIN_FITTED and WIDTH_RANGE[0] <= width <= WIDTH_RANGE[1] and r2 >= MIN_R2
+            and brightness >= MIN_VISIBLE):
         return None
     return fitted.subset(np.concatenate([np.arange(columns.count), new[keep_new]]))
 
