@@ -299,6 +299,7 @@ def test_accept_edits_fits_hand_placed_points_into_a_new_layer(viewer):
     assert np.isnan(still.intensity[-1]) and still.sublattice[-1] == -1
     assert w.points.layer() is accepted_layer  # the next edits and stages follow the accepted layer
     points.visible = False
+    accepted_layer.selected_data = {len(accepted_layer.data) - 1}  # highlight the accepted point
     viewer.camera.center = tuple(accepted_layer.data_to_world(accepted.positions_px[-1]))[-2:]
     viewer.camera.zoom *= 3
     screenshot(viewer, "04c_accepted")
