@@ -3,7 +3,7 @@
 File format (``.npz``, versioned): a ``header`` (UTF-8 JSON: ``format``, ``version``, ``meta``,
 ``entries``) and the projections as flat arrays (:mod:`.table`), which load in well under a second.
 An entry holds the conventional standard cell (lattice matrix [Å], species, fractional
-coordinates), its space group and provenance. A projection holds the zone axis, the integer
+coordinates), its space group, its number of symmetry-distinct sites (``n_orbits``) and provenance. A projection holds the zone axis, the integer
 vectors ``p, q`` of the projected cell, the period ``t_A`` [Å], the ``full`` column pattern in
 that cell and the visible patterns: for each set of visible columns (``visible``: indices into
 the full pattern; the entry's own species first, then the sets decorated prototypes may show),
@@ -189,13 +189,15 @@ def entry_projections(args: tuple) -> list[dict]:
 
 
 def _conventional(structure) -> tuple:
-    """``(conventional standard cell, space-group number, symbol, crystal system)``."""
+    """``(conventional standard cell, space-group number, symbol, crystal system, number of
+    symmetry-distinct sites)``."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     os.environ.setdefault("SPGLIB_WARNING", "OFF")  # its C warnings on odd mined cells are noise here
     sga = SpacegroupAnalyzer(structure, symprec=SYMPREC)
     return (sga.get_conventional_standard_structure(), sga.get_space_group_number(),
-            sga.get_space_group_symbol(), sga.get_crystal_system())
+            sga.get_space_group_symbol(), sga.get_crystal_system(),
+            len(sga.get_symmetrized_structure().equivalent_sites))
 
 
 def _fingerprint(compact: dict, is_2d: bool) -> str:
@@ -219,7 +221,7 @@ def _deduplicate(sources: list, progress: Progress, pool) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     entries: list[dict] = []
     symmetry = pool.map(_conventional, [src.structure for src in sources], chunksize=8)
-    for i, (src, (conv, number, symbol, system)) in enumerate(zip(sources, symmetry)):
+    for i, (src, (conv, number, symbol, system, n_orbits)) in enumerate(zip(sources, symmetry)):
         progress(0.05 + 0.25 * i / len(sources), f"symmetry of {src.id}")
         key = (conv.composition.reduced_formula, number)
         provenance = {"id": src.id, "source": src.source, "description": src.description}
@@ -233,7 +235,7 @@ def _deduplicate(sources: list, progress: Progress, pool) -> list[dict]:
                  "reduced_formula": key[0],
                  "elements": [el.symbol for el in sorted(conv.composition.elements, key=lambda el: el.X)],
                  "spacegroup_number": number, "spacegroup_symbol": symbol,
-                 "crystal_system": system, "is_2d": src.is_2d, "decorate": src.decorate,
+                 "crystal_system": system, "n_orbits": n_orbits, "is_2d": src.is_2d, "decorate": src.decorate,
                  "sources": [provenance], "structure": compact,
                  "fingerprint": _fingerprint(compact, src.is_2d), "_structure": conv}
         groups.setdefault(key, []).append(entry)

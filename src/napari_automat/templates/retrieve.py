@@ -10,7 +10,10 @@ Score = lattice shape × lattice scale × column positions × Z-contrast × elem
   they are, so faint columns may be missed);
 * Z-contrast: log site intensities against log ``Σ Z^n`` of the matched columns, up to a factor;
 * elements: 1 when the template has the hinted elements, 0.5–0.9 for a prototype decorated with
-  them (plausible oxidation states, data-mined substitution probability), low otherwise.
+  them (plausible oxidation states, data-mined substitution probability), low otherwise;
+* simplicity: :data:`SIMPLICITY` per symmetry-distinct site beyond one per element, so that of
+  structures a projection cannot tell apart the simplest is preferred (cubic SrTiO3, 3 sites,
+  over its tilted I4/mcm and Pnma variants, 4, when the image shows no superstructure).
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ MAX_GUESS_ATOMS = 12
 UNCOMMON_STATE = 0.3
 #: Elements that may be missing from a hint (light, often invisible in HAADF).
 LIGHT_Z = 9
+#: Score factor per symmetry-distinct site beyond one per element.
+SIMPLICITY = 0.9
 
 
 class _Index:
@@ -69,6 +74,8 @@ class _Index:
         self.z = [np.array([Element(el).Z for el in e["elements"]], float) for e in library.entries]
         self.n_species = np.array([len(e["elements"]) for e in library.entries])
         self.prototype = np.array([e.get("decorate", True) for e in library.entries], bool)
+        extra_sites = [max(0, e.get("n_orbits", len(e["elements"])) - len(e["elements"])) for e in library.entries]
+        self.simplicity = SIMPLICITY ** np.array(extra_sites, float)
         self.proj = table.pat_proj
         self.entry = table.proj_entry[table.pat_proj]
         # Rows showing the columns visible with the entry's own species (at the build's Z exponent),
@@ -390,7 +397,8 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     el_scores = _element_scores(library, hint)
     exact = idx.own[rows] & (np.abs(scale_best) <= MAX_SCALE) & ~decoratable[idx.entry[rows]]
     shape_score = np.exp(-0.5 * (shape_best / SIGMA_SHAPE) ** 2)
-    bounds = shape_score * np.exp(-0.5 * (scale_best / SIGMA_SCALE) ** 2) * el_scores[idx.entry[rows]]
+    bounds = shape_score * np.exp(-0.5 * (scale_best / SIGMA_SCALE) ** 2) * el_scores[idx.entry[rows]] \
+        * idx.simplicity[idx.entry[rows]]
     candidates = [(float(bounds[i]), int(rows[i]), None) for i in np.flatnonzero(exact & (bounds > 0))]
     # ... and of the decorated prototypes (options: decoration, z per element, expected scale,
     # element score, scale sigma).
@@ -398,7 +406,8 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
         for r, opts in _decorated_options(library, idx, hint, rows, scale_best).items():
             i = at[r]
             factors = [_option_factors(idx, r, opt, scale_best[i], z_exponent) for opt in opts]
-            bound = shape_score[i] * max((f[0] * f[1] * opt[3] for f, opt in zip(factors, opts) if f), default=0.0)
+            bound = shape_score[i] * idx.simplicity[idx.entry[r]] * max(
+                (f[0] * f[1] * opt[3] for f, opt in zip(factors, opts) if f), default=0.0)
             if bound > 0:
                 candidates.append((bound, r, opts))
 
@@ -421,7 +430,8 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
             if f is None:
                 continue
             scale_score, variant = f
-            score = shape_score[i] * scale_score * m["position"] * m["intensity"] * el_score * variant
+            score = shape_score[i] * scale_score * m["position"] * m["intensity"] * el_score * variant \
+                * idx.simplicity[e]
             tid = entry["id"] if deco is None else \
                 f"{entry['id']}|" + ",".join(deco["mapping"][x] for x in entry["elements"])
             key = (tid, tuple(int(x) for x in idx.table.proj_axis[pi]))
@@ -432,7 +442,7 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
                           "scale": math.exp(scale_best[i]), "shape": float(shape_best[i]),
                           "parts": {"lattice_shape": float(shape_score[i]), "lattice_scale": scale_score,
                                     "positions": m["position"], "z_contrast": m["intensity"], "elements": el_score,
-                                    "cell_variant": variant}}
+                                    "cell_variant": variant, "simplicity": float(idx.simplicity[e])}}
         if improved and len(found) >= top_k:
             kth = heapq.nlargest(top_k, (h["score"] for h in found.values()))[-1]
     ranked = sorted(found.values(), key=lambda h: -h["score"])
