@@ -14,10 +14,16 @@ SMALL = {
 
 
 @pytest.fixture(scope="session")
-def small_library(tmp_path_factory):
-    from napari_automat.templates import build_library
+def small_sources():
     from napari_automat.templates.sources import all_sources
 
     sources = [s for s in all_sources() if s.id in SMALL]
     assert len(sources) == len(SMALL), SMALL - {s.id for s in sources}
-    return build_library(tmp_path_factory.mktemp("lib") / "templates.npz", sources=sources)
+    return sources
+
+
+@pytest.fixture(scope="session")
+def small_library(tmp_path_factory, small_sources):
+    from napari_automat.templates import build_library
+
+    return build_library(tmp_path_factory.mktemp("lib") / "templates.npz", sources=small_sources)

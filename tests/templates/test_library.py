@@ -63,3 +63,32 @@ def test_default_path_prefers_a_built_cache(tmp_path, monkeypatch):
     assert path.parent == tmp_path or "napari_automat" in str(path.parent)  # packaged file when shipped
     (tmp_path / path.name).write_bytes(b"")
     assert default_path() == tmp_path / path.name
+
+
+def test_incremental_rebuild_reuses_unchanged_entries(small_library, small_sources, tmp_path):
+    import shutil
+
+    from napari_automat.templates import build_library
+
+    path = tmp_path / "copy.npz"
+    shutil.copy(small_library.path, path)
+    sources = small_sources
+    again = build_library(path, sources=sources, workers=1)
+    assert again.meta["reused_entries"] == len(small_library.entries)
+    assert [p["zone_axis"] for p in again.projections] == [p["zone_axis"] for p in small_library.projections]
+    np.testing.assert_allclose(again.projections.pat_frac, small_library.projections.pat_frac)
+    fewer = build_library(path, sources=sources[:-1], workers=1)  # one structure less: the rest is reused
+    assert fewer.meta["reused_entries"] == len(fewer.entries) == len(small_library.entries) - 1
+
+
+def test_mined_sources_are_small_real_structures():
+    from napari_automat.templates import sources
+
+    for source, package in ((sources.jarvis_minerals, "jarvis"), (sources.matbench_dielectric, "crystal_toolkit")):
+        items = list(source())
+        if not items:
+            pytest.skip(f"{package} is not installed")
+        assert all(len(s.structure) <= sources.MAX_MINED_SITES and s.structure.is_ordered for s in items)
+        assert all(len(s.structure.composition) <= sources.MAX_MINED_SPECIES for s in items)
+        assert all(s.decorate == (package == "jarvis") for s in items)  # Materials Project compounds stand for themselves
+        assert len({s.id for s in items}) == len(items) > 200
