@@ -90,19 +90,25 @@ def complete_motif(columns: Columns, lattice: Lattice2D, image) -> tuple[Columns
     return out, new_sites
 
 
-def _fold(residual, flat, origin_px, cell_px, n_bins):
-    """Residual and image averaged over the cell on an ``n_bins`` grid, and the bin centres (frac)."""
-    yy, xx = np.mgrid[0:residual.shape[0], 0:residual.shape[1]]
-    d = np.stack([yy - origin_px[0], xx - origin_px[1]], -1).reshape(-1, 2)
-    frac = np.mod(d @ np.linalg.inv(cell_px), 1.0)
-    idx = np.minimum((frac * n_bins).astype(int), n_bins - 1)
-    flat_idx = idx[:, 0] * n_bins[1] + idx[:, 1]
+def _fold(residual, flat, origin_px, cell_px, n_bins, rows_per_chunk: int = 256):
+    """Residual and image averaged over the cell on an ``n_bins`` grid, and the bin centres (frac).
+    Works through the image in bands of rows, so large images need little extra memory."""
     size = int(n_bins[0] * n_bins[1])
-    count = np.maximum(np.bincount(flat_idx, minlength=size), 1)
-    res = (np.bincount(flat_idx, weights=residual.ravel(), minlength=size) / count).reshape(n_bins)
-    img = (np.bincount(flat_idx, weights=flat.ravel(), minlength=size) / count).reshape(n_bins)
+    sums_res, sums_img, count = np.zeros(size), np.zeros(size), np.zeros(size)
+    inverse = np.linalg.inv(cell_px)
+    xx = np.arange(residual.shape[1]) - origin_px[1]
+    for start in range(0, residual.shape[0], rows_per_chunk):
+        yy = np.arange(start, min(start + rows_per_chunk, residual.shape[0])) - origin_px[0]
+        d = np.stack(np.broadcast_arrays(yy[:, None], xx[None, :]), -1).reshape(-1, 2)
+        idx = np.minimum((np.mod(d @ inverse, 1.0) * n_bins).astype(int), n_bins - 1)
+        bins = idx[:, 0] * n_bins[1] + idx[:, 1]
+        band = slice(start, start + len(yy))
+        sums_res += np.bincount(bins, weights=residual[band].ravel(), minlength=size)
+        sums_img += np.bincount(bins, weights=flat[band].ravel(), minlength=size)
+        count += np.bincount(bins, minlength=size)
+    count = np.maximum(count, 1)
     centres = (np.stack(np.meshgrid(np.arange(n_bins[0]), np.arange(n_bins[1]), indexing="ij"), -1) + 0.5) / n_bins
-    return res, img, centres
+    return (sums_res / count).reshape(n_bins), (sums_img / count).reshape(n_bins), centres
 
 
 def _periodic_distance(frac_grid: np.ndarray, site: np.ndarray, cell_A: np.ndarray) -> np.ndarray:
