@@ -145,8 +145,13 @@ def lattice_stage(result: PipelineResult, config: PipelineConfig, progress: Prog
         raise AutomatError(f"only {n} atom columns found; at least {MIN_COLUMNS} are needed for a lattice")
     result.lattice, result.columns = find_lattice(result.columns, image=result.analysed.data, progress=progress)
     if result.columns_source == "detected":  # (columns given by the user are taken as they are)
-        from .detect.complete import complete_motif
+        from .detect.complete import complete_motif, drop_tail_artefacts
 
+        kept, dropped = drop_tail_artefacts(result.columns)
+        if dropped:
+            result.warn(f"{result.columns.count - kept.count} faint maxima that fit no column shape (where the tails "
+                        "of surrounding columns add up) were dropped")
+            result.lattice, result.columns = find_lattice(kept, image=result.analysed.data)
         completed, sites = complete_motif(result.columns, result.lattice, result.analysed)
         if sites:
             result.first_pass = (result.lattice, result.columns)

@@ -97,3 +97,24 @@ def test_pipeline_keeps_added_sites_only_when_a_template_explains_them(monkeypat
     dropped, first_count = run(0.01)  # nothing explains the added sites: back to the first pass
     assert dropped.columns.count == first_count and len(dropped.lattice.motif) == 1
     assert any("dropped again" in w for w in dropped.warnings) and dropped.first_pass is None
+
+
+@pytest.mark.parametrize("dim_fraction, dim_r2, bright_r2, dropped", [
+    (0.12, 0.70, 0.98, [1]),  # faint, no column shape, in a clean image: tails adding up (BeO [0001] channels)
+    (0.12, 0.95, 0.98, []),   # faint but shaped like a column: a light atom column
+    (0.40, 0.70, 0.98, []),   # not faint
+    (0.12, 0.70, 0.90, []),   # noisy image: nothing fits well, no verdict
+])
+def test_tail_artefact_sublattices(dim_fraction, dim_r2, bright_r2, dropped):
+    from napari_automat.detect.complete import drop_tail_artefacts
+    from napari_automat.model import Columns
+
+    rng = np.random.default_rng(0)
+    n = 40
+    sub = np.repeat([0, 1], n)
+    columns = Columns.from_positions(rng.uniform(0, 100, (2 * n, 2)), (0.1, 0.1), sublattice=sub,
+                                     intensity=np.where(sub == 0, 100.0, 100.0 * dim_fraction),
+                                     fit_r2=np.where(sub == 0, bright_r2, dim_r2))
+    kept, gone = drop_tail_artefacts(columns)
+    assert gone == dropped
+    assert kept.count == (n if dropped else 2 * n) and set(kept.sublattice) == ({0} if dropped else {0, 1})

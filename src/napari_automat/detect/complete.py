@@ -1,10 +1,16 @@
-"""Columns the first pass merged into a brighter neighbour, found from the lattice.
+"""Columns the first pass merged into a brighter neighbour, found from the lattice; and dim
+"sublattices" that are no columns at all.
 
 A light column 1–1.4 Å from a heavy one (N beside Al in wurtzite [110], C beside Si in SiC [011])
 shows as a shoulder that peak finding cannot separate. What the fitted Gaussians leave over,
 averaged over every unit cell (folded into the cell), brings such a shoulder out of the noise:
 a residual peak away from every known site, well above the folded noise and a visible fraction
 of the weakest site, is a missing motif site. It is then added in every cell and fitted.
+
+Conversely, where several columns surround an empty channel (hexagon centres in graphene or
+wurtzite [0001]) their tails add up to a faint local maximum that peak finding takes for a column.
+Such a site is much dimmer than the real columns and fits a Gaussian poorly while they fit well;
+:func:`drop_tail_artefacts` removes it.
 """
 
 from __future__ import annotations
@@ -37,6 +43,12 @@ MIN_R2 = 0.9
 #: (``templates.library.VISIBLE_FRACTION``, ``STRONG_FRACTION``); adding sites near 10% (O beside
 #: Sr in SrTiO3 [001] is 7%) would make the motif disagree with templates that leave them out.
 MIN_VISIBLE = 0.2
+#: A sublattice is a tail artefact when its median intensity is under ARTEFACT_FRACTION of the
+#: brightest sublattice's, its median fit R² under ARTEFACT_R2, and the bright sublattices' (at least
+#: half the brightest) median R² over CLEAN_R2 (in a noisy image nothing fits well: no verdict).
+ARTEFACT_FRACTION = 0.25
+ARTEFACT_R2 = 0.85
+CLEAN_R2 = 0.95
 #: Predicted columns closer than this to the image edge are not added [px].
 EDGE_PX = 2.0
 
@@ -164,9 +176,32 @@ def find_lattice_completed(columns: Columns, image, progress=None) -> tuple[Latt
 
     progress = progress or no_progress
     lattice, labelled = find_lattice(columns, image=image, progress=lambda f, m="": progress(0.7 * f, m))
+    kept, dropped = drop_tail_artefacts(labelled)
+    if dropped:
+        lattice, labelled = find_lattice(kept, image=image)
     progress(0.7, "looking for columns merged into brighter neighbours")
     completed, sites = complete_motif(labelled, lattice, image)
     if sites:
         lattice, labelled = find_lattice(completed, image=image, progress=lambda f, m="": progress(0.8 + 0.2 * f, m))
     progress(1.0, f"lattice: {len(lattice.motif)} sites" + (f", {len(sites)} found from the residual" if sites else ""))
     return lattice, labelled, sites
+
+
+def drop_tail_artefacts(columns: Columns) -> tuple[Columns, list[int]]:
+    """``columns`` without the sublattices that are tail artefacts (see the module docstring), and
+    the sublattices dropped. Needs sublattices and fit R² (``find_lattice`` after refinement)."""
+    labels = [int(s) for s in np.unique(columns.sublattice) if s >= 0]
+    if len(labels) < 2:
+        return columns, []
+    median_i = {s: np.nanmedian(columns.intensity[columns.sublattice == s]) for s in labels}
+    median_r2 = {s: np.nanmedian(columns.fit_r2[columns.sublattice == s]) for s in labels}
+    top = max(median_i.values())
+    if not np.isfinite(top) or top <= 0:
+        return columns, []
+    bright_r2 = [median_r2[s] for s in labels if median_i[s] >= 0.5 * top]
+    if not bright_r2 or not np.nanmax(bright_r2) > CLEAN_R2:
+        return columns, []
+    dropped = [s for s in labels if median_i[s] < ARTEFACT_FRACTION * top and median_r2[s] < ARTEFACT_R2]
+    if not dropped:
+        return columns, []
+    return columns.subset(np.flatnonzero(~np.isin(columns.sublattice, dropped))), dropped
