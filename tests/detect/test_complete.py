@@ -99,22 +99,35 @@ def test_pipeline_keeps_added_sites_only_when_a_template_explains_them(monkeypat
     assert any("dropped again" in w for w in dropped.warnings) and dropped.first_pass is None
 
 
-@pytest.mark.parametrize("dim_fraction, dim_r2, bright_r2, dropped", [
-    (0.12, 0.70, 0.98, [1]),  # faint, no column shape, in a clean image: tails adding up (BeO [0001] channels)
-    (0.12, 0.95, 0.98, []),   # faint but shaped like a column: a light atom column
-    (0.40, 0.70, 0.98, []),   # not faint
-    (0.12, 0.70, 0.90, []),   # noisy image: nothing fits well, no verdict
-])
-def test_tail_artefact_sublattices(dim_fraction, dim_r2, bright_r2, dropped):
-    from napari_automat.detect.complete import drop_tail_artefacts
+def _two_sublattices(dim_offset_A, dim_fraction, dim_r2, bright_r2):
+    """Bright columns on a triangular lattice (a = 2.5 Å) and a dim sublattice at ``dim_offset_A``."""
     from napari_automat.model import Columns
 
-    rng = np.random.default_rng(0)
-    n = 40
-    sub = np.repeat([0, 1], n)
-    columns = Columns.from_positions(rng.uniform(0, 100, (2 * n, 2)), (0.1, 0.1), sublattice=sub,
-                                     intensity=np.where(sub == 0, 100.0, 100.0 * dim_fraction),
-                                     fit_r2=np.where(sub == 0, bright_r2, dim_r2))
+    a = 2.5
+    ij = np.stack(np.meshgrid(np.arange(10), np.arange(10), indexing="ij"), -1).reshape(-1, 2)
+    bright = ij @ np.array([[a, 0.0], [a / 2, a * np.sqrt(3) / 2]])
+    positions_A = np.vstack([bright, bright + dim_offset_A])
+    sub = np.repeat([0, 1], len(bright))
+    return Columns.from_positions(positions_A / 0.1, (0.1, 0.1), sublattice=sub,
+                                  intensity=np.where(sub == 0, 100.0, 100.0 * dim_fraction),
+                                  fit_r2=np.where(sub == 0, bright_r2, dim_r2))
+
+
+CENTROID = np.array([1.25, 2.5 * np.sqrt(3) / 6])  # amid three bright columns
+BESIDE = np.array([0.0, 0.8])  # a dumbbell partner
+
+
+@pytest.mark.parametrize("offset, dim_fraction, dim_r2, bright_r2, dropped", [
+    (CENTROID, 0.12, 0.70, 0.98, [1]),  # tails adding up amid columns (BeO [0001], graphene channels)
+    (CENTROID, 0.12, 0.95, 0.98, []),   # shaped like a column: a light atom column
+    (CENTROID, 0.40, 0.70, 0.98, []),   # not faint
+    (CENTROID, 0.12, 0.70, 0.90, []),   # noisy image: nothing fits well, no verdict
+    (BESIDE, 0.12, 0.70, 0.98, []),     # beside one column: a poorly fitted dumbbell partner is kept
+])
+def test_tail_artefact_sublattices(offset, dim_fraction, dim_r2, bright_r2, dropped):
+    from napari_automat.detect.complete import drop_tail_artefacts
+
+    columns = _two_sublattices(offset, dim_fraction, dim_r2, bright_r2)
     kept, gone = drop_tail_artefacts(columns)
     assert gone == dropped
-    assert kept.count == (n if dropped else 2 * n) and set(kept.sublattice) == ({0} if dropped else {0, 1})
+    assert kept.count == (columns.count // 2 if dropped else columns.count)

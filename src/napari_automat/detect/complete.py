@@ -9,8 +9,8 @@ of the weakest site, is a missing motif site. It is then added in every cell and
 
 Conversely, where several columns surround an empty channel (hexagon centres in graphene or
 wurtzite [0001]) their tails add up to a faint local maximum that peak finding takes for a column.
-Such a site is much dimmer than the real columns and fits a Gaussian poorly while they fit well;
-:func:`drop_tail_artefacts` removes it.
+Such a site is much dimmer than the real columns, fits a Gaussian poorly while they fit well, and
+sits amid three or more of them; :func:`drop_tail_artefacts` removes it.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ MIN_VISIBLE = 0.2
 #: brightest sublattice's, its median fit R² under ARTEFACT_R2, and the bright sublattices' (at least
 #: half the brightest) median R² over CLEAN_R2 (in a noisy image nothing fits well: no verdict).
 ARTEFACT_FRACTION = 0.25
+#: ... and when its columns sit amid three or more others: third-nearest over nearest distance.
+EQUIDISTANT = 1.15
 ARTEFACT_R2 = 0.85
 CLEAN_R2 = 0.95
 #: Predicted columns closer than this to the image edge are not added [px].
@@ -201,7 +203,22 @@ def drop_tail_artefacts(columns: Columns) -> tuple[Columns, list[int]]:
     bright_r2 = [median_r2[s] for s in labels if median_i[s] >= 0.5 * top]
     if not bright_r2 or not np.nanmax(bright_r2) > CLEAN_R2:
         return columns, []
-    dropped = [s for s in labels if median_i[s] < ARTEFACT_FRACTION * top and median_r2[s] < ARTEFACT_R2]
+    dropped = [s for s in labels if median_i[s] < ARTEFACT_FRACTION * top and median_r2[s] < ARTEFACT_R2
+               and _surrounded(columns, s)]
     if not dropped:
         return columns, []
     return columns.subset(np.flatnonzero(~np.isin(columns.sublattice, dropped))), dropped
+
+
+def _surrounded(columns: Columns, sublattice: int) -> bool:
+    """Whether the columns of ``sublattice`` typically sit at the centre of three or more other
+    columns (the third-nearest within :data:`EQUIDISTANT` of the nearest), as where tails add up;
+    a light partner beside one heavy column (a dumbbell) does not."""
+    from scipy.spatial import cKDTree
+
+    mine = columns.sublattice == sublattice
+    others = columns.positions_A[~mine]
+    if len(others) < 3:
+        return False
+    d, _ = cKDTree(others).query(columns.positions_A[mine], k=3)
+    return bool(np.median(d[:, 2] / np.maximum(d[:, 0], 1e-9)) < EQUIDISTANT)
