@@ -39,7 +39,8 @@ def test_light_dumbbell_partner_is_added_from_the_residual():
                           dose=2e4, seed=4)
     first = detect_columns(mg)
     assert _scores(first, mg)[0] < 0.6
-    lattice, columns, sites = find_lattice_completed(first, mg)
+    lattice, columns, changes = find_lattice_completed(first, mg)
+    sites = changes["sites"]
     recall, precision = _scores(columns, mg)
     assert len(sites) == 1 and recall >= 0.99 and precision >= 0.99
     added = columns.count - first.count
@@ -56,7 +57,8 @@ def test_nothing_is_added_when_every_column_was_found(structure, axis):
     mg = incoherent_image(structure, axis, pixel_size_A=0.1, field_of_view_A=30, dose=2e4, seed=5)
     first = detect_columns(mg)
     _, plain = find_lattice(first, image=mg)
-    _, columns, sites = find_lattice_completed(first, mg)
+    _, columns, changes = find_lattice_completed(first, mg)
+    sites = changes["sites"]
     if sites:  # only true columns may be added (e.g. faint O next to Ti in SrTiO3)
         assert _scores(columns, mg)[1] >= 0.99
     else:

@@ -170,23 +170,26 @@ def _add_site(columns: Columns, site, lattice: Lattice2D, image) -> Columns | No
     return fitted.subset(np.concatenate([np.arange(columns.count), new[keep_new]]))
 
 
-def find_lattice_completed(columns: Columns, image, progress=None) -> tuple[Lattice2D, Columns, list]:
-    """:func:`~.lattice.find_lattice`, then :func:`complete_motif`; when sites were added the
-    lattice is fitted again over all columns. Returns ``(lattice, columns, added sites)``."""
+def find_lattice_completed(columns: Columns, image, progress=None) -> tuple[Lattice2D, Columns, dict]:
+    """:func:`~.lattice.find_lattice`, then :func:`drop_tail_artefacts` and :func:`complete_motif`,
+    fitting the lattice again after each change. Returns ``(lattice, columns, changes)`` with
+    ``changes = {"dropped": columns removed, "sites": motif sites added, "added": columns added}``."""
     from ..model import no_progress
     from .lattice import find_lattice
 
     progress = progress or no_progress
     lattice, labelled = find_lattice(columns, image=image, progress=lambda f, m="": progress(0.7 * f, m))
     kept, dropped = drop_tail_artefacts(labelled)
+    changes = {"dropped": labelled.count - kept.count, "sites": [], "added": 0}
     if dropped:
         lattice, labelled = find_lattice(kept, image=image)
     progress(0.7, "looking for columns merged into brighter neighbours")
     completed, sites = complete_motif(labelled, lattice, image)
     if sites:
+        changes.update(sites=sites, added=completed.count - labelled.count)
         lattice, labelled = find_lattice(completed, image=image, progress=lambda f, m="": progress(0.8 + 0.2 * f, m))
-    progress(1.0, f"lattice: {len(lattice.motif)} sites" + (f", {len(sites)} found from the residual" if sites else ""))
-    return lattice, labelled, sites
+    progress(1.0, f"lattice: {len(lattice.motif)} sites")
+    return lattice, labelled, changes
 
 
 def drop_tail_artefacts(columns: Columns) -> tuple[Columns, list[int]]:

@@ -35,8 +35,8 @@ def is_columns_layer(layer) -> bool:
 
 def detect_and_classify(micrograph, min_separation_A=None, threshold_scale=1.0, signal="auto",
                         sublattices=True, progress=None):
-    """Detect columns, then (optionally) label sublattices with the lattice fit, adding motif sites
-    the detection merged into brighter neighbours (``detect.complete``).
+    """Detect columns, then (optionally) label sublattices with the lattice fit, dropping tail
+    artefacts and adding motif sites the detection merged into brighter neighbours (``detect.complete``).
 
     Returns ``(columns, note)``; ``note`` says why sublattices stayed unknown, or what was added.
     """
@@ -48,12 +48,17 @@ def detect_and_classify(micrograph, min_separation_A=None, threshold_scale=1.0, 
     if not sublattices:
         return columns, ""
     try:
-        _, labelled, sites = find_lattice_completed(columns, micrograph,
-                                                    progress=lambda f, m="": progress(0.8 + 0.2 * f, m))
+        _, labelled, changes = find_lattice_completed(columns, micrograph,
+                                                      progress=lambda f, m="": progress(0.8 + 0.2 * f, m))
     except AutomatError as exc:
         return columns, f"sublattices unknown: {exc}"
-    return labelled, (f"{labelled.count - columns.count} columns at {len(sites)} site(s) merged into brighter "
-                      "neighbours were added from the lattice" if sites else "")
+    notes = []
+    if changes["dropped"]:
+        notes.append(f"{changes['dropped']} faint maxima where neighbouring columns' tails add up were dropped")
+    if changes["sites"]:
+        notes.append(f"{changes['added']} columns at {len(changes['sites'])} site(s) merged into brighter "
+                     "neighbours were added from the lattice")
+    return labelled, "; ".join(notes)
 
 
 class DetectWidget(StageWidget):
