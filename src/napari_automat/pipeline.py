@@ -143,21 +143,19 @@ def lattice_stage(result: PipelineResult, config: PipelineConfig, progress: Prog
     if result.columns is None or result.columns.count < MIN_COLUMNS:
         n = 0 if result.columns is None else result.columns.count
         raise AutomatError(f"only {n} atom columns found; at least {MIN_COLUMNS} are needed for a lattice")
-    result.lattice, result.columns = find_lattice(result.columns, image=result.analysed.data, progress=progress)
-    if result.columns_source == "detected":  # (columns given by the user are taken as they are)
-        from .detect.complete import complete_motif, drop_tail_artefacts
+    if result.columns_source == "detected":
+        from .detect.complete import find_lattice_completed
 
-        kept, dropped = drop_tail_artefacts(result.columns)
-        if dropped:
-            result.warn(f"{result.columns.count - kept.count} faint maxima that fit no column shape (where the tails "
-                        "of surrounding columns add up) were dropped")
-            result.lattice, result.columns = find_lattice(kept, image=result.analysed.data)
-        completed, sites = complete_motif(result.columns, result.lattice, result.analysed)
-        if sites:
-            result.first_pass = (result.lattice, result.columns)
-            result.lattice, result.columns = find_lattice(completed, image=result.analysed.data)
-            result.warn(f"{len(sites)} motif site(s) the detection had merged into brighter neighbours were found "
-                        "from the cell-averaged residual and added")
+        result.lattice, result.columns, changes = find_lattice_completed(result.columns, result.analysed, progress)
+        if changes["dropped"]:
+            result.warn(f"{changes['dropped']} faint maxima that fit no column shape (where the tails of surrounding "
+                        "columns add up) were dropped")
+        if changes["sites"]:
+            result.first_pass = changes["first_pass"]
+            result.warn(f"{len(changes['sites'])} motif site(s) the detection had merged into brighter neighbours "
+                        "were found from the cell-averaged residual and added")
+    else:  # columns given by the user are taken as they are
+        result.lattice, result.columns = find_lattice(result.columns, image=result.analysed.data, progress=progress)
     if np.isfinite(result.lattice.fft_mismatch) and result.lattice.fft_mismatch > 0.05:
         result.warn(f"the column lattice differs from the Fourier transform by "
                     f"{100 * result.lattice.fft_mismatch:.0f}%: check the detected columns")

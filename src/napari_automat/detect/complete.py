@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..model import FLAT_FEATURES, Columns, Lattice2D, Micrograph
-from .refine import _render, refine_columns
+from .refine import refine_columns, render_gaussians
 from .signal import column_image
 
 #: Folded-residual peaks must be at least this far from known sites [Å] ...
@@ -45,12 +45,12 @@ MIN_R2 = 0.9
 MIN_VISIBLE = 0.2
 #: A sublattice is a tail artefact when its median intensity is under ARTEFACT_FRACTION of the
 #: brightest sublattice's, its median fit R² under ARTEFACT_R2, and the bright sublattices' (at least
-#: half the brightest) median R² over CLEAN_R2 (in a noisy image nothing fits well: no verdict).
+#: half the brightest) median R² over CLEAN_R2 (in a noisy image nothing fits well: no verdict) ...
 ARTEFACT_FRACTION = 0.25
-#: ... and when its columns sit amid three or more others: third-nearest over nearest distance.
-EQUIDISTANT = 1.15
 ARTEFACT_R2 = 0.85
 CLEAN_R2 = 0.95
+#: ... and its columns sit amid three or more others (third-nearest over nearest distance below this).
+EQUIDISTANT = 1.15
 #: Predicted columns closer than this to the image edge are not added [px].
 EDGE_PX = 2.0
 
@@ -72,7 +72,7 @@ def complete_motif(columns: Columns, lattice: Lattice2D, image) -> tuple[Columns
     spacing = 2.0 * float(np.nanmedian(sigma)) * 2.5
     _, flat = column_image(data, scale, spacing_px=spacing, signal=signal)
     amplitude = np.where(good, columns.intensity / (2 * np.pi * np.where(good, sigma, 1.0) ** 2), 0.0)
-    residual = flat - _render(data.shape, columns.positions_px, amplitude, sigma, scale, 4.0 * sigma)
+    residual = flat - render_gaussians(data.shape, columns.positions_px, amplitude, sigma, scale, 4.0 * sigma)
 
     cell_px = np.stack([lattice.a_vec_A, lattice.b_vec_A]) / px  # rows a, b as (y, x) px
     cell_A = np.stack([lattice.a_vec_A, lattice.b_vec_A])
@@ -173,7 +173,8 @@ def _add_site(columns: Columns, site, lattice: Lattice2D, image) -> Columns | No
 def find_lattice_completed(columns: Columns, image, progress=None) -> tuple[Lattice2D, Columns, dict]:
     """:func:`~.lattice.find_lattice`, then :func:`drop_tail_artefacts` and :func:`complete_motif`,
     fitting the lattice again after each change. Returns ``(lattice, columns, changes)`` with
-    ``changes = {"dropped": columns removed, "sites": motif sites added, "added": columns added}``."""
+    ``changes = {"dropped": columns removed, "sites": motif sites added, "added": columns added,
+    "first_pass": (lattice, columns) before the sites were added}``."""
     from ..model import no_progress
     from .lattice import find_lattice
 
@@ -183,6 +184,7 @@ def find_lattice_completed(columns: Columns, image, progress=None) -> tuple[Latt
     changes = {"dropped": labelled.count - kept.count, "sites": [], "added": 0}
     if dropped:
         lattice, labelled = find_lattice(kept, image=image)
+    changes["first_pass"] = (lattice, labelled)
     progress(0.7, "looking for columns merged into brighter neighbours")
     completed, sites = complete_motif(labelled, lattice, image)
     if sites:

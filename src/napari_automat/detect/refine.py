@@ -113,7 +113,7 @@ def fit_gaussians(image: np.ndarray, positions_px: np.ndarray, radius_px: np.nda
     neighbours = None
     if ROUNDS > 1 and np.any(ok):
         reach = np.minimum(2.5 * radius[ok], 4.0 * shape[ok, 1] + 1.0)
-        neighbours = _render(image.shape, pos[ok], shape[ok, 0], shape[ok, 1], scale, reach)
+        neighbours = render_gaussians(image.shape, pos[ok], shape[ok, 0], shape[ok, 1], scale, reach)
         # refit where the neighbours reach into the patch with over 10% of the column's amplitude
         share = _neighbour_share(neighbours, pos, radius, scale, np.where(ok[:, None], shape, 0.0))
         shape[~ok, 1] = start[~ok]
@@ -172,7 +172,7 @@ def _patches(image, pos, radius, scale):
     return (yy, xx), ly, lx, w
 
 
-def _render(shape, pos, amplitude, sigma, scale, reach):
+def render_gaussians(shape, pos, amplitude, sigma, scale, reach):
     """Image of the Gaussians ``A exp(-r²/2σ²)`` (no offsets), each drawn out to ``reach`` [mean px]."""
     out = np.zeros(int(np.prod(shape)))
     if len(pos) == 0:
