@@ -70,7 +70,7 @@ class _Index:
         from pymatgen.core import Element
 
         table = library.projections
-        self.library, self.table = library, table
+        self.table = table
         self.z = [np.array([Element(el).Z for el in e["elements"]], float) for e in library.entries]
         self.n_species = np.array([len(e["elements"]) for e in library.entries])
         self.prototype = np.array([e.get("decorate", True) for e in library.entries], bool)
@@ -86,13 +86,9 @@ class _Index:
         log_ab = np.log(self.lengths[:, 0])
         self.a_order = np.argsort(log_ab[:, 0], kind="stable")
         self.log_a_sorted, self.log_b = log_ab[self.a_order, 0], log_ab[:, 1]
-        self.proj_of_entry = np.searchsorted(table.proj_entry, np.arange(len(library.entries) + 1))
         self.keys: dict[tuple, tuple] = {}
         self._patterns: dict[int, dict] = {}
         self._visible: dict[int, tuple] = {}
-
-    def projections_of(self, e: int) -> range:
-        return range(int(self.proj_of_entry[e]), int(self.proj_of_entry[e + 1]))
 
     def rows_near(self, a: float, b: float, low: float, high: float) -> np.ndarray:
         """Rows whose reduced cell lengths, times a scale in ``[exp(low), exp(high)]``, are within
@@ -399,34 +395,35 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     shape_score = np.exp(-0.5 * (shape_best / SIGMA_SHAPE) ** 2)
     bounds = shape_score * np.exp(-0.5 * (scale_best / SIGMA_SCALE) ** 2) * el_scores[idx.entry[rows]] \
         * idx.simplicity[idx.entry[rows]]
-    candidates = [(float(bounds[i]), int(rows[i]), None) for i in np.flatnonzero(exact & (bounds > 0))]
+    candidates = [(float(bounds[i]), int(rows[i]), None, None) for i in np.flatnonzero(exact & (bounds > 0))]
     # ... and of the decorated prototypes (options: decoration, z per element, expected scale,
     # element score, scale sigma).
     if decoratable.any():
-        for r, opts in _decorated_options(library, idx, hint, rows, scale_best).items():
+        for r, opts in _decorated_options(library, idx, hint, decoratable, rows, scale_best).items():
             i = at[r]
             factors = [_option_factors(idx, r, opt, scale_best[i], z_exponent) for opt in opts]
             bound = shape_score[i] * idx.simplicity[idx.entry[r]] * max(
                 (f[0] * f[1] * opt[3] for f, opt in zip(factors, opts) if f), default=0.0)
             if bound > 0:
-                candidates.append((bound, r, opts))
+                candidates.append((bound, r, opts, factors))
 
     # Score rows best bound first; stop once no bound can reach the k-th best score found.
     candidates.sort(key=lambda item: -item[0])
     found: dict[tuple, dict] = {}
     kth = 0.0
-    for bound, r, opts in candidates:
+    for bound, r, opts, factors in candidates:
         if len(found) >= top_k and bound < kth:
             break
         i, e, pi = at[r], int(idx.entry[r]), int(idx.proj[r])
         if opts is None:
             opts = [(None, idx.z[e], 1.0, float(el_scores[e]), SIGMA_SCALE)]
+            factors = [_option_factors(idx, r, opts[0], scale_best[i], z_exponent)]
         entry, pat = library.entries[e], idx.pattern(r)
         settings = [int(k) for k in np.flatnonzero(shape[i] <= shape_best[i] + 0.01)]
         log_w = np.log(np.maximum(np.stack([pat["counts"] @ o[1] ** z_exponent for o in opts]), 1e-9))
         improved = False
-        for (deco, z, expected, el_score, sigma), m in zip(opts, _motif_scores(pat["frac"], log_w, settings, meas)):
-            f = _option_factors(idx, r, (deco, z, expected, el_score, sigma), scale_best[i], z_exponent)
+        for (deco, z, expected, el_score, sigma), f, m in zip(opts, factors,
+                                                              _motif_scores(pat["frac"], log_w, settings, meas)):
             if f is None:
                 continue
             scale_score, variant = f
@@ -490,15 +487,14 @@ def _option_factors(idx: _Index, r: int, option: tuple, log_scale: float, z_expo
     return SIGMA_SCALE / sigma * math.exp(-0.5 * (dev / sigma) ** 2), variant
 
 
-def _decorated_options(library, idx: _Index, hint, rows: np.ndarray, scale_best: np.ndarray) -> dict[int, list]:
-    """Options of the filtered ``rows`` of prototypes with as many species as the hint, decorated
-    with it: the rows that show the columns visible with the new species and whose scale fits."""
+def _decorated_options(library, idx: _Index, hint, decoratable: np.ndarray, rows: np.ndarray,
+                       scale_best: np.ndarray) -> dict[int, list]:
+    """Options of the filtered ``rows`` of ``decoratable`` entries, decorated with the hint: the rows
+    that show the columns visible with the new species and whose scale fits."""
     from .library import Z_EXPONENT
 
     lo, hi = math.log(DECORATED_SCALE[0]), math.log(DECORATED_SCALE[1])
-    fits = (scale_best >= lo) & (scale_best <= hi)
-    entry = idx.entry[rows]
-    fits &= idx.prototype[entry] & (idx.n_species[entry] == len(hint))
+    fits = (scale_best >= lo) & (scale_best <= hi) & decoratable[idx.entry[rows]]
     fitting = {int(r) for r in rows[fits]}
     projections: dict[int, set] = {}
     for r in fitting:
@@ -507,8 +503,6 @@ def _decorated_options(library, idx: _Index, hint, rows: np.ndarray, scale_best:
     options: dict[int, list] = {}
     for e, pis in projections.items():
         entry = library.entries[e]
-        if set(entry["elements"]) == set(hint):
-            continue
         if (e, hint) not in cache:
             cache[(e, hint)] = [d for d in _decorations(entry, hint)
                                 if any(k != v for k, v in d["mapping"].items())]
@@ -527,7 +521,8 @@ def _formula(library, h: dict) -> str:
 
 def _hit(library, idx: _Index, h: dict, meas: tuple) -> TemplateHit:
     r, entry, m, deco = h["row"], library.entries[h["entry"]], h["motif"], h["deco"]
-    pr = library.projections[int(idx.proj[r])]
+    pi, table = int(idx.proj[r]), library.projections
+    zone = table.proj_axis[pi].tolist()
     pat = idx.pattern(r)
     basis = SETTINGS[m["setting"]] @ np.asarray(pat["basis"], float)
     structure = library.structure(h["entry"])
@@ -549,7 +544,7 @@ def _hit(library, idx: _Index, h: dict, meas: tuple) -> TemplateHit:
         "measured_cell_A": [round(float(x), 4) for x in np.linalg.norm(meas[0], axis=1)] + [
             round(math.degrees(math.atan2(meas[0][1, 1], meas[0][1, 0])), 2)],
         "basis_frac3": np.round(basis, 6).tolist(),
-        "p": pr["p"], "q": pr["q"], "t": pr["zone_axis"],
+        "p": table.proj_p[pi].tolist(), "q": table.proj_q[pi].tolist(), "t": zone,
         "inverted": m["inverted"], "origin_shift": [round(x, 4) for x in m["shift"]],
         "site_composition": sites,
         "setting": int(m["setting"]),
@@ -561,5 +556,5 @@ def _hit(library, idx: _Index, h: dict, meas: tuple) -> TemplateHit:
                                                  "predicted_scale": round(deco["scale"], 3)},
     }
     source = "; ".join(s["description"] for s in entry["sources"])
-    return TemplateHit(h["tid"], _formula(library, h), tuple(pr["zone_axis"]), float(h["score"]), details,
+    return TemplateHit(h["tid"], _formula(library, h), tuple(zone), float(h["score"]), details,
                        structure, source)

@@ -10,8 +10,9 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxL
                             QSpinBox, QWidget)
 
 from ...model import AutomatError
-from ..layers import (ADDED_DEFAULTS, ADDED_LABELS_KEY, MICROGRAPH_KEY, OVERLAY_KEY, STRUCTURE_KEY, columns_from_points_layer, columns_layer_data,
-                      ensure_column_features, set_column_features, untracked)
+from ..layers import (ADDED_DEFAULTS, ADDED_LABELS_KEY, MICROGRAPH_KEY, OVERLAY_KEY, STRUCTURE_KEY,
+                      columns_from_points_layer, columns_layer_data, ensure_column_features, set_column_features,
+                      untracked)
 from ._common import LayerCombo, StageWidget, double_spin, layer_micrograph
 
 SIGNALS = ("auto", "HAADF", "ADF", "iDPC", "ABF", "BF")
