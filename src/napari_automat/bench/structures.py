@@ -102,7 +102,8 @@ PROTOTYPES = {
     "Heusler": ("MnAlCu2", 225, ("Cu", "Mn", "Al"), CUBIC_AXES[:2], [
         ("Cu", "Mn", "Al", 5.95), ("Ni", "Mn", "Ga", 5.82), ("Co", "Mn", "Si", 5.65), ("Co", "Fe", "Si", 5.64),
         ("Ni", "Mn", "In", 6.07), ("Cu", "Mn", "Sn", 6.17), ("Co", "Ti", "Sn", 6.07), ("Fe", "V", "Al", 5.76)]),
-    "half-Heusler": ("MgAgAs", 216, ("Ag", "Mg", "As"), CUBIC_AXES[:2], [
+    # XYZ half-Heuslers (NiTiSn): the late transition metal X on the tetrahedral 4c site (As in MgAgAs).
+    "half-Heusler": ("MgAgAs", 216, ("As", "Mg", "Ag"), CUBIC_AXES[:2], [
         ("Ni", "Ti", "Sn", 5.92), ("Ni", "Zr", "Sn", 6.11), ("Ni", "Hf", "Sn", 6.08), ("Fe", "Nb", "Sb", 5.95),
         ("Co", "Ti", "Sb", 5.88), ("Co", "Zr", "Sb", 6.07), ("Ni", "Mn", "Sb", 5.92)]),
     "MAX": ("AlCr2C", 194, ("Cr", "Al", "C"), HEX_AXES, [
