@@ -30,7 +30,15 @@ def structure(kind: str):
              "MgO": lambda: bulk("MgO", "rocksalt", a=4.212, cubic=True),
              "NaCl": lambda: bulk("NaCl", "rocksalt", a=5.64, cubic=True),
              "GaAs": lambda: bulk("GaAs", "zincblende", a=5.653, cubic=True),
-             "MoS2": lambda: mx2("MoS2", "2H", a=3.17, thickness=3.19, vacuum=7.5)}[kind]()
+             "MoS2": lambda: mx2("MoS2", "2H", a=3.17, thickness=3.19, vacuum=7.5)}.get(kind)
+    if atoms is None:  # intermetallics: half-Heusler TiNiSn (Ni on the tetrahedral site) and B2 AlNi
+        from pymatgen.core import Lattice, Structure
+
+        if kind == "TiNiSn":
+            return Structure.from_spacegroup(216, Lattice.cubic(5.92), ["Ti", "Sn", "Ni"],
+                                             [[0, 0, 0], [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]])
+        return Structure.from_spacegroup(221, Lattice.cubic(2.88), ["Al", "Ni"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    atoms = atoms()
     atoms.pbc = True
     return AseAtomsAdaptor.get_structure(atoms)
 
@@ -102,6 +110,8 @@ CASES = [  # (structure, zone axis, hint, expected formula)
     ("MgO", (0, 0, 1), ("Mg", "O"), "MgO"),
     ("GaAs", (1, 1, 0), ("Ga", "As"), "GaAs"),
     ("MoS2", (0, 0, 1), ("Mo", "S"), "MoS2"),
+    ("TiNiSn", (1, 1, 0), ("Ti", "Ni", "Sn"), "TiNiSn"),
+    ("AlNi", (0, 0, 1), ("Al", "Ni"), "AlNi"),
 ]
 
 
@@ -119,8 +129,8 @@ def test_projected_true_structures_are_retrieved(small_library, kind, axis, hint
     assert equivalent_axes(top.zone_axis, axis)
     if kind == "MoS2":
         assert top.details["is_2d"]  # the monolayer, not bulk 2H-MoS2 (mixed Mo+S columns)
-    if kind in ("MgO", "GaAs"):
-        assert top.details["decoration"] is not None  # from the rocksalt / zincblende prototypes
+    if kind in ("MgO", "GaAs", "TiNiSn", "AlNi"):
+        assert top.details["decoration"] is not None  # from the rocksalt, zincblende, MgAgAs, FeCo prototypes
     rec = reconstruct(top, lat)
     assert rec.structure.composition.reduced_formula == formula
     assert SpacegroupAnalyzer(rec.structure, symprec=0.1).get_space_group_number() == \
@@ -144,3 +154,18 @@ def test_bad_input(small_library):
     with pytest.raises(AutomatError, match="element"):
         retrieve(sto_lattice(), ("Sr", "Xx"), library=small_library)
     assert retrieve(Lattice2D([0, 30.0], [31.0, 0]), library=small_library) == []
+
+
+def test_intermetallic_decorations():
+    """Intermetallics need no charge balance: metals and metalloids swap freely, and a prototype
+    with no balanced states of its own (Cr2AlC) is decorated kind for kind; ionic prototypes still
+    need a balanced result."""
+    from napari_automat.templates.retrieve import _decorations
+
+    def mappings(elements, formula, hint):
+        return [d["mapping"] for d in _decorations({"elements": elements, "reduced_formula": formula}, hint)]
+
+    assert {"As": "Ni", "Mg": "Ti", "Ag": "Sn"} in mappings(["Mg", "Ag", "As"], "MgAgAs", ("Ti", "Ni", "Sn"))
+    assert mappings(["Cs", "Cl"], "CsCl", ("Al", "Fe")) == []  # no AlFe on the ionic CsCl prototype
+    assert mappings(["Fe", "Co"], "FeCo", ("Al", "Fe"))  # but on the metallic B2 FeCo
+    assert {"Al": "Al", "Cr": "Ti", "C": "N"} in mappings(["Al", "Cr", "C"], "AlCr2C", ("Ti", "Al", "N"))

@@ -43,6 +43,8 @@ SIGMA_SCALE = 0.04
 #: Decorated prototypes: scale range considered and score width around the predicted scale.
 DECORATED_SCALE = (0.6, 1.6)
 SIGMA_SCALE_DECORATED = 0.06
+#: Deviations from the predicted scale up to this (log) cost nothing.
+PREDICTED_SCALE_SLACK = 0.05
 #: Template columns fainter than FAINT[0] (relative to the brightest) may go unseen freely; from
 #: FAINT[1] up they are always detected, and missing one costs all but MISS_FLOOR of the score.
 FAINT = (VISIBLE_FRACTION, STRONG_FRACTION)
@@ -282,6 +284,12 @@ def _species(el: str, oxi: Optional[dict]):
     return Species(el, int(round(oxi[el])))
 
 
+def _metallic(el: str) -> bool:
+    from pymatgen.core import Element
+
+    return Element(el).is_metal or Element(el).is_metalloid
+
+
 def _decorations(entry: dict, hint: tuple[str, ...]) -> list[dict]:
     """Plausible assignments of the hinted elements to the species of a prototype, with the
     substitution likelihood (0..1; times :data:`UNCOMMON_STATE` per element whose charge balance
@@ -291,14 +299,17 @@ def _decorations(entry: dict, hint: tuple[str, ...]) -> list[dict]:
     old = entry["elements"]
     comp = {el.symbol: n for el, n in Composition(entry["reduced_formula"]).items()}
     old_oxi = (_oxidation_guess(entry["reduced_formula"]) or (0, None))[1]
-    metallic = all(Element(el).is_metal for el in old)
+    metallic = all(map(_metallic, old))
     out = []
     for perm in permutations(hint):
         mapping = dict(zip(old, perm))
         new_comp = Composition({mapping[el]: n for el, n in comp.items()})
         new_formula = new_comp.reduced_formula
         guess = _oxidation_guess(new_formula)
-        alloy = metallic and all(Element(el).is_metal for el in perm)
+        # No charge balance for intermetallics: metals and metalloids only (NiTiSn on MgAgAs), or a
+        # prototype that has no balanced states itself (Cr2AlC) decorated kind for kind (Ti2AlN).
+        alloy = (metallic and all(map(_metallic, perm))) or (
+            old_oxi is None and all(_metallic(o) == _metallic(n) for o, n in mapping.items()))
         if guess is None and not alloy:
             continue
         uncommon, new_oxi = (0, None) if guess is None or alloy else guess
@@ -477,6 +488,8 @@ def _option_factors(idx: _Index, r: int, option: tuple, log_scale: float, z_expo
     scale is more than 3σ off the measured one."""
     deco, z, expected, el_score, sigma = option
     dev = log_scale - math.log(expected)
+    if deco is not None:  # a radius-predicted scale is only good to a few per cent: no preference within
+        dev = math.copysign(max(0.0, abs(dev) - PREDICTED_SCALE_SLACK), dev)
     if abs(dev) > 3 * sigma:
         return None
     variant = 1.0
