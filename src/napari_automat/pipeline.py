@@ -168,12 +168,14 @@ def retrieve_stage(result: PipelineResult, config: PipelineConfig, progress: Pro
         raise AutomatError("no lattice to retrieve templates for")
     if not result.micrograph.calibrated:
         raise AutomatError(UNCALIBRATED)
+    from .detect.signal import shows_light_columns
+
     library = load_library(config.library_path, progress=progress)
-    result.hits = retrieve(result.lattice, elements=config.elements, library=library, top_k=config.top_k,
-                           z_exponent=config.z_exponent, progress=progress)
+    options = {"elements": config.elements, "library": library, "top_k": config.top_k,
+               "z_exponent": config.z_exponent, "light_columns": shows_light_columns(config.signal, result.micrograph)}
+    result.hits = retrieve(result.lattice, progress=progress, **options)
     if result.first_pass is not None:  # sites added by motif completion stay only if a template explains them
-        first_hits = retrieve(result.first_pass[0], elements=config.elements, library=library, top_k=config.top_k,
-                              z_exponent=config.z_exponent)
+        first_hits = retrieve(result.first_pass[0], **options)
         with_sites = result.hits[0].score if result.hits else 0.0
         if first_hits and with_sites < KEEP_COMPLETION * first_hits[0].score:
             result.lattice, result.columns = result.first_pass

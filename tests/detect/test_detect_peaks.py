@@ -150,3 +150,13 @@ def test_thousands_of_columns_per_second():
     recall, precision, rmse_px = _scores(columns, micrograph, truth)
     assert recall == precision == 1.0 and rmse_px * 15 < 3.0  # pm
     assert seconds / len(columns) * 1000 < 1.0
+
+@pytest.mark.parametrize("signal, metadata, light", [
+    ("ABF", None, True), ("BF", None, True), ("iDPC", None, True), ("HAADF", None, False),
+    ("auto", "ABF", True), ("auto", "HAADF", False), ("auto", None, False), (None, "LAABF", True)])
+def test_light_column_signals(signal, metadata, light):
+    from napari_automat.detect.signal import shows_light_columns
+
+    micrograph, _, _ = perovskite(dose=None)
+    micrograph.metadata["signal"] = metadata
+    assert shows_light_columns(signal, micrograph) is light

@@ -169,3 +169,23 @@ def test_intermetallic_decorations():
     assert mappings(["Cs", "Cl"], "CsCl", ("Al", "Fe")) == []  # no AlFe on the ionic CsCl prototype
     assert mappings(["Fe", "Co"], "FeCo", ("Al", "Fe"))  # but on the metallic B2 FeCo
     assert {"Al": "Al", "Cr": "Ti", "C": "N"} in mappings(["Al", "Cr", "C"], "AlCr2C", ("Ti", "Al", "N"))
+
+
+def test_light_columns_bring_in_every_column(small_library):
+    """Annular bright field shows SrTiO3 [111] with its O columns, a kagome net around the Sr+Ti
+    columns. Told the signal shows light columns, retrieval matches templates with every column
+    visible and finds the perovskite; taken as HAADF, those columns fit no template."""
+    from pymatgen.core import Lattice, Structure
+
+    from napari_automat.templates.projection import translation_cell
+    from napari_automat.templates.retrieve import LIGHT_Z_EXPONENT
+
+    sto = Structure.from_spacegroup(221, Lattice.cubic(3.905), ["Sr", "Ti", "O"],
+                                    [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]])
+    lat = to_lattice2d(translation_cell(project(sto, (1, 1, 1), z_exponent=LIGHT_Z_EXPONENT)))
+    assert len(lat.motif) == 4
+    light = retrieve(lat, ("Sr", "Ti", "O"), library=small_library, light_columns=True)
+    assert light[0].formula == "SrTiO3" and equivalent_axes(light[0].zone_axis, (1, 1, 1))
+    assert light[0].score > 0.8
+    haadf = retrieve(lat, ("Sr", "Ti", "O"), library=small_library)
+    assert not haadf or haadf[0].score < 0.1

@@ -25,6 +25,16 @@ def column_polarity(signal: str | None) -> int | None:
     return None
 
 
+def shows_light_columns(signal: str | None, micrograph=None) -> bool:
+    """Whether the image shows light columns (O, N, C) beside heavy ones, as annular bright field,
+    bright field and iDPC do and HAADF hardly does. ``signal`` ``auto`` (or None) reads the
+    micrograph's ``metadata['signal']``; unknown counts as HAADF-like."""
+    if signal is None or str(signal).strip().lower() == "auto":
+        signal = (micrograph.metadata.get("signal") if micrograph is not None else None) or ""
+    words = str(signal).upper().replace("-", " ").replace("_", " ").split()
+    return column_polarity(signal) == -1 or any(w.endswith("DPC") for w in words)
+
+
 def check_signal(signal: str) -> None:
     """Raise ``AutomatError`` for a ``signal`` argument that is neither ``auto`` nor a known signal."""
     if str(signal).strip().lower() != "auto" and column_polarity(signal) is None:

@@ -32,7 +32,7 @@ from ..model import AutomatError, Progress, no_progress
 from .table import ProjectionTable
 
 FORMAT = "napari-automat-templates"
-VERSION = 3
+VERSION = 4
 FILENAME = f"templates-v{VERSION}.npz"
 #: Projections whose visible cell is longer than this are not resolvable [Å].
 MAX_CELL_A = 12.0
@@ -107,9 +107,9 @@ def _compact(structure) -> dict:
             "frac": np.round(np.mod(structure.frac_coords, 1.0), 6).tolist()}
 
 
-def _pattern_dict(kind: str, pattern, elements: list[str], visible: list[int], own: bool) -> dict:
+def _pattern_dict(kind: str, pattern, elements: list[str], visible: list[int], own: bool, light: bool) -> dict:
     counts = [[round(c.get(el, 0.0), 4) for el in elements] for c in pattern.composition]
-    return {"kind": kind, "visible": visible, "own": own, "basis": np.round(pattern.basis_frac3, 6).tolist(),
+    return {"kind": kind, "visible": visible, "own": own, "light": light, "basis": np.round(pattern.basis_frac3, 6).tolist(),
             "cell": np.round(pattern.cell_A, 5).tolist(), "frac": np.round(pattern.frac, 4).tolist(),
             "counts": counts}
 
@@ -131,7 +131,8 @@ def visibility_subsets(counts: np.ndarray, own_z: np.ndarray, z_exponent: float 
     for its own species first (all columns above :data:`VISIBLE_FRACTION`, then only those above
     :data:`STRONG_FRACTION`), then the most frequent ones over every assignment of the scenario
     atomic numbers to its species (the columns a decorated prototype may show), at most
-    ``MAX_SUBSETS`` in all."""
+    ``MAX_SUBSETS``; and every column, as annular bright field, bright field and iDPC show them
+    (O beside Sr in SrTiO3)."""
     counts = np.asarray(counts, float)
     zs = [np.asarray(own_z, float)]
     if counts.shape[1] <= DECORATED_SPECIES:
@@ -142,24 +143,28 @@ def visibility_subsets(counts: np.ndarray, own_z: np.ndarray, z_exponent: float 
     own = list(dict.fromkeys(keys[0]))
     tally = Counter(k for pair in keys[1:] for k in pair)
     rest = [k for k, _ in tally.most_common() if k not in own]
-    return (own + rest)[:MAX_SUBSETS], len(own)
+    subsets = (own + rest)[:MAX_SUBSETS]
+    every = tuple(range(len(counts)))
+    return subsets + ([every] if every not in subsets else []), len(own)
 
 
 def visible_patterns(full, elements: list[str], subsets: list[tuple], n_own: int) -> list[dict]:
     """Library records of the resolvable visible patterns of one projection (``full``: all its
     columns): per visible set the translation cell by composition and, when larger, by geometry.
-    The first ``n_own`` sets are those of the entry's own species."""
+    The first ``n_own`` sets are those of the entry's own species; ``light`` marks the set of every
+    column (what light-column signals show)."""
     from .projection import subpattern, translation_cell
 
     out = []
     for k, visible in enumerate(subsets):
+        light = len(visible) == len(full.frac)
         sub = subpattern(full, list(visible))
         vis = translation_cell(sub)
         if _resolvable(vis):
-            out.append(_pattern_dict("weighted", vis, elements, list(visible), k < n_own))
+            out.append(_pattern_dict("weighted", vis, elements, list(visible), k < n_own, light))
         geo = translation_cell(sub, labelled=False)
         if abs(geo.area_A2 - vis.area_A2) > 1e-3 * vis.area_A2 and _resolvable(geo):
-            out.append(_pattern_dict("geometric", geo, elements, list(visible), k < n_own))
+            out.append(_pattern_dict("geometric", geo, elements, list(visible), k < n_own, light))
     return out
 
 
@@ -210,7 +215,7 @@ def _fingerprint(compact: dict, is_2d: bool) -> str:
 def _build_parameters() -> dict:
     return {"z_exponent": Z_EXPONENT, "visible_fraction": VISIBLE_FRACTION, "strong_fraction": STRONG_FRACTION,
             "max_index": MAX_INDEX, "max_cell_A": MAX_CELL_A, "min_separation_A": MIN_SEPARATION_A,
-            "max_subsets": MAX_SUBSETS, "scenario_z": list(SCENARIO_Z)}
+            "max_subsets": MAX_SUBSETS, "scenario_z": list(SCENARIO_Z), "light_patterns": True}
 
 
 def _deduplicate(sources: list, progress: Progress, pool) -> list[dict]:

@@ -62,6 +62,9 @@ UNCOMMON_STATE = 0.3
 LIGHT_Z = 9
 #: Score factor per symmetry-distinct site beyond one per element.
 SIMPLICITY = 0.9
+#: Z-contrast exponent of light-column signals (annular bright field, bright field, iDPC), whose
+#: column contrast grows far more slowly with Z than HAADF's.
+LIGHT_Z_EXPONENT = 0.25
 
 
 class _Index:
@@ -81,8 +84,9 @@ class _Index:
         self.proj = table.pat_proj
         self.entry = table.proj_entry[table.pat_proj]
         # Rows showing the columns visible with the entry's own species (at the build's Z exponent),
-        # with and without the faint ones.
+        # with and without the faint ones; rows showing every column (light-column signals).
         self.own = table.pat_own
+        self.light = table.pat_light
         self.lengths, self.gammas = _settings_metric(table.pat_cell.astype(float))
         # Reduced cell lengths (log Å), sorted by the shorter, to find the rows a lattice can match.
         log_ab = np.log(self.lengths[:, 0])
@@ -357,12 +361,16 @@ def _normalise_hint(elements) -> tuple[str, ...]:
 
 
 def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top_k: int = 10,
-             z_exponent: float = 1.7, progress: Progress = no_progress) -> list[TemplateHit]:
+             z_exponent: float = 1.7, light_columns: bool = False,
+             progress: Progress = no_progress) -> list[TemplateHit]:
     """Rank the template projections against the measured ``lattice`` (and its motif), best first.
 
     ``elements`` is an optional hint such as ``("Sr", "Ti", "O")``; prototypes with as many species
     are then also decorated with these elements. ``z_exponent`` sets the Z-contrast of the columns
-    (which columns are visible was fixed when the library was built). Scores are in [0, 1];
+    (which columns are visible was fixed when the library was built). ``light_columns``: the image
+    shows light columns too (annular bright field, bright field, iDPC), so templates are also
+    matched with every column visible, and intensities compare with :data:`LIGHT_Z_EXPONENT`
+    instead. Scores are in [0, 1];
     ``details`` holds the partial scores, the fitted scale, the ambiguity (score gap to the next
     different formula among the scored candidates: rows that cannot reach the top ``top_k`` are
     not scored) and
@@ -374,6 +382,8 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     library = library if library is not None else load_library(progress=progress)
     progress(0.0, "retrieving templates")
     hint = _normalise_hint(elements)
+    if light_columns:
+        z_exponent = LIGHT_Z_EXPONENT
     idx = _index(library)
     meas = measured_cell(lattice)
     cell = meas[0]
@@ -402,7 +412,8 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     # Upper bounds of the score (lattice, scale and element factors; the motif factors are at most 1)
     # of the rows taken as they are ...
     el_scores = _element_scores(library, hint)
-    exact = idx.own[rows] & (np.abs(scale_best) <= MAX_SCALE) & ~decoratable[idx.entry[rows]]
+    own = (idx.own | idx.light)[rows] if light_columns else idx.own[rows]
+    exact = own & (np.abs(scale_best) <= MAX_SCALE) & ~decoratable[idx.entry[rows]]
     shape_score = np.exp(-0.5 * (shape_best / SIGMA_SHAPE) ** 2)
     bounds = shape_score * np.exp(-0.5 * (scale_best / SIGMA_SCALE) ** 2) * el_scores[idx.entry[rows]] \
         * idx.simplicity[idx.entry[rows]]
@@ -410,7 +421,7 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     # ... and of the decorated prototypes (options: decoration, z per element, expected scale,
     # element score, scale sigma).
     if decoratable.any():
-        for r, opts in _decorated_options(library, idx, hint, decoratable, rows, scale_best).items():
+        for r, opts in _decorated_options(library, idx, hint, decoratable, rows, scale_best, light_columns).items():
             i = at[r]
             factors = [_option_factors(idx, r, opt, scale_best[i], z_exponent) for opt in opts]
             bound = shape_score[i] * idx.simplicity[idx.entry[r]] * max(
@@ -501,9 +512,10 @@ def _option_factors(idx: _Index, r: int, option: tuple, log_scale: float, z_expo
 
 
 def _decorated_options(library, idx: _Index, hint, decoratable: np.ndarray, rows: np.ndarray,
-                       scale_best: np.ndarray) -> dict[int, list]:
+                       scale_best: np.ndarray, light_columns: bool) -> dict[int, list]:
     """Options of the filtered ``rows`` of ``decoratable`` entries, decorated with the hint: the rows
-    that show the columns visible with the new species and whose scale fits."""
+    that show the columns visible with the new species (or, with ``light_columns``, every column)
+    and whose scale fits."""
     from .library import Z_EXPONENT
 
     lo, hi = math.log(DECORATED_SCALE[0]), math.log(DECORATED_SCALE[1])
@@ -521,7 +533,10 @@ def _decorated_options(library, idx: _Index, hint, decoratable: np.ndarray, rows
                                 if any(k != v for k, v in d["mapping"].items())]
         for d in cache[(e, hint)]:
             for pi in pis:
-                for r in (r for key in idx.visible_keys(pi, d["z"], Z_EXPONENT) for r in idx.rows(pi, key)):
+                keys = idx.visible_keys(pi, d["z"], Z_EXPONENT)
+                if light_columns:
+                    keys += (tuple(range(len(idx.full_counts(pi)))),)
+                for r in (r for key in keys for r in idx.rows(pi, key)):
                     if r in fitting:
                         options.setdefault(r, []).append((d, d["z"], d["scale"], 0.5 + 0.4 * d["likelihood"],
                                                           SIGMA_SCALE_DECORATED))

@@ -57,12 +57,14 @@ def require_calibration(image: Optional[Micrograph]) -> None:
 def retrieve_hits(columns: Columns, image: Optional[Micrograph], elements=(), top_k: int = 10,
                   z_exponent: float = 1.7, progress: Progress = no_progress):
     """``(hits, lattice, columns)``: the lattice of the columns and the best templates for it."""
+    from ...detect.signal import shows_light_columns
     from ...templates import load_library, retrieve
 
     require_calibration(image)
     lattice, labelled = fit_lattice(columns, image, lambda f, m="": progress(0.2 * f, m))
     library = load_library(None, progress=lambda f, m="": progress(0.2 + 0.3 * f, m))
     hits = retrieve(lattice, elements=tuple(elements), library=library, top_k=top_k, z_exponent=z_exponent,
+                    light_columns=shows_light_columns("auto", image),
                     progress=lambda f, m="": progress(0.5 + 0.5 * f, m))
     from ...templates.overlay import add_image_residuals
 
