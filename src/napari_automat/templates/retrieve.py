@@ -10,10 +10,14 @@ Score = lattice shape × lattice scale × column positions × Z-contrast × elem
   they are, so faint columns may be missed);
 * Z-contrast: log site intensities against log ``Σ Z^n`` of the matched columns, up to a factor;
 * elements: 1 when the template has the hinted elements, 0.5–0.9 for a prototype decorated with
-  them (plausible oxidation states, data-mined substitution probability), low otherwise;
+  them (plausible oxidation states, data-mined substitution probability; intermetallics need no
+  charge balance), low otherwise;
 * simplicity: :data:`SIMPLICITY` per symmetry-distinct site beyond one per element, so that of
   structures a projection cannot tell apart the simplest is preferred (cubic SrTiO3, 3 sites,
   over its tilted I4/mcm and Pnma variants, 4, when the image shows no superstructure).
+
+Signals that show light columns (annular bright field, bright field, iDPC) are matched against the
+templates with every column visible as well, with a flatter Z-contrast (:data:`LIGHT_Z_EXPONENT`).
 """
 
 from __future__ import annotations
