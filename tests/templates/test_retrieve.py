@@ -189,3 +189,14 @@ def test_light_columns_bring_in_every_column(small_library):
     assert light[0].score > 0.8
     haadf = retrieve(lat, ("Sr", "Ti", "O"), library=small_library)
     assert not haadf or haadf[0].score < 0.1
+
+
+def test_element_score_follows_the_hint():
+    """Light elements may be left out of a hint; a heavy element it does not name rules a template out."""
+    from napari_automat.templates.retrieve import _element_score
+
+    assert _element_score(["Sr", "Ti", "O"], ("Sr", "Ti", "O")) == 1.0
+    assert _element_score(["Sr", "Ti", "O"], ("Sr", "Ti")) == 0.8
+    assert 0 < _element_score(["Sr", "O"], ("Sr", "Ti", "O")) < 0.1
+    assert _element_score(["Cs", "Pd", "S"], ("Pd",)) == 0.0
+    assert _element_score(["Cs", "Pd", "S"], ()) == 1.0

@@ -11,7 +11,8 @@ Score = lattice shape × lattice scale × column positions × Z-contrast × elem
 * Z-contrast: log site intensities against log ``Σ Z^n`` of the matched columns, up to a factor;
 * elements: 1 when the template has the hinted elements, 0.5–0.9 for a prototype decorated with
   them (plausible oxidation states, data-mined substitution probability; intermetallics need no
-  charge balance), low otherwise;
+  charge balance), 0.8 with light elements (Z ≤ 9) the hint left out, low when it lacks hinted
+  elements, 0 when it has a heavier element the hint does not name;
 * simplicity: :data:`SIMPLICITY` per symmetry-distinct site beyond one per element, so that of
   structures a projection cannot tell apart the simplest is preferred (cubic SrTiO3, 3 sites,
   over its tilted I4/mcm and Pnma variants, 4, when the image shows no superstructure).
@@ -343,8 +344,10 @@ def _element_score(elements: list[str], hint: tuple[str, ...]) -> float:
     have, want = set(elements), set(hint)
     if not want or have == want:
         return 1.0
-    if want < have and all(Element(el).Z <= LIGHT_Z for el in have - want):
-        return 0.8
+    if any(Element(el).Z > LIGHT_Z for el in have - want):
+        return 0.0  # the hint rules out a heavy element it does not name
+    if want < have:
+        return 0.8  # light elements the hint may leave out
     return 0.1 * len(have & want) / len(have | want)
 
 
