@@ -30,6 +30,19 @@ def test_candidates_are_distinct_same_elements_and_within_the_window():
     assert S.stability_candidates(hits, 1) == [0]
 
 
+def test_site_assignments_of_one_prototype_are_distinct_candidates():
+    """Cs on the A site and Pb on the B site of a cubic perovskite, or the other way round: one
+    formula and space group, two crystals that a [111] projection cannot tell apart."""
+    def perovskite(a_site, b_site):
+        return Structure.from_spacegroup(221, Lattice.cubic(5.87), [a_site, b_site, "Br"],
+                                         [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]])
+
+    hits = [_hit("CsPbBr3", "Pm-3m", 0.55, perovskite("Pb", "Cs")),
+            _hit("CsPbBr3", "Pm-3m", 0.55, perovskite("Pb", "Cs")),  # the same from another source
+            _hit("CsPbBr3", "Pm-3m", 0.54, perovskite("Cs", "Pb"))]
+    assert S.stability_candidates(hits, 5) == [0, 2]
+
+
 def test_rerank_weights_score_by_formation_energy(monkeypatch):
     import napari_automat.energy.backends as B
     import napari_automat.energy.references as F

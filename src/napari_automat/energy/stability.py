@@ -69,21 +69,30 @@ def _structure_key(hit: TemplateHit) -> tuple:
     return hit.formula, hit.details.get("spacegroup_number")
 
 
+def _same_structure(a, b) -> bool:
+    """Whether two template structures are one (up to scale, setting and origin)."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    return StructureMatcher(scale=True, attempt_supercell=False).fit(a, b)
+
+
 def stability_candidates(hits: list[TemplateHit], max_candidates: int) -> list[int]:
-    """Indices of the distinct (formula, space group) hits worth checking: the top hit's elements,
-    score within :data:`SCORE_WINDOW` of the best, at most ``max_candidates``."""
+    """Indices of the distinct hits worth checking: the top hit's elements, score within
+    :data:`SCORE_WINDOW` of the best, at most ``max_candidates``. Hits with the same formula and
+    space group count as one unless their structures differ: another assignment of the species to
+    a prototype's sites (Pb on the A or on the B site of a perovskite, Ni or Sn on the tetrahedral
+    site of a half-Heusler) projects alike but is a different crystal."""
     if not hits:
         return []
     elements = {el.symbol for el in hits[0].structure.composition} if hits[0].structure is not None else None
-    seen, out = set(), []
+    out: list[int] = []
     for i, hit in enumerate(hits):
         if len(out) >= max_candidates or hit.score < SCORE_WINDOW * hits[0].score:
             break
         if hit.structure is None or {el.symbol for el in hit.structure.composition} != elements:
             continue
-        key = _structure_key(hit)
-        if key not in seen:
-            seen.add(key)
+        if not any(_structure_key(hits[j]) == _structure_key(hit) and _same_structure(hits[j].structure, hit.structure)
+                   for j in out):
             out.append(i)
     return out
 
