@@ -169,6 +169,7 @@ def test_intermetallic_decorations():
     assert mappings(["Cs", "Cl"], "CsCl", ("Al", "Fe")) == []  # no AlFe on the ionic CsCl prototype
     assert mappings(["Fe", "Co"], "FeCo", ("Al", "Fe"))  # but on the metallic B2 FeCo
     assert {"Al": "Al", "Cr": "Ti", "C": "N"} in mappings(["Al", "Cr", "C"], "AlCr2C", ("Ti", "Al", "N"))
+    assert {"Al": "Sr", "Cr": "Ti", "C": "O"} not in mappings(["Al", "Cr", "C"], "AlCr2C", ("Sr", "Ti", "O"))
 
 
 def test_light_columns_bring_in_every_column(small_library):

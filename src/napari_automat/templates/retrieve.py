@@ -65,6 +65,8 @@ MAX_GUESS_ATOMS = 12
 UNCOMMON_STATE = 0.3
 #: Elements that may be missing from a hint (light, often invisible in HAADF).
 LIGHT_Z = 9
+#: Non-metals that take each other's interstitial sites in carbides, nitrides and borides.
+INTERSTITIAL = {"B", "C", "N"}
 #: Score factor per symmetry-distinct site beyond one per element.
 SIMPLICITY = 0.9
 #: Z-contrast exponent of light-column signals (annular bright field, bright field, iDPC), whose
@@ -299,6 +301,16 @@ def _metallic(el: str) -> bool:
     return Element(el).is_metal or Element(el).is_metalloid
 
 
+def _same_kind(old: str, new: str) -> bool:
+    """Whether ``new`` may take ``old``'s site in an intermetallic: metal or metalloid for metal or
+    metalloid, a non-metal of the same group, or B, C and N for each other (carbides, nitrides)."""
+    from pymatgen.core import Element
+
+    if _metallic(old) or _metallic(new):
+        return _metallic(old) and _metallic(new)
+    return Element(old).group == Element(new).group or {old, new} <= INTERSTITIAL
+
+
 def _decorations(entry: dict, hint: tuple[str, ...]) -> list[dict]:
     """Plausible assignments of the hinted elements to the species of a prototype, with the
     substitution likelihood (0..1; times :data:`UNCOMMON_STATE` per element whose charge balance
@@ -318,7 +330,7 @@ def _decorations(entry: dict, hint: tuple[str, ...]) -> list[dict]:
         # No charge balance for intermetallics: metals and metalloids only (NiTiSn on MgAgAs), or a
         # prototype that has no balanced states itself (Cr2AlC) decorated kind for kind (Ti2AlN).
         alloy = (metallic and all(map(_metallic, perm))) or (
-            old_oxi is None and all(_metallic(o) == _metallic(n) for o, n in mapping.items()))
+            old_oxi is None and all(_same_kind(o, n) for o, n in mapping.items()))
         if guess is None and not alloy:
             continue
         uncommon, new_oxi = (0, None) if guess is None or alloy else guess
