@@ -1,10 +1,11 @@
 """Retrieval alone against one or more template libraries: query time and top-1/top-5 formula
 rate with and without the element hint, on the measured lattices of benchmark samples.
 
-The lattices (read → denoise → detect → lattice, as ``automat run``) are computed once and cached
-next to the benchmark, so libraries are compared on identical queries::
+The lattices (read → denoise → detect → lattice, as ``automat run``) of the samples in the
+benchmark's manifest are computed once and cached next to it, so libraries are compared on
+identical queries; ABF samples are matched with ``light_columns``::
 
-    python scripts/retrieval_speed.py --bench /tmp/bench-full --library A.json.gz --library B.json.gz
+    python scripts/retrieval_speed.py --bench /tmp/bench-full --library A.npz --library B.npz
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from pathlib import Path
 def measured_lattices(bench: Path, limit: int) -> list[dict]:
     """``{"id", "tier", "formula", "elements", "generalisation", "lattice"}`` per sample (cached)."""
     from napari_automat.config import PipelineConfig
+    from napari_automat.detect.signal import shows_light_columns
     from napari_automat.model import AutomatError
     from napari_automat.pipeline import denoise_stage, detect_stage, lattice_stage, start
 
     cache = bench / "lattices.pkl"
     done = pickle.loads(cache.read_bytes()) if cache.exists() else {}
-    metas = [json.loads(p.read_text()) for p in sorted(bench.glob("samples/*/*/meta.json"))]
+    manifest = json.loads((bench / "manifest.json").read_text())["samples"]
+    metas = sorted(manifest, key=lambda m: (m["tier"], m["id"]))
     metas = metas[::max(1, len(metas) // limit)][:limit] if limit else metas
     out = []
     for meta in metas:
@@ -43,6 +46,7 @@ def measured_lattices(bench: Path, limit: int) -> list[dict]:
         if done[meta["id"]] is not None:
             out.append({"id": meta["id"], "tier": meta["tier"], "formula": meta["formula"],
                         "elements": tuple(meta.get("elements", ())),
+                        "light": shows_light_columns(meta.get("detector")),
                         "generalisation": bool(meta.get("generalisation")), "lattice": done[meta["id"]]})
     return out
 
@@ -65,10 +69,10 @@ def evaluate(library_path: str, samples: list[dict]) -> dict:
         for s in samples:
             hint = s["elements"] if mode == "hint" else ()
             t = time.perf_counter()
-            hits = retrieve(s["lattice"], elements=hint, library=library)
+            hits = retrieve(s["lattice"], elements=hint, library=library, light_columns=s["light"])
             first.append(time.perf_counter() - t)
             t = time.perf_counter()
-            retrieve(s["lattice"], elements=hint, library=library)
+            retrieve(s["lattice"], elements=hint, library=library, light_columns=s["light"])
             warm.append(time.perf_counter() - t)
             formulas = [Composition(h.formula).reduced_formula for h in hits]
             truth = Composition(s["formula"]).reduced_formula
