@@ -153,7 +153,7 @@ def test_thousands_of_columns_per_second():
 
 @pytest.mark.parametrize("signal, metadata, light", [
     ("ABF", None, True), ("BF", None, True), ("iDPC", None, True), ("HAADF", None, False),
-    ("auto", "ABF", True), ("auto", "HAADF", False), ("auto", None, False), (None, "LAABF", True)])
+    ("auto", "ABF", True), ("auto", "HAADF", False), ("auto", None, None), (None, "LAABF", True)])
 def test_light_column_signals(signal, metadata, light):
     from napari_automat.detect.signal import shows_light_columns
 

@@ -190,6 +190,10 @@ def test_light_columns_bring_in_every_column(small_library):
     assert light[0].score > 0.8
     haadf = retrieve(lat, ("Sr", "Ti", "O"), library=small_library)
     assert not haadf or haadf[0].score < 0.1
+    unknown = retrieve(lat, ("Sr", "Ti", "O"), library=small_library, light_columns=None)  # signal not recorded
+    assert unknown[0].formula == "SrTiO3" and unknown[0].details["light_columns"]
+    unknown = retrieve(sto_lattice(), ("Sr", "Ti", "O"), library=small_library, light_columns=None)
+    assert unknown[0].formula == "SrTiO3" and not unknown[0].details["light_columns"]
 
 
 def test_element_score_follows_the_hint():

@@ -25,14 +25,16 @@ def column_polarity(signal: str | None) -> int | None:
     return None
 
 
-def shows_light_columns(signal: str | None, micrograph=None) -> bool:
+def shows_light_columns(signal: str | None, micrograph=None) -> bool | None:
     """Whether the image shows light columns (O, N, C) beside heavy ones, as annular bright field,
-    bright field and iDPC do and HAADF hardly does. ``signal`` ``auto`` (or None) reads the
-    micrograph's ``metadata['signal']``; unknown counts as HAADF-like."""
+    bright field and iDPC do and HAADF hardly does; None when the signal is unknown. ``signal``
+    ``auto`` (or None) reads the micrograph's ``metadata['signal']``."""
     if signal is None or str(signal).strip().lower() == "auto":
         signal = (micrograph.metadata.get("signal") if micrograph is not None else None) or ""
     words = str(signal).upper().replace("-", " ").replace("_", " ").split()
-    return column_polarity(signal) == -1 or any(w.endswith("DPC") for w in words)
+    if column_polarity(signal) == -1 or any(w.endswith("DPC") for w in words):
+        return True
+    return False if column_polarity(signal) == 1 else None
 
 
 def check_signal(signal: str) -> None:

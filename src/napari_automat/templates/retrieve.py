@@ -72,6 +72,8 @@ SIMPLICITY = 0.9
 #: Z-contrast exponent of light-column signals (annular bright field, bright field, iDPC), whose
 #: column contrast grows far more slowly with Z than HAADF's.
 LIGHT_Z_EXPONENT = 0.25
+#: With the signal unknown, the light-column match is kept when its best score is this much higher.
+LIGHT_MARGIN = 1.25
 
 
 class _Index:
@@ -380,7 +382,7 @@ def _normalise_hint(elements) -> tuple[str, ...]:
 
 
 def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top_k: int = 10,
-             z_exponent: float = 1.7, light_columns: bool = False,
+             z_exponent: float = 1.7, light_columns: Optional[bool] = False,
              progress: Progress = no_progress) -> list[TemplateHit]:
     """Rank the template projections against the measured ``lattice`` (and its motif), best first.
 
@@ -389,7 +391,8 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     (which columns are visible was fixed when the library was built). ``light_columns``: the image
     shows light columns too (annular bright field, bright field, iDPC), so templates are also
     matched with every column visible, and intensities compare with :data:`LIGHT_Z_EXPONENT`
-    instead. Scores are in [0, 1];
+    instead; None (signal unknown): both ways, and the light-column match is kept when its best
+    hit scores :data:`LIGHT_MARGIN` times higher (``details['light_columns']`` says which). Scores are in [0, 1];
     ``details`` holds the partial scores, the fitted scale, the ambiguity (score gap to the next
     different formula among the scored candidates: rows that cannot reach the top ``top_k`` are
     not scored) and
@@ -399,6 +402,14 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     from .library import load_library
 
     library = library if library is not None else load_library(progress=progress)
+    if light_columns is None:
+        kwargs = {"elements": elements, "library": library, "top_k": top_k, "z_exponent": z_exponent}
+        dark = retrieve(lattice, light_columns=False, progress=progress, **kwargs)
+        light = retrieve(lattice, light_columns=True, **kwargs)
+        best = light if light and (not dark or light[0].score > LIGHT_MARGIN * dark[0].score) else dark
+        for hit in best:
+            hit.details["light_columns"] = best is light
+        return best
     progress(0.0, "retrieving templates")
     hint = _normalise_hint(elements)
     if light_columns:
