@@ -68,6 +68,30 @@ def test_rules_planner_retries_when_too_few_columns():
     assert len(retries) == 2
 
 
+@pytest.mark.parametrize("retry_agrees", [True, False])
+def test_rules_planner_retries_when_the_lattice_disagrees_with_the_fft(srtio3_image, monkeypatch, retry_agrees):
+    """A lattice 50% off the Fourier transform is detected again with stronger settings; the retry's
+    lattice is used when it agrees, else the first one is kept."""
+    from napari_automat import pipeline
+
+    stage, weight = pipeline.STAGES["lattice"]
+    lattices = []
+
+    def lattice_stage(result, config, progress):
+        stage(result, config, progress)
+        agrees = retry_agrees and lattices
+        result.lattice.fft_mismatch = 0.01 if agrees else 0.5
+        lattices.append(result.lattice)
+
+    monkeypatch.setitem(pipeline.STAGES, "lattice", (lattice_stage, weight))
+    messages = []
+    result = run_agent(srtio3_image, CONFIG, planner="rules", on_message=messages.append).result
+    retries = [m for m in messages if m["role"] == "planner" and m["content"].startswith("retry")]
+    assert len(retries) == (1 if retry_agrees else 2)
+    assert result.lattice is (lattices[1] if retry_agrees else lattices[0])
+    assert result.reconstruction.to_dict()["reduced_formula"] == "SrTiO3"
+
+
 def test_llm_drives_the_tools(srtio3_image):
     client = ScriptedClient([
         [("denoise", {"method": "auto"})],

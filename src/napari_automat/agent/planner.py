@@ -1,6 +1,7 @@
 """The deterministic planner: runs the tools in chain order with quality gates.
 
-Gates: too few columns or no lattice → stronger denoising and a lower threshold, then retry;
+Gates: too few columns, no lattice, or a lattice that disagrees with the Fourier transform → stronger
+denoising and a lower threshold, then retry;
 weak retrieval → flagged; candidates that project alike → compared by formation energy (with an
 energy model); a candidate that fails to reconstruct → the next one; large lattice drift during
 relaxation → flagged.
@@ -20,6 +21,11 @@ WEAK_SCORE = 0.5
 DETECTION_ATTEMPTS = [(None, None, None), ("auto", 2.0, 0.8), ("nlm", 3.0, 0.6)]
 #: How many candidates to try when reconstruction fails.
 MAX_CANDIDATES = 3
+#: A lattice whose basis differs from the Fourier transform's by more than this (relative) is
+#: detected again with the stronger settings; the first one is kept if no retry agrees better.
+FFT_RETRY = 0.2
+#: Result fields the detection attempts set.
+_DETECTION_FIELDS = ("denoised", "denoise_info", "columns", "lattice", "first_pass", "warnings")
 
 
 def plan(result: PipelineResult, say: Callable[[str, str, dict | None], None],
@@ -38,8 +44,11 @@ def plan(result: PipelineResult, say: Callable[[str, str, dict | None], None],
         say("tool_result", _result_text(tool, out), out)
         return out
 
-    # Denoise, detect and fit the lattice, retrying with stronger settings when too little is found.
+    # Denoise, detect and fit the lattice, retrying with stronger settings when too little is found
+    # or the lattice disagrees with the Fourier transform.
+    warnings, first_found = list(result.warnings), None
     for attempt, (method, strength, threshold) in enumerate(DETECTION_ATTEMPTS):
+        result.warnings = list(warnings)
         if attempt:
             say("planner", f"retry {attempt}: stronger denoising ({method}, ×{strength}) and threshold ×{threshold}", None)
         step("denoise", "denoise", {"method": method or config.denoise_method,
@@ -53,13 +62,25 @@ def plan(result: PipelineResult, say: Callable[[str, str, dict | None], None],
                 raise AutomatError(f"the given layer has only {count} columns; at least {MIN_COLUMNS} are needed")
             continue
         out = step("lattice", "fit_lattice")
-        if "error" not in out:
+        if "error" in out:
+            if user_columns:
+                raise AutomatError(out["error"])
+            continue
+        mismatch = result.lattice.fft_mismatch
+        if user_columns or not mismatch > FFT_RETRY:  # NaN (no clear spectrum) passes
+            first_found = None
             break
-        if user_columns:
-            raise AutomatError(out["error"])
+        say("planner", f"the column lattice differs from the Fourier transform by {100 * mismatch:.0f}%", None)
+        if first_found is None:
+            first_found = {name: getattr(result, name) for name in _DETECTION_FIELDS}
     else:
-        raise AutomatError("no lattice found after stronger denoising and lower thresholds: "
-                           "is this an atomic-resolution image with a visible lattice?")
+        if first_found is None:
+            raise AutomatError("no lattice found after stronger denoising and lower thresholds: "
+                               "is this an atomic-resolution image with a visible lattice?")
+    if first_found is not None:  # no retry agreed better with the Fourier transform
+        say("planner", "no retry agrees better with the Fourier transform: the first lattice is kept", None)
+        for name, value in first_found.items():
+            setattr(result, name, value)
     done = sum(weights[n] for n in ("denoise", "detect", "lattice")) / total
 
     out = step("retrieve", "retrieve_templates", {"elements": list(config.elements)} if config.elements else None)
