@@ -46,9 +46,9 @@ def plan(result: PipelineResult, say: Callable[[str, str, dict | None], None],
 
     # Denoise, detect and fit the lattice, retrying with stronger settings when too little is found
     # or the lattice disagrees with the Fourier transform.
-    warnings, first_found = list(result.warnings), None
+    base_warnings, first_found = list(result.warnings), None
     for attempt, (method, strength, threshold) in enumerate(DETECTION_ATTEMPTS):
-        result.warnings = list(warnings)
+        result.warnings = list(base_warnings)
         if attempt:
             say("planner", f"retry {attempt}: stronger denoising ({method}, ×{strength}) and threshold ×{threshold}", None)
         step("denoise", "denoise", {"method": method or config.denoise_method,

@@ -32,9 +32,10 @@ def shows_light_columns(signal: str | None, micrograph=None) -> bool | None:
     if signal is None or str(signal).strip().lower() == "auto":
         signal = (micrograph.metadata.get("signal") if micrograph is not None else None) or ""
     words = str(signal).upper().replace("-", " ").replace("_", " ").split()
-    if column_polarity(signal) == -1 or any(w.endswith("DPC") for w in words):
+    polarity = column_polarity(signal)
+    if polarity == -1 or any(w.endswith("DPC") for w in words):
         return True
-    return False if column_polarity(signal) == 1 else None
+    return False if polarity == 1 else None
 
 
 def check_signal(signal: str) -> None:

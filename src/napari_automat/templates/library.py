@@ -7,11 +7,13 @@ coordinates), its space group, its number of symmetry-distinct sites (``n_orbits
 provenance. A projection holds the zone axis, the integer
 vectors ``p, q`` of the projected cell, the period ``t_A`` [Å], the ``full`` column pattern in
 that cell and the visible patterns: for each set of visible columns (``visible``: indices into
-the full pattern; the entry's own species first, then the sets decorated prototypes may show),
+the full pattern; the entry's own species first, then the sets decorated prototypes may show,
+last every column, for signals that show light columns),
 the ``weighted`` translation cell (columns told apart by composition) and, when larger, the
 ``geometric`` one (positions alone). Each pattern has ``basis`` (cell vectors, fractional in the
 entry's cell), ``cell`` [Å], ``frac``, ``counts`` (atoms per period over the entry's ``elements``)
-and ``own`` (its columns are those visible with the entry's own species).
+``own`` (its columns are those visible with the entry's own species) and ``light`` (it shows
+every column).
 """
 
 from __future__ import annotations
@@ -109,9 +111,9 @@ def _compact(structure) -> dict:
 
 def _pattern_dict(kind: str, pattern, elements: list[str], visible: list[int], own: bool, light: bool) -> dict:
     counts = [[round(c.get(el, 0.0), 4) for el in elements] for c in pattern.composition]
-    return {"kind": kind, "visible": visible, "own": own, "light": light, "basis": np.round(pattern.basis_frac3, 6).tolist(),
-            "cell": np.round(pattern.cell_A, 5).tolist(), "frac": np.round(pattern.frac, 4).tolist(),
-            "counts": counts}
+    return {"kind": kind, "visible": visible, "own": own, "light": light,
+            "basis": np.round(pattern.basis_frac3, 6).tolist(), "cell": np.round(pattern.cell_A, 5).tolist(),
+            "frac": np.round(pattern.frac, 4).tolist(), "counts": counts}
 
 
 def _resolvable(pattern) -> bool:

@@ -22,8 +22,8 @@ import numpy as np
 KINDS = ("weighted", "geometric")
 #: Array names of a table, as stored in the library file.
 FIELDS = ("proj_entry", "proj_axis", "proj_p", "proj_q", "proj_t", "full_basis", "full_cell", "full_start",
-          "full_frac", "full_counts", "pat_proj", "pat_kind", "pat_own", "pat_light", "pat_basis", "pat_cell", "pat_start",
-          "pat_frac", "pat_counts", "vis_start", "vis_index", "proj_pat_start")
+          "full_frac", "full_counts", "pat_proj", "pat_kind", "pat_own", "pat_light", "pat_basis", "pat_cell",
+          "pat_start", "pat_frac", "pat_counts", "vis_start", "vis_index", "proj_pat_start")
 
 
 class ProjectionTable:
