@@ -140,3 +140,14 @@ def test_generation_resumes_and_redoes_changed_samples(quick, pool, monkeypatch)
     meta = generate_sample(changed, out)
     assert calls == [spec["id"], spec["id"]] and meta["dose_e_per_A2"] == changed["dose_e_per_A2"]
     generate_sample(spec, out)  # put the original back for the other tests
+
+
+def test_decorated_truths_use_the_smallest_prototype_cell(pool):
+    """Wurtzite takes the 4-atom 2H cell, not a 6H ZnS polytype squeezed to the 2H c (whose relaxed
+    truth energy came out as +9 eV/atom)."""
+    wurtzite = [c for c in pool if c.structure_type == "wurtzite"]
+    assert wurtzite and all(len(c.structure) == 4 for c in wurtzite)
+    for c in pool:  # no two atoms closer than 1 Å in any truth
+        if len(c.structure) > 1:
+            d = c.structure.distance_matrix
+            assert d[np.triu_indices(len(d), 1)].min() > 1.0, c.key

@@ -214,7 +214,9 @@ def candidates() -> list[Candidate]:
 
     library = load_library()
     known = {e["reduced_formula"] for e in library.entries}
-    types = {(e["reduced_formula"], e["spacegroup_number"]): i for i, e in enumerate(library.entries)}
+    types: dict[tuple, int] = {}  # the smallest cell of each formula and space group: 2H, not 6H, wurtzite ZnS
+    for i, e in sorted(enumerate(library.entries), key=lambda item: len(item[1]["structure"]["species"])):
+        types.setdefault((e["reduced_formula"], e["spacegroup_number"]), i)
     out = list(_elements(known)) + list(_monolayers(known, types)) + list(_decorated(library, types, known))
     return [c for c in out if c.axes]
 
