@@ -12,8 +12,7 @@ last every column, for signals that show light columns),
 the ``weighted`` translation cell (columns told apart by composition) and, when larger, the
 ``geometric`` one (positions alone). Each pattern has ``basis`` (cell vectors, fractional in the
 entry's cell), ``cell`` [Å], ``frac``, ``counts`` (atoms per period over the entry's ``elements``)
-``own`` (its columns are those visible with the entry's own species) and ``light`` (it shows
-every column).
+and ``own`` (its columns are those visible with the entry's own species).
 """
 
 from __future__ import annotations
@@ -109,11 +108,11 @@ def _compact(structure) -> dict:
             "frac": np.round(np.mod(structure.frac_coords, 1.0), 6).tolist()}
 
 
-def _pattern_dict(kind: str, pattern, elements: list[str], visible: list[int], own: bool, light: bool) -> dict:
+def _pattern_dict(kind: str, pattern, elements: list[str], visible: list[int], own: bool) -> dict:
     counts = [[round(c.get(el, 0.0), 4) for el in elements] for c in pattern.composition]
-    return {"kind": kind, "visible": visible, "own": own, "light": light,
-            "basis": np.round(pattern.basis_frac3, 6).tolist(), "cell": np.round(pattern.cell_A, 5).tolist(),
-            "frac": np.round(pattern.frac, 4).tolist(), "counts": counts}
+    return {"kind": kind, "visible": visible, "own": own, "basis": np.round(pattern.basis_frac3, 6).tolist(),
+            "cell": np.round(pattern.cell_A, 5).tolist(), "frac": np.round(pattern.frac, 4).tolist(),
+            "counts": counts}
 
 
 def _resolvable(pattern) -> bool:
@@ -153,20 +152,18 @@ def visibility_subsets(counts: np.ndarray, own_z: np.ndarray, z_exponent: float 
 def visible_patterns(full, elements: list[str], subsets: list[tuple], n_own: int) -> list[dict]:
     """Library records of the resolvable visible patterns of one projection (``full``: all its
     columns): per visible set the translation cell by composition and, when larger, by geometry.
-    The first ``n_own`` sets are those of the entry's own species; ``light`` marks the set of every
-    column (what light-column signals show)."""
+    The first ``n_own`` sets are those of the entry's own species."""
     from .projection import subpattern, translation_cell
 
     out = []
     for k, visible in enumerate(subsets):
-        light = len(visible) == len(full.frac)
         sub = subpattern(full, list(visible))
         vis = translation_cell(sub)
         if _resolvable(vis):
-            out.append(_pattern_dict("weighted", vis, elements, list(visible), k < n_own, light))
+            out.append(_pattern_dict("weighted", vis, elements, list(visible), k < n_own))
         geo = translation_cell(sub, labelled=False)
         if abs(geo.area_A2 - vis.area_A2) > 1e-3 * vis.area_A2 and _resolvable(geo):
-            out.append(_pattern_dict("geometric", geo, elements, list(visible), k < n_own, light))
+            out.append(_pattern_dict("geometric", geo, elements, list(visible), k < n_own))
     return out
 
 

@@ -95,7 +95,8 @@ class _Index:
         # Rows showing the columns visible with the entry's own species (at the build's Z exponent),
         # with and without the faint ones; rows showing every column (light-column signals).
         self.own = table.pat_own
-        self.light = table.pat_light
+        self.n_columns = np.diff(table.full_start)  # per projection
+        self.every = np.diff(table.vis_start) == self.n_columns[table.pat_proj]
         self.lengths, self.gammas = _settings_metric(table.pat_cell.astype(float))
         # Reduced cell lengths (log Å), sorted by the shorter, to find the rows a lattice can match.
         log_ab = np.log(self.lengths[:, 0])
@@ -442,7 +443,7 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     # Upper bounds of the score (lattice, scale and element factors; the motif factors are at most 1)
     # of the rows taken as they are ...
     el_scores = _element_scores(library, hint)
-    own = (idx.own | idx.light)[rows] if light_columns else idx.own[rows]
+    own = idx.own[rows] | idx.every[rows] if light_columns else idx.own[rows]
     exact = own & (np.abs(scale_best) <= MAX_SCALE) & ~decoratable[idx.entry[rows]]
     shape_score = np.exp(-0.5 * (shape_best / SIGMA_SHAPE) ** 2)
     bounds = shape_score * np.exp(-0.5 * (scale_best / SIGMA_SCALE) ** 2) * el_scores[idx.entry[rows]] \
@@ -565,7 +566,7 @@ def _decorated_options(library, idx: _Index, hint, decoratable: np.ndarray, rows
             for pi in pis:
                 keys = idx.visible_keys(pi, d["z"], Z_EXPONENT)
                 if light_columns:
-                    keys += (tuple(range(len(idx.full_counts(pi)))),)
+                    keys += (tuple(range(idx.n_columns[pi])),)
                 for r in (r for key in keys for r in idx.rows(pi, key)):
                     if r in fitting:
                         options.setdefault(r, []).append((d, d["z"], d["scale"], 0.5 + 0.4 * d["likelihood"],

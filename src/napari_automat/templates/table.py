@@ -3,9 +3,8 @@
 A projection record (what :func:`.library.entry_projections` makes and ``table[i]`` gives back) is
 ``{"entry", "zone_axis", "p", "q", "t_A", "full", "patterns"}``; ``full`` and each pattern hold
 ``basis`` (2, 3), ``cell`` (2, 2) [Å], ``frac`` (k, 2) and ``counts`` (k, n_elements of the entry);
-a pattern also has ``kind`` (``weighted`` or ``geometric``), ``visible`` (indices into ``full``),
-``own`` (it shows the columns visible with the entry's own species) and ``light`` (it shows every
-column, as signals that show light columns do, such as annular bright field).
+a pattern also has ``kind`` (``weighted`` or ``geometric``), ``visible`` (indices into ``full``)
+and ``own`` (it shows the columns visible with the entry's own species).
 
 The table stores them column-wise: one row per projection (``proj_*``), one per pattern (``pat_*``,
 grouped by projection), and the columns of every full pattern and pattern concatenated, found
@@ -22,8 +21,8 @@ import numpy as np
 KINDS = ("weighted", "geometric")
 #: Array names of a table, as stored in the library file.
 FIELDS = ("proj_entry", "proj_axis", "proj_p", "proj_q", "proj_t", "full_basis", "full_cell", "full_start",
-          "full_frac", "full_counts", "pat_proj", "pat_kind", "pat_own", "pat_light", "pat_basis", "pat_cell",
-          "pat_start", "pat_frac", "pat_counts", "vis_start", "vis_index", "proj_pat_start")
+          "full_frac", "full_counts", "pat_proj", "pat_kind", "pat_own", "pat_basis", "pat_cell", "pat_start",
+          "pat_frac", "pat_counts", "vis_start", "vis_index", "proj_pat_start")
 
 
 class ProjectionTable:
@@ -75,7 +74,6 @@ class ProjectionTable:
             "pat_proj": np.array([i for i, _ in pats], np.int32),
             "pat_kind": np.array([KINDS.index(p["kind"]) for p in patterns], np.int8),
             "pat_own": np.array([bool(p.get("own")) for p in patterns], bool),
-            "pat_light": np.array([bool(p.get("light")) for p in patterns], bool),
             "pat_basis": np.array([p["basis"] for p in patterns], np.float32).reshape(-1, 2, 3),
             "pat_cell": np.array([p["cell"] for p in patterns], np.float32).reshape(-1, 2, 2),
             "pat_start": starts([len(p["frac"]) for p in patterns]),
@@ -121,8 +119,7 @@ class ProjectionTable:
     def pattern(self, r: int) -> dict:
         """The record of pattern row ``r``."""
         return {"kind": KINDS[self.pat_kind[r]], "visible": list(self.visible(r)), "own": bool(self.pat_own[r]),
-                "light": bool(self.pat_light[r]), "basis": self.pat_basis[r].tolist(),
-                "cell": self.pat_cell[r].tolist(),
+                "basis": self.pat_basis[r].tolist(), "cell": self.pat_cell[r].tolist(),
                 "frac": self.pattern_frac(r).tolist(), "counts": self.pattern_counts(r).tolist()}
 
     def __getitem__(self, pi: int) -> dict:
