@@ -174,9 +174,6 @@ def retrieve_stage(result: PipelineResult, config: PipelineConfig, progress: Pro
     options = {"elements": config.elements, "library": library, "top_k": config.top_k,
                "z_exponent": config.z_exponent, "light_columns": shows_light_columns(config.signal, result.micrograph)}
     result.hits = retrieve(result.lattice, progress=progress, **options)
-    if options["light_columns"] is None and result.hits and result.hits[0].details.get("light_columns"):
-        result.warn("the signal is not recorded; the image fits templates best with their light columns "
-                    "visible, as in ABF or iDPC")
     if result.first_pass is not None:  # sites added by motif completion stay only if a template explains them
         first_hits = retrieve(result.first_pass[0], **options)
         with_sites = result.hits[0].score if result.hits else 0.0
@@ -186,6 +183,9 @@ def retrieve_stage(result: PipelineResult, config: PipelineConfig, progress: Pro
             result.warn(f"the motif sites added from the residual were dropped again: no template explains them "
                         f"(best score {with_sites:.2f} with them, {first_hits[0].score:.2f} without)")
         result.first_pass = None
+    if options["light_columns"] is None and result.hits and result.hits[0].details.get("light_columns"):
+        result.warn("the signal is not recorded; the image fits templates best with their light columns "
+                    "visible, as in ABF or iDPC")
     from .templates.overlay import add_image_residuals
 
     add_image_residuals(result.hits, result.lattice, result.analysed, result.columns)
