@@ -25,6 +25,14 @@ def test_small_library_contents(small_library):
     mos2 = [i for i, e in enumerate(small_library.entries) if e["id"] == "2d:MoS2-2H"][0]
     assert small_library.entries[mos2]["is_2d"]
     assert {tuple(p["zone_axis"]) for p in small_library.projections if p["entry"] == mos2} == {(0, 0, 1)}
+    # Layered crystals are marked and give monolayers: 2H-MoS2's layer is the ASE-built one (one
+    # entry, both provenances); CdI2's is new, a decoratable prototype like its crystal.
+    by_id = {e["id"]: e for e in small_library.entries}
+    assert by_id["aflow:AB2_hP6_194_c_f"]["layered"] and by_id["aflow:AB2_hP3_164_a_d"]["layered"]
+    assert "exfoliated" in {s["source"] for s in by_id["2d:MoS2-2H"]["sources"]}
+    sheet = by_id["2d:aflow:AB2_hP3_164_a_d"]
+    assert sheet["is_2d"] and sheet["decorate"] and sheet["spacegroup_number"] == 164
+    assert not any(e.get("layered") for e in small_library.entries if e["reduced_formula"] in ("Cu", "SrTiO3", "NaCl"))
     for p in small_library.projections:
         for pat in p["patterns"]:
             assert len(pat["frac"]) == len(pat["counts"]) >= 1

@@ -30,7 +30,8 @@ def structure(kind: str):
              "MgO": lambda: bulk("MgO", "rocksalt", a=4.212, cubic=True),
              "NaCl": lambda: bulk("NaCl", "rocksalt", a=5.64, cubic=True),
              "GaAs": lambda: bulk("GaAs", "zincblende", a=5.653, cubic=True),
-             "MoS2": lambda: mx2("MoS2", "2H", a=3.17, thickness=3.19, vacuum=7.5)}.get(kind)
+             "MoS2": lambda: mx2("MoS2", "2H", a=3.17, thickness=3.19, vacuum=7.5),
+             "TiS2": lambda: mx2("TiS2", "1T", a=3.41, thickness=2.85, vacuum=7.5)}.get(kind)
     if atoms is None:  # intermetallics: half-Heusler TiNiSn (Ni on the tetrahedral site) and B2 AlNi
         from pymatgen.core import Lattice, Structure
 
@@ -110,6 +111,7 @@ CASES = [  # (structure, zone axis, hint, expected formula)
     ("MgO", (0, 0, 1), ("Mg", "O"), "MgO"),
     ("GaAs", (1, 1, 0), ("Ga", "As"), "GaAs"),
     ("MoS2", (0, 0, 1), ("Mo", "S"), "MoS2"),
+    ("TiS2", (0, 0, 1), ("Ti", "S"), "TiS2"),
     ("TiNiSn", (1, 1, 0), ("Ti", "Ni", "Sn"), "TiNiSn"),
     ("AlNi", (0, 0, 1), ("Al", "Ni"), "AlNi"),
 ]
@@ -129,7 +131,11 @@ def test_projected_true_structures_are_retrieved(small_library, kind, axis, hint
     assert equivalent_axes(top.zone_axis, axis)
     if kind == "MoS2":
         assert top.details["is_2d"]  # the monolayer, not bulk 2H-MoS2 (mixed Mo+S columns)
-    if kind in ("MgO", "GaAs", "TiNiSn", "AlNi"):
+    if kind == "TiS2":  # a 1T sheet projects like bulk CdI2-type TiS2: the monolayer ranks first
+        assert top.details["is_2d"] and top.template_id.startswith("2d:aflow:AB2_hP3_164_a_d|")
+        bulk = next(h for h in hits if h.template_id.startswith("aflow:AB2_hP3_164_a_d|"))
+        assert bulk.details["plan_view"] < 1 and bulk.score == pytest.approx(top.score * bulk.details["plan_view"])
+    if kind in ("MgO", "GaAs", "TiNiSn", "AlNi", "TiS2"):
         assert top.details["decoration"] is not None  # from the rocksalt, zincblende, MgAgAs, FeCo prototypes
     rec = reconstruct(top, lat)
     assert rec.structure.composition.reduced_formula == formula

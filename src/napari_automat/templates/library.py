@@ -33,7 +33,7 @@ from ..model import AutomatError, Progress, no_progress
 from .table import ProjectionTable
 
 FORMAT = "napari-automat-templates"
-VERSION = 4
+VERSION = 5
 FILENAME = f"templates-v{VERSION}.npz"
 #: Projections whose visible cell is longer than this are not resolvable [Å].
 MAX_CELL_A = 12.0
@@ -217,17 +217,21 @@ def _build_parameters() -> dict:
             "max_subsets": MAX_SUBSETS, "scenario_z": list(SCENARIO_Z), "light_patterns": True}
 
 
-def _deduplicate(sources: list, progress: Progress, pool) -> list[dict]:
-    """Conventional standard cells of the sources, one per structure (StructureMatcher within
-    groups of equal reduced formula and space group); later duplicates add provenance only."""
+def _deduplicate(sources: list, progress: Progress, pool, entries: Optional[list[dict]] = None,
+                 span: tuple[float, float] = (0.05, 0.25)) -> list[dict]:
+    """Conventional standard cells of the sources appended to ``entries``, one per structure
+    (StructureMatcher within groups of equal reduced formula and space group); later duplicates
+    add provenance only. ``span``: the progress fraction to start at and the one to take."""
     from pymatgen.core.structure_matcher import StructureMatcher
 
     matcher = StructureMatcher()
+    entries = [] if entries is None else entries
     groups: dict[tuple, list[dict]] = {}
-    entries: list[dict] = []
+    for e in entries:
+        groups.setdefault((e["reduced_formula"], e["spacegroup_number"]), []).append(e)
     symmetry = pool.map(_conventional, [src.structure for src in sources], chunksize=8)
     for i, (src, (conv, number, symbol, system, n_orbits)) in enumerate(zip(sources, symmetry)):
-        progress(0.05 + 0.25 * i / len(sources), f"symmetry of {src.id}")
+        progress(span[0] + span[1] * i / len(sources), f"symmetry of {src.id}")
         key = (conv.composition.reduced_formula, number)
         provenance = {"id": src.id, "source": src.source, "description": src.description}
         twin = next((e for e in groups.get(key, []) if matcher.fit(e["_structure"], conv)), None)
@@ -246,6 +250,20 @@ def _deduplicate(sources: list, progress: Progress, pool) -> list[dict]:
         groups.setdefault(key, []).append(entry)
         entries.append(entry)
     return entries
+
+
+def _add_monolayers(entries: list[dict], progress: Progress, pool) -> None:
+    """Append the monolayers exfoliated from the layered bulk entries (deduplicated like the rest)
+    and mark those entries ``layered``: their plan view cannot tell one layer from the stack."""
+    from .exfoliate import exfoliated_source
+
+    progress(0.25, "finding layered crystals")
+    bulk = [e for e in entries if not e["is_2d"]]
+    layers = list(pool.map(exfoliated_source, [(e["id"], e["_structure"], e["decorate"]) for e in bulk], chunksize=16))
+    for e, layer in zip(bulk, layers):
+        if layer is not None:
+            e["layered"] = True
+    _deduplicate([layer for layer in layers if layer is not None], progress, pool, entries, span=(0.27, 0.03))
 
 
 def _previous_projections(path: Path) -> dict[str, list[dict]]:
@@ -277,7 +295,8 @@ def build_library(path=None, progress: Progress = no_progress, sources=None, wor
     sources = src_mod.all_sources() if sources is None else list(sources)
     previous = _previous_projections(target) if incremental and target.exists() else {}
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-        entries = _deduplicate(sources, progress, pool)
+        entries = _deduplicate(sources, progress, pool, span=(0.05, 0.2))
+        _add_monolayers(entries, progress, pool)
         todo = [i for i, e in enumerate(entries) if e["fingerprint"] not in previous]
         fresh = pool.map(entry_projections, [(entries[i]["_structure"], entries[i]["elements"], entries[i]["is_2d"])
                                           for i in todo], chunksize=4)

@@ -15,7 +15,9 @@ Score = lattice shape × lattice scale × column positions × Z-contrast × elem
   elements, 0 when it has a heavier element the hint does not name;
 * simplicity: :data:`SIMPLICITY` per symmetry-distinct site beyond one per element, so that of
   structures a projection cannot tell apart the simplest is preferred (cubic SrTiO3, 3 sites,
-  over its tilted I4/mcm and Pnma variants, 4, when the image shows no superstructure).
+  over its tilted I4/mcm and Pnma variants, 4, when the image shows no superstructure);
+* plan view: :data:`PLAN_VIEW_BULK` for a layered crystal along its layer normal, so that its
+  monolayer, which projects the same way, is preferred.
 
 Signals that show light columns (annular bright field, bright field, iDPC) are matched against the
 templates with every column visible as well, with a flatter Z-contrast (:data:`LIGHT_Z_EXPONENT`).
@@ -69,6 +71,10 @@ LIGHT_Z = 9
 INTERSTITIAL = {"B", "C", "N"}
 #: Score factor per symmetry-distinct site beyond one per element.
 SIMPLICITY = 0.9
+#: Score factor of a layered crystal seen along its layer normal: that view cannot tell one layer
+#: from the stack (1T TiS2, CdI2), and plan-view images of van der Waals materials are mostly of
+#: exfoliated flakes, so the monolayer ranks first and the bulk stays next to it.
+PLAN_VIEW_BULK = 0.97
 #: Z-contrast exponent of light-column signals (annular bright field, bright field, iDPC), whose
 #: column contrast grows far more slowly with Z than HAADF's.
 LIGHT_Z_EXPONENT = 0.25
@@ -92,6 +98,10 @@ class _Index:
         self.simplicity = SIMPLICITY ** np.array(extra_sites, float)
         self.proj = table.pat_proj
         self.entry = table.proj_entry[table.pat_proj]
+        layered = np.array([e.get("layered", False) for e in library.entries], bool)
+        plan_view = layered[table.proj_entry] & np.all(table.proj_axis == (0, 0, 1), axis=1)  # per projection
+        self.plan_view = np.where(plan_view[self.proj], PLAN_VIEW_BULK, 1.0)
+        self.prior = self.simplicity[self.entry] * self.plan_view  # per row
         # Rows showing the columns visible with the entry's own species (at the build's Z exponent),
         # with and without the faint ones; rows showing every column (light-column signals).
         self.own = table.pat_own
@@ -447,7 +457,7 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     exact = own & (np.abs(scale_best) <= MAX_SCALE) & ~decoratable[idx.entry[rows]]
     shape_score = np.exp(-0.5 * (shape_best / SIGMA_SHAPE) ** 2)
     bounds = shape_score * np.exp(-0.5 * (scale_best / SIGMA_SCALE) ** 2) * el_scores[idx.entry[rows]] \
-        * idx.simplicity[idx.entry[rows]]
+        * idx.prior[rows]
     candidates = [(float(bounds[i]), int(rows[i]), None, None) for i in np.flatnonzero(exact & (bounds > 0))]
     # ... and of the decorated prototypes (options: decoration, z per element, expected scale,
     # element score, scale sigma).
@@ -455,7 +465,7 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
         for r, opts in _decorated_options(library, idx, hint, decoratable, rows, scale_best, light_columns).items():
             i = at[r]
             factors = [_option_factors(idx, r, opt, scale_best[i], z_exponent) for opt in opts]
-            bound = shape_score[i] * idx.simplicity[idx.entry[r]] * max(
+            bound = shape_score[i] * idx.prior[r] * max(
                 (f[0] * f[1] * opt[3] for f, opt in zip(factors, opts) if f), default=0.0)
             if bound > 0:
                 candidates.append((bound, r, opts, factors))
@@ -481,7 +491,7 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
                 continue
             scale_score, variant = f
             score = shape_score[i] * scale_score * m["position"] * m["intensity"] * el_score * variant \
-                * idx.simplicity[e]
+                * idx.prior[r]
             tid = entry["id"] if deco is None else \
                 f"{entry['id']}|" + ",".join(deco["mapping"][x] for x in entry["elements"])
             key = (tid, tuple(int(x) for x in idx.table.proj_axis[pi]))
@@ -492,7 +502,8 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
                           "scale": math.exp(scale_best[i]), "shape": float(shape_best[i]),
                           "parts": {"lattice_shape": float(shape_score[i]), "lattice_scale": scale_score,
                                     "positions": m["position"], "z_contrast": m["intensity"], "elements": el_score,
-                                    "cell_variant": variant, "simplicity": float(idx.simplicity[e])}}
+                                    "cell_variant": variant, "simplicity": float(idx.simplicity[e]),
+                                    "plan_view": float(idx.plan_view[r])}}
         if improved and len(found) >= top_k:
             kth = heapq.nlargest(top_k, (h["score"] for h in found.values()))[-1]
     ranked = sorted(found.values(), key=lambda h: -h["score"])

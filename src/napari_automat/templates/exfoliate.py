@@ -1,0 +1,79 @@
+"""Monolayers exfoliated from the layered crystals of the library.
+
+A crystal counts as layered when every bonded component of it (bonds from covalent radii,
+pymatgen's JmolNN) is two-dimensional and lies in the ab plane of its hexagonal conventional cell:
+2H and 1T dichalcogenides, CdI2, PbI2, BiI3, GaS, InSe, Bi2Se3, hBN, graphite. One layer, with
+:data:`~.sources.MONOLAYER_VACUUM_A` of vacuum on each side along c, becomes a 2D template, so
+that a plan-view image of a monolayer finds a monolayer, also for chemistries the library knows
+only as bulk (a 1T TiS2 sheet through the CdI2 prototype).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .sources import MONOLAYER_VACUUM_A, TemplateSource
+
+#: Tolerances of the hexagonal cell test: lengths (relative) and angles [deg].
+HEX_TOL = (1e-3, 0.1)
+
+
+def _hexagonal(lattice) -> bool:
+    a, b, _ = lattice.abc
+    alpha, beta, gamma = lattice.angles
+    return abs(a - b) <= HEX_TOL[0] * a and all(abs(x - 90) <= HEX_TOL[1] for x in (alpha, beta)) \
+        and abs(gamma - 120) <= HEX_TOL[1]
+
+
+def layer_components(structure) -> Optional[list[tuple[int, ...]]]:
+    """Site indices of each layer of ``structure`` (a hexagonal conventional cell), or None when it
+    is not made only of layers parallel to its ab plane."""
+    import warnings
+
+    from pymatgen.analysis.dimensionality import get_structure_components
+    from pymatgen.analysis.graphs import StructureGraph
+    from pymatgen.analysis.local_env import JmolNN
+
+    if not _hexagonal(structure.lattice):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = StructureGraph.from_local_env_strategy(structure, JmolNN())
+        components = get_structure_components(graph, inc_orientation=True, inc_site_ids=True)
+    if not components or any(c["dimensionality"] != 2 or tuple(int(x) for x in c["orientation"]) != (0, 0, 1)
+                             for c in components):
+        return None
+    return [tuple(int(i) for i in c["site_ids"]) for c in components]
+
+
+def monolayer(structure, sites: tuple[int, ...], vacuum_A: float = MONOLAYER_VACUUM_A):
+    """The layer made of ``sites`` of ``structure`` in a cell of the same a and b whose c is the
+    layer's thickness plus ``vacuum_A`` [Å] on each side."""
+    from pymatgen.core import Lattice, Structure
+
+    frac = structure.frac_coords[list(sites)]
+    c = structure.lattice.c
+    z = np.sort(frac[:, 2] % 1.0)
+    gaps = np.diff(np.append(z, z[0] + 1.0))
+    bottom = z[(int(np.argmax(gaps)) + 1) % len(z)]  # the layer starts after the widest gap
+    height = ((frac[:, 2] - bottom) % 1.0) * c  # [Å] above the bottom atom
+    new_c = float(height.max()) + 2 * vacuum_A
+    lattice = Lattice.hexagonal(structure.lattice.a, new_c)
+    coords = np.column_stack([frac[:, :2] % 1.0, (height + vacuum_A) / new_c])
+    return Structure(lattice, [structure[i].specie for i in sites], coords)
+
+
+def exfoliated_source(args: tuple) -> Optional[TemplateSource]:
+    """The monolayer template of a library entry, ``args = (id, structure, decorate)``, or None
+    when the entry is not a layered crystal."""
+    entry_id, structure, decorate = args
+    layers = layer_components(structure)
+    if layers is None:
+        return None
+    layer = monolayer(structure, layers[0])
+    formula = layer.composition.reduced_formula
+    return TemplateSource(f"2d:{entry_id}", layer, "exfoliated",
+                          f"{formula} monolayer exfoliated from {entry_id}, {2 * MONOLAYER_VACUUM_A:.0f} Å vacuum",
+                          is_2d=True, decorate=decorate)
