@@ -202,8 +202,15 @@ def reconstruct_stage(result: PipelineResult, config: PipelineConfig, progress: 
         raise AutomatError("no retrieved template to reconstruct from")
     from .reconstruct.labels import label_columns
 
+    from .templates.retrieve import bulk_alternative
+
     index = min(max(config.candidate_index, 0), len(result.hits) - 1)
     result.reconstruction = reconstruct(result.hits[index], result.lattice, progress=progress)
+    bulk = bulk_alternative(result.hits, index)
+    if bulk is not None:
+        result.warn(f"a {result.hits[index].formula} monolayer and the layered crystal "
+                    f"{result.hits[bulk].template_id} project alike along [{' '.join(map(str, result.hits[index].zone_axis))}]: "
+                    f"the monolayer is taken; candidate {bulk + 1} is the bulk crystal")
     result.columns, result.reconstruction.z_contrast = label_columns(result.columns, result.lattice,
                                                                      result.hits[index])
     for text in result.reconstruction.warnings:

@@ -52,6 +52,13 @@ def test_crystals_that_are_not_layered_give_nothing():
     assert layer_components(wurtzite) is None  # bonded in 3D
     assert layer_components(cadmium_iodide(z_iodine=0.5)) is None
     assert exfoliated_source(("aflow:wurtzite", wurtzite, True)) is None
+    # Sheets by covalent radii, but a metal: hcp Cs with a long c is no van der Waals crystal.
+    long_hcp = Structure.from_spacegroup(194, Lattice.hexagonal(2.6, 8.0), ["Cs"], [[1 / 3, 2 / 3, 0.25]])
+    assert layer_components(long_hcp) is not None and exfoliated_source(("mp:Cs", long_hcp, False)) is None
+    # Sheets of Rb ions between ScO2 sheets (an intercalation compound).
+    rbsco2 = Structure.from_spacegroup(166, Lattice.hexagonal(3.24, 18.3), ["Rb", "Sc", "O"],
+                                       [[0, 0, 0], [0, 0, 0.5], [0, 0, 0.2]])
+    assert layer_components(rbsco2) is None
 
 
 def test_exfoliated_source_keeps_provenance_and_decoration():

@@ -11,6 +11,7 @@ from napari_automat.model import AutomatError, Lattice2D, MotifSite
 from napari_automat.reconstruct import reconstruct, structure_summary
 from napari_automat.templates import project, retrieve, visible_columns
 from napari_automat.templates.projection import to_lattice2d
+from napari_automat.templates.retrieve import bulk_alternative
 
 STO_RATIO = 38 ** 1.7 / (22 ** 1.7 + 8 ** 1.7)
 
@@ -135,6 +136,7 @@ def test_projected_true_structures_are_retrieved(small_library, kind, axis, hint
         assert top.details["is_2d"] and top.template_id.startswith("2d:aflow:AB2_hP3_164_a_d|")
         bulk = next(h for h in hits if h.template_id.startswith("aflow:AB2_hP3_164_a_d|"))
         assert bulk.details["plan_view"] < 1 and bulk.score == pytest.approx(top.score * bulk.details["plan_view"])
+        assert bulk_alternative(hits, 0) == hits.index(bulk) and bulk_alternative(hits, hits.index(bulk)) is None
     if kind in ("MgO", "GaAs", "TiNiSn", "AlNi", "TiS2"):
         assert top.details["decoration"] is not None  # from the rocksalt, zincblende, MgAgAs, FeCo prototypes
     rec = reconstruct(top, lat)

@@ -1,7 +1,8 @@
 """Monolayers exfoliated from the layered crystals of the library.
 
-A crystal counts as layered when every bonded component of it (bonds from covalent radii,
-pymatgen's JmolNN) is two-dimensional and lies in the ab plane of its hexagonal conventional cell:
+A crystal counts as layered when it has a non-metal and every bonded component of it (bonds from
+covalent radii, pymatgen's JmolNN) is a sheet of the crystal's composition in the ab plane of its
+hexagonal conventional cell:
 2H and 1T dichalcogenides, CdI2, PbI2, BiI3, GaS, InSe, Bi2Se3, hBN, graphite. One layer, with
 :data:`~.sources.MONOLAYER_VACUUM_A` of vacuum on each side along c, becomes a 2D template, so
 that a plan-view image of a monolayer finds a monolayer, also for chemistries the library knows
@@ -10,6 +11,7 @@ only as bulk (a 1T TiS2 sheet through the CdI2 prototype).
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Optional
 
 import numpy as np
@@ -29,12 +31,13 @@ def _hexagonal(lattice) -> bool:
 
 def layer_components(structure) -> Optional[list[tuple[int, ...]]]:
     """Site indices of each layer of ``structure`` (a hexagonal conventional cell), or None when it
-    is not made only of layers parallel to its ab plane."""
+    is not made only of layers parallel to its ab plane, each of the crystal's composition."""
     import warnings
 
     from pymatgen.analysis.dimensionality import get_structure_components
     from pymatgen.analysis.graphs import StructureGraph
     from pymatgen.analysis.local_env import JmolNN
+    from pymatgen.core import Composition
 
     if not _hexagonal(structure.lattice):
         return None
@@ -45,7 +48,11 @@ def layer_components(structure) -> Optional[list[tuple[int, ...]]]:
     if not components or any(c["dimensionality"] != 2 or tuple(int(x) for x in c["orientation"]) != (0, 0, 1)
                              for c in components):
         return None
-    return [tuple(int(i) for i in c["site_ids"]) for c in components]
+    layers = [tuple(int(i) for i in c["site_ids"]) for c in components]
+    formula = structure.composition.reduced_formula
+    if any(Composition(Counter(structure[i].species_string for i in layer)).reduced_formula != formula for layer in layers):
+        return None  # sheets of different kinds: intercalated ions (Rb between ScO2 sheets), not a vdW stack
+    return layers
 
 
 def monolayer(structure, sites: tuple[int, ...], vacuum_A: float = MONOLAYER_VACUUM_A):
@@ -69,6 +76,8 @@ def exfoliated_source(args: tuple) -> Optional[TemplateSource]:
     """The monolayer template of a library entry, ``args = (id, structure, decorate)``, or None
     when the entry is not a layered crystal."""
     entry_id, structure, decorate = args
+    if all(el.is_metal for el in structure.composition):  # close-packed metals with a long c, not sheets
+        return None
     layers = layer_components(structure)
     if layers is None:
         return None

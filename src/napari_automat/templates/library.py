@@ -3,8 +3,9 @@
 File format (``.npz``, versioned): a ``header`` (UTF-8 JSON: ``format``, ``version``, ``meta``,
 ``entries``) and the projections as flat arrays (:mod:`.table`), which load in well under a second.
 An entry holds the conventional standard cell (lattice matrix [Å], species, fractional
-coordinates), its space group, its number of symmetry-distinct sites (``n_orbits``) and
-provenance. A projection holds the zone axis, the integer
+coordinates), its space group, its number of symmetry-distinct sites (``n_orbits``), provenance,
+``is_2d`` (a monolayer, vacuum along c) and ``layered`` (a crystal of sheets in its ab plane, whose
+monolayer is also an entry). A projection holds the zone axis, the integer
 vectors ``p, q`` of the projected cell, the period ``t_A`` [Å], the ``full`` column pattern in
 that cell and the visible patterns: for each set of visible columns (``visible``: indices into
 the full pattern; the entry's own species first, then the sets decorated prototypes may show,

@@ -376,6 +376,17 @@ def _element_score(elements: list[str], hint: tuple[str, ...]) -> float:
     return 0.1 * len(have & want) / len(have | want)
 
 
+def bulk_alternative(hits: Sequence[TemplateHit], index: int) -> Optional[int]:
+    """Index of the layered crystal in ``hits`` that projects like the monolayer ``hits[index]``
+    (same formula, seen along its layer normal, scoring as high but for :data:`PLAN_VIEW_BULK`), or
+    None when ``hits[index]`` is not a monolayer or has no such twin."""
+    sheet = hits[index]
+    if not sheet.details.get("is_2d"):
+        return None
+    return next((j for j, h in enumerate(hits) if h.formula == sheet.formula and h.details.get("plan_view", 1.0) < 1
+                 and h.score >= 0.99 * PLAN_VIEW_BULK * sheet.score), None)
+
+
 def _normalise_hint(elements) -> tuple[str, ...]:
     from pymatgen.core import Element
 

@@ -3,7 +3,8 @@ bundled example structures, ASE elemental ground states, a few common 2D monolay
 those packages are installed, jarvis-tools' mineral prototypes and crystal-toolkit's
 matbench_dielectric Materials Project structures (data files read directly, packages not imported).
 
-Each source yields :class:`TemplateSource` records with provenance; the library deduplicates them.
+Each source yields :class:`TemplateSource` records with provenance; the library deduplicates them
+and adds the monolayers of the layered ones (:mod:`.exfoliate`).
 Prototype sources may be decorated with other elements at retrieval; Materials Project compounds
 (``decorate=False``) stand for themselves only.
 """
