@@ -137,6 +137,9 @@ def test_projected_true_structures_are_retrieved(small_library, kind, axis, hint
         bulk = next(h for h in hits if h.template_id.startswith("aflow:AB2_hP3_164_a_d|"))
         assert bulk.details["plan_view"] < 1 and bulk.score == pytest.approx(top.score * bulk.details["plan_view"])
         assert bulk_alternative(hits, 0) == hits.index(bulk) and bulk_alternative(hits, hits.index(bulk)) is None
+        z = top.structure.cart_coords[:, 2]  # decorated at scale ~0.8: the vacuum keeps its 15 Å
+        assert top.details["scale"] < 0.9
+        assert top.structure.lattice.c - (z.max() - z.min()) == pytest.approx(15.0, abs=0.01)
     if kind in ("MgO", "GaAs", "TiNiSn", "AlNi", "TiS2"):
         assert top.details["decoration"] is not None  # from the rocksalt, zincblende, MgAgAs, FeCo prototypes
     rec = reconstruct(top, lat)
@@ -145,6 +148,8 @@ def test_projected_true_structures_are_retrieved(small_library, kind, axis, hint
         SpacegroupAnalyzer(conv, symprec=0.1).get_space_group_number()
     ratio = rec.structure.lattice.a / conv.lattice.a
     assert ratio == pytest.approx(1.0, abs=0.01)
+    if top.details["is_2d"]:  # the vacuum and the layer's thickness, not scaled away
+        assert rec.structure.lattice.c == pytest.approx(conv.lattice.c, abs=0.3)
 
 
 def test_retrieval_is_fast(small_library):

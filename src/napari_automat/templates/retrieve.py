@@ -600,6 +600,22 @@ def _formula(library, h: dict) -> str:
     return h["deco"]["formula"] if h["deco"] is not None else library.entries[h["entry"]]["reduced_formula"]
 
 
+def _rescaled(structure, scale: float, is_2d: bool):
+    """``structure`` with its lengths times ``scale``; a monolayer's vacuum (along c) keeps its
+    thickness [Å], only the layer and its in-plane cell scale."""
+    if not is_2d:
+        structure.scale_lattice(structure.volume * scale ** 3)
+        return structure
+    from pymatgen.core import Lattice, Structure
+
+    a, b, c, alpha, beta, gamma = structure.lattice.parameters
+    frac = structure.frac_coords.copy()
+    middle = 0.5 * (frac[:, 2].max() + frac[:, 2].min())
+    new_c = c + (scale - 1) * (frac[:, 2].max() - frac[:, 2].min()) * c
+    frac[:, 2] = ((frac[:, 2] - middle) * c * scale) / new_c + middle
+    return Structure(Lattice.from_parameters(a * scale, b * scale, new_c, alpha, beta, gamma), structure.species, frac)
+
+
 def _hit(library, idx: _Index, h: dict, meas: tuple) -> TemplateHit:
     r, entry, m, deco = h["row"], library.entries[h["entry"]], h["motif"], h["deco"]
     pi, table = int(idx.proj[r]), library.projections
@@ -610,7 +626,7 @@ def _hit(library, idx: _Index, h: dict, meas: tuple) -> TemplateHit:
     elements = entry["elements"] if deco is None else [deco["mapping"][x] for x in entry["elements"]]
     if deco is not None:
         structure.replace_species(deco["mapping"])
-        structure.scale_lattice(structure.volume * h["scale"] ** 3)
+        structure = _rescaled(structure, h["scale"], entry["is_2d"])
     sites = [{el: float(c) for el, c in zip(elements, pat["counts"][j]) if c > 0} for j in m["sites"]]
     details = {
         **{k: round(float(v), 4) for k, v in h["parts"].items()},
