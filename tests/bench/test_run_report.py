@@ -76,6 +76,7 @@ def test_structure_metrics_known_cases():
     bto = sto.copy()
     bto.replace_species({"Sr": "Ba"})
     assert not M.structures_match(bto, sto)
+    assert M.structure_types_match(bto, sto) and not M.structure_types_match(_cu(), sto)  # same type, not Cu
     assert not M.composition_correct(bto, sto)
     assert M.lattice_rmsd_A(bto, sto) is None
     scaled = sto.copy()
@@ -126,6 +127,9 @@ def test_run_benchmark_tiny(metrics):
     assert by_id["srtio3-001", True]["det_recall"] >= 0.5
     assert m["denoise"]["psnr_in_dB"] > 20 and m["denoise"]["ssim_out"] > 0.9
     assert m["retrieval"]["top1"] == 1.0 and m["retrieval"]["library_size"] > 100
+    assert all(r["type_matched"] for r in rows if r["matched"])
+    assert m["retrieval"]["structure_type_no_hint"] == pytest.approx(
+        np.mean([r["type_matched"] for r in rows if not r["hint"]]))
 
 
 def test_run_resumes_from_saved_rows(bench, metrics, monkeypatch, tmp_path):

@@ -5,6 +5,8 @@ Definitions (the figures in ``metrics.json`` mean exactly this):
 * **match**: pymatgen ``StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)`` (other settings its
   defaults: primitive cells, volume scaled, so a match says "same structure type and decoration";
   the scale error is in the lattice RMSD).
+* **structure type**: the same matcher with the species ignored (``fit_anonymous``): the right
+  structure type whatever the chemistry, which is what an image without a hint can tell.
 * **composition correct**: equal reduced formulas.
 * **lattice RMSD** [Å]: the reconstruction's primitive cell is mapped onto the true conventional
   standard cell (``SpacegroupAnalyzer(symprec=0.1)``) with ``StructureMatcher.get_s2_like_s1``,
@@ -47,6 +49,11 @@ def _matcher():
 def structures_match(predicted, truth) -> bool:
     """Whether two pymatgen Structures match within :data:`MATCH_TOLERANCES`."""
     return bool(_matcher().fit(predicted, truth))
+
+
+def structure_types_match(predicted, truth) -> bool:
+    """Whether two Structures match within :data:`MATCH_TOLERANCES` with their species ignored."""
+    return bool(_matcher().fit_anonymous(predicted, truth))
 
 
 def composition_correct(predicted, truth) -> bool:

@@ -146,7 +146,7 @@ def write_report(metrics_path: Union[str, Path], out_md: Union[str, Path] = "doc
     for title, key, pct in (("Detection", "detection", ("recall", "precision")), ("Denoising", "denoise", ()),
                             ("Retrieval", "retrieval", ("top1", "top5", "top1_zone", "top5_zone", "top1_no_hint",
                                                          "top5_no_hint", "top1_no_hint_in_library",
-                                                         "generalisation_top1")),
+                                                         "structure_type_no_hint", "generalisation_top1")),
                             ("Timing [s]", "timing", ())):
         lines += [f"## {title}", "", *_kv_table(key, metrics.get(key, {}), pct), ""]
     stages = metrics.get("timing", {}).get("median_stage_s") or {}

@@ -73,7 +73,8 @@ def evaluate_sample(bench_dir: Union[str, Path], meta: dict, hint: bool, energy_
            "zone_axis": meta.get("zone_axis"), "dose_e_per_A2": meta.get("dose_e_per_A2"),
            "detector": meta.get("detector"), "simulator": meta.get("simulator"),
            "generalisation": _absent_from_library(meta), "error": None,
-           "matched": False, "composition_correct": False, "formula_rank": None, "zone_rank": None}
+           "matched": False, "type_matched": False, "composition_correct": False, "formula_rank": None,
+           "zone_rank": None}
     result = None
     steps, fmax = QUICK_RELAX if quick else (200, 0.05)
     from ..templates import load_library
@@ -127,6 +128,7 @@ def _score(row: dict, result, truth, folder: Path, steps: int, fmax: float, M, t
         pred = result.reconstruction.structure
         row["predicted_formula"] = pred.composition.reduced_formula
         row["matched"] = M.structures_match(pred, truth)
+        row["type_matched"] = row["matched"] or M.structure_types_match(pred, truth)
         row["composition_correct"] = M.composition_correct(pred, truth)
         row["lattice_rmsd_A"] = M.lattice_rmsd_A(pred, truth) if row["matched"] else None
     row["e_form_exp_eV"] = M.experimental_formation_energy(truth.composition.reduced_formula)
@@ -164,6 +166,12 @@ def tier_metrics(rows: list[dict]) -> dict:
             "formation_energy_mae_vs_reference_meV": _mae_meV(rows, "e_form_pred_eV", "e_form_exp_eV"),
             "reference_floor_mae_meV": _mae_meV(rows, "e_form_true_eV", "e_form_exp_eV"),
             "n_failed": sum(r["error"] is not None for r in rows)}
+
+
+def _share(rows, key: str) -> Optional[float]:
+    """Fraction of ``rows`` whose ``key`` is true (None when no row has the key: older rows)."""
+    known = [r for r in rows if key in r]
+    return sum(bool(r[key]) for r in known) / len(known) if known else None
 
 
 def _rate(rows, key: str, k: int) -> Optional[float]:
@@ -205,6 +213,7 @@ def aggregate(rows: list[dict], library_size: Optional[int] = None) -> dict:
                       "top1_no_hint": _rate(bare, "formula_rank", 1), "top5_no_hint": _rate(bare, "formula_rank", 5),
                       "top1_no_hint_in_library": _rate(bare_known, "formula_rank", 1),
                       "n_in_library": len(bare_known),
+                      "structure_type_no_hint": _share(bare, "type_matched"),
                       "generalisation_top1": _rate(general, "formula_rank", 1), "generalisation_n": len(general)},
         "timing": {"median_s_per_image": _median(r["wall_s"] for r in hinted),
                    "median_s_per_image_no_hint": _median(r["wall_s"] for r in bare),
@@ -260,7 +269,7 @@ def _absent_from_library(meta: dict) -> bool:
 
 
 def _failed_row(meta: dict, hint: bool, error: str) -> dict:
-    return {"id": meta["id"], "tier": meta["tier"], "hint": hint, "matched": False,
+    return {"id": meta["id"], "tier": meta["tier"], "hint": hint, "matched": False, "type_matched": False,
             "composition_correct": False, "generalisation": _absent_from_library(meta),
             "wall_s": None, "error": error}
 
