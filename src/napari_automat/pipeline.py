@@ -22,6 +22,12 @@ from .model import (AutomatError, Columns, EnergyReport, Lattice2D, Micrograph, 
 #: this fraction of the best without them (more sites always cost some score; far less means no
 #: template explains them).
 KEEP_COMPLETION = 0.5
+#: Retrieval scores below this are weak (reported by the planner).
+WEAK_SCORE = 0.5
+#: Detected motif sites fainter than this fraction of the brightest may be spurious (probe tails,
+#: bright-field fringes between columns); they are dropped when they are what makes the retrieval
+#: weak: the best template scores under WEAK_SCORE with them and at least that without them.
+FAINT_SITE = 0.25
 #: Minimum number of columns for a lattice fit to mean anything.
 MIN_COLUMNS = 9
 UNCALIBRATED = ("the image has no spatial calibration, so lattice parameters cannot be compared with "
@@ -183,6 +189,8 @@ def retrieve_stage(result: PipelineResult, config: PipelineConfig, progress: Pro
             result.warn(f"the motif sites added from the residual were dropped again: no template explains them "
                         f"(best score {with_sites:.2f} with them, {first_hits[0].score:.2f} without)")
         result.first_pass = None
+    if result.columns_source == "detected":
+        _drop_unexplained_faint_sites(result, options)
     if options["light_columns"] is None and result.hits and result.hits[0].details.get("light_columns"):
         result.warn("the signal is not recorded; the image fits templates best with their light columns "
                     "visible, as in ABF or iDPC")
@@ -193,6 +201,29 @@ def retrieve_stage(result: PipelineResult, config: PipelineConfig, progress: Pro
         raise AutomatError("no template matches the measured lattice "
                            f"(a={result.lattice.a_A:.3f} Å, b={result.lattice.b_A:.3f} Å, "
                            f"gamma={result.lattice.gamma_deg:.1f}°)")
+
+
+def _drop_unexplained_faint_sites(result: PipelineResult, options: dict) -> None:
+    """Refit the lattice without the motif sites under :data:`FAINT_SITE` of the brightest and keep
+    that when the retrieval is weak with them and not without them (see :data:`WEAK_SCORE`)."""
+    from .detect import find_lattice
+    from .templates import retrieve
+
+    motif = result.lattice.motif
+    brightest = max((m.intensity for m in motif), default=0.0)
+    faint = [m.sublattice for m in motif if m.intensity < FAINT_SITE * brightest]
+    with_sites = result.hits[0].score if result.hits else 0.0
+    if not faint or len(faint) == len(motif) or with_sites >= WEAK_SCORE:
+        return
+    kept = result.columns.subset(np.flatnonzero(~np.isin(result.columns.sublattice, faint)))
+    if kept.count < MIN_COLUMNS:
+        return
+    lattice, columns = find_lattice(kept, image=result.analysed)
+    hits = retrieve(lattice, **options)
+    if hits and hits[0].score >= WEAK_SCORE:
+        result.lattice, result.columns, result.hits = lattice, columns, hits
+        result.warn(f"{len(faint)} faint motif site(s) that no template explains were dropped "
+                    f"(best score {with_sites:.2f} with them, {hits[0].score:.2f} without)")
 
 
 def reconstruct_stage(result: PipelineResult, config: PipelineConfig, progress: Progress = no_progress) -> None:

@@ -133,3 +133,30 @@ def test_tail_artefact_sublattices(offset, dim_fraction, dim_r2, bright_r2, drop
     kept, gone = drop_tail_artefacts(columns)
     assert gone == dropped
     assert kept.count == (columns.count // 2 if dropped else columns.count)
+
+
+def test_pipeline_drops_faint_sites_no_template_explains():
+    from ase.build import mx2
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from napari_automat import pipeline
+    from napari_automat.config import PipelineConfig
+
+    atoms = mx2("MoS2", "2H", a=3.16, thickness=3.17, vacuum=7.5)
+    atoms.pbc = True
+    sheet = AseAtomsAdaptor.get_structure(atoms)
+    occupied = {tuple(np.round(f[:2] % 1 * 3).astype(int) % 3) for f in sheet.frac_coords}
+    empty = next(s for s in ((0, 0), (1, 2), (2, 1)) if s not in occupied)
+    # An Al column in the empty hexagon centres: 14% of Mo's Σ Z^1.7, a site no MoS2 template has.
+    sheet.append("Al", [empty[0] / 3, empty[1] / 3, 0.5])
+    mg = incoherent_image(sheet, (0, 0, 1), pixel_size_A=0.1, field_of_view_A=30, dose=1e5, seed=3)
+    config = PipelineConfig(elements=("Mo", "S"))
+    result = pipeline.start(mg, config)
+    for stage in (pipeline.detect_stage, pipeline.lattice_stage):
+        stage(result, config)
+    assert len(result.lattice.motif) == 3
+    before = result.columns.count
+    pipeline.retrieve_stage(result, config)
+    assert any("faint motif site(s)" in w for w in result.warnings)
+    assert len(result.lattice.motif) == 2 and result.columns.count < 0.8 * before
+    assert result.hits[0].formula == "MoS2" and result.hits[0].details["is_2d"]

@@ -44,11 +44,27 @@ def test_layered_crystals_give_one_layer_with_vacuum(bulk, n_layers, spacegroup)
     assert SpacegroupAnalyzer(sheet, symprec=0.1).get_space_group_number() == spacegroup
 
 
+def test_tetragonal_and_orthohexagonal_cells_give_uniaxial_monolayers():
+    # PbO-type FeSe (P4/nmm): one square Fe sheet between two Se sheets.
+    fese = Structure(Lattice.tetragonal(3.77, 5.52), ["Fe", "Fe", "Se", "Se"],
+                     [[0.75, 0.25, 0], [0.25, 0.75, 0], [0.25, 0.25, 0.266], [0.75, 0.75, -0.266]])
+    sheet = exfoliated_source(("aflow:FeSe", fese, True)).structure
+    assert sheet.composition.reduced_formula == "FeSe" and len(sheet) == 4
+    sga = SpacegroupAnalyzer(sheet, symprec=0.1)
+    assert sga.get_crystal_system() == "tetragonal" and sheet.lattice.c > 15
+    # 1T CdI2 in a C-centred orthohexagonal cell (b = √3 a): the sheet is trigonal again.
+    ortho = cadmium_iodide().copy()
+    ortho.make_supercell([[1, 0, 0], [1, 2, 0], [0, 0, 1]])
+    assert ortho.lattice.angles[2] == pytest.approx(90)
+    sheet = exfoliated_source(("mp:CdI2-ortho", ortho, False)).structure
+    assert SpacegroupAnalyzer(sheet, symprec=0.1).get_space_group_number() == 164
+
+
 def test_crystals_that_are_not_layered_give_nothing():
     rocksalt = Structure.from_spacegroup(225, Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     wurtzite = Structure.from_spacegroup(186, Lattice.hexagonal(3.25, 5.21), ["Zn", "O"],
                                          [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.382]])
-    assert layer_components(rocksalt) is None  # not hexagonal
+    assert layer_components(rocksalt) is None  # bonded in 3D
     assert layer_components(wurtzite) is None  # bonded in 3D
     assert layer_components(cadmium_iodide(z_iodine=0.5)) is None
     assert exfoliated_source(("aflow:wurtzite", wurtzite, True)) is None

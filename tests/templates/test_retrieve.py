@@ -24,6 +24,7 @@ def sto_lattice(a=3.905, b=None, bright=STO_RATIO) -> Lattice2D:
 def structure(kind: str):
     """True structures (some absent from the library: MgO, GaAs)."""
     from ase.build import bulk, mx2
+    from pymatgen.core import Lattice, Structure
     from pymatgen.io.ase import AseAtomsAdaptor
 
     atoms = {"Si": lambda: bulk("Si", "diamond", a=5.431, cubic=True),
@@ -33,9 +34,11 @@ def structure(kind: str):
              "GaAs": lambda: bulk("GaAs", "zincblende", a=5.653, cubic=True),
              "MoS2": lambda: mx2("MoS2", "2H", a=3.17, thickness=3.19, vacuum=7.5),
              "TiS2": lambda: mx2("TiS2", "1T", a=3.41, thickness=2.85, vacuum=7.5)}.get(kind)
+    if kind == "FeSe":  # a PbO-type sheet: square Fe net between two Se sheets, 15 Å vacuum
+        c = 2.94 + 15.0
+        return Structure(Lattice.tetragonal(3.77, c), ["Fe", "Fe", "Se", "Se"],
+                         [[0, 0, 0.5], [0.5, 0.5, 0.5], [0, 0.5, 0.5 + 1.47 / c], [0.5, 0, 0.5 - 1.47 / c]])
     if atoms is None:  # intermetallics: half-Heusler TiNiSn (Ni on the tetrahedral site) and B2 AlNi
-        from pymatgen.core import Lattice, Structure
-
         if kind == "TiNiSn":
             return Structure.from_spacegroup(216, Lattice.cubic(5.92), ["Ti", "Sn", "Ni"],
                                              [[0, 0, 0], [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]])
@@ -113,6 +116,7 @@ CASES = [  # (structure, zone axis, hint, expected formula)
     ("GaAs", (1, 1, 0), ("Ga", "As"), "GaAs"),
     ("MoS2", (0, 0, 1), ("Mo", "S"), "MoS2"),
     ("TiS2", (0, 0, 1), ("Ti", "S"), "TiS2"),
+    ("FeSe", (0, 0, 1), ("Fe", "Se"), "FeSe"),
     ("TiNiSn", (1, 1, 0), ("Ti", "Ni", "Sn"), "TiNiSn"),
     ("AlNi", (0, 0, 1), ("Al", "Ni"), "AlNi"),
 ]
@@ -140,7 +144,9 @@ def test_projected_true_structures_are_retrieved(small_library, kind, axis, hint
         z = top.structure.cart_coords[:, 2]  # decorated at scale ~0.8: the vacuum keeps its 15 Å
         assert top.details["scale"] < 0.9
         assert top.structure.lattice.c - (z.max() - z.min()) == pytest.approx(15.0, abs=0.01)
-    if kind in ("MgO", "GaAs", "TiNiSn", "AlNi", "TiS2"):
+    if kind == "FeSe":  # from the monolayer of the litharge PbO prototype
+        assert top.details["is_2d"] and top.template_id.startswith("2d:aflow:AB_tP4_129_a_c|")
+    if kind in ("MgO", "GaAs", "TiNiSn", "AlNi", "TiS2", "FeSe"):
         assert top.details["decoration"] is not None  # from the rocksalt, zincblende, MgAgAs, FeCo prototypes
     rec = reconstruct(top, lat)
     assert rec.structure.composition.reduced_formula == formula

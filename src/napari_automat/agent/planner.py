@@ -12,11 +12,9 @@ from __future__ import annotations
 from typing import Callable
 
 from ..model import AutomatError, Progress, no_progress
-from ..pipeline import MIN_COLUMNS, PipelineResult, STAGES, sub_progress
+from ..pipeline import MIN_COLUMNS, STAGES, WEAK_SCORE, PipelineResult, sub_progress
 from .tools import call_tool
 
-#: Retrieval scores below this are reported as weak.
-WEAK_SCORE = 0.5
 #: Detection retries: (denoise method, strength, threshold scale) tried in turn.
 DETECTION_ATTEMPTS = [(None, None, None), ("auto", 2.0, 0.8), ("nlm", 3.0, 0.6)]
 #: How many candidates to try when reconstruction fails.
