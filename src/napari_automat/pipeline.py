@@ -26,7 +26,8 @@ KEEP_COMPLETION = 0.5
 WEAK_SCORE = 0.5
 #: Detected motif sites fainter than this fraction of the brightest may be spurious (probe tails,
 #: bright-field fringes between columns); they are dropped when they are what makes the retrieval
-#: weak: the best template scores under WEAK_SCORE with them and at least that without them.
+#: weak: the best template scores under WEAK_SCORE with them, at least that without them, and
+#: more than 1 / KEEP_COMPLETION times as much.
 FAINT_SITE = 0.25
 #: Minimum number of columns for a lattice fit to mean anything.
 MIN_COLUMNS = 9
@@ -205,7 +206,7 @@ def retrieve_stage(result: PipelineResult, config: PipelineConfig, progress: Pro
 
 def _drop_unexplained_faint_sites(result: PipelineResult, options: dict) -> None:
     """Refit the lattice without the motif sites under :data:`FAINT_SITE` of the brightest and keep
-    that when the retrieval is weak with them and not without them (see :data:`WEAK_SCORE`)."""
+    that when the retrieval is weak with them and far better without them (see :data:`FAINT_SITE`)."""
     from .detect import find_lattice
     from .templates import retrieve
 
@@ -218,9 +219,12 @@ def _drop_unexplained_faint_sites(result: PipelineResult, options: dict) -> None
     kept = result.columns.subset(np.flatnonzero(~np.isin(result.columns.sublattice, faint)))
     if kept.count < MIN_COLUMNS:
         return
-    lattice, columns = find_lattice(kept, image=result.analysed)
+    try:
+        lattice, columns = find_lattice(kept, image=result.analysed)
+    except AutomatError:  # the bright columns alone are no lattice
+        return
     hits = retrieve(lattice, **options)
-    if hits and hits[0].score >= WEAK_SCORE:
+    if hits and hits[0].score >= WEAK_SCORE and with_sites < KEEP_COMPLETION * hits[0].score:
         result.lattice, result.columns, result.hits = lattice, columns, hits
         result.warn(f"{len(faint)} faint motif site(s) that no template explains were dropped "
                     f"(best score {with_sites:.2f} with them, {hits[0].score:.2f} without)")
