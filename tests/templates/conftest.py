@@ -9,7 +9,7 @@ SMALL = {
     "2d:MoS2-2H", "2d:WS2-2H", "2d:graphene", "2d:hBN",
     "pymatgen:SrTiO3", "pymatgen:CsCl", "pymatgen:TiO2",
     "aflow:AB_cF8_225_a_b", "aflow:AB_cF8_216_c_a", "aflow:AB3C_cP5_221_a_c_b", "aflow:AB2_hP6_194_c_f",
-    "aflow:AB_hP4_186_b_b", "aflow:AB2_hP3_164_a_d", "aflow:AB_tP4_129_a_c", "aflow:A2B_tP6_136_f_a", "aflow:A3BC_tP5_99_bc_a_b",
+    "aflow:AB_hP4_186_b_b", "aflow:AB2_hP3_164_a_d", "jarvis:Mackinawite-JVASP-12104", "aflow:A2B_tP6_136_f_a", "aflow:A3BC_tP5_99_bc_a_b",
     "aflow:ABC_cF12_216_b_c_a", "jarvis:Wairauite-JVASP-20576", "aflow:AB3_cP4_221_a_c",
 }
 
