@@ -236,7 +236,6 @@ def reconstruct_stage(result: PipelineResult, config: PipelineConfig, progress: 
     if not result.hits:
         raise AutomatError("no retrieved template to reconstruct from")
     from .reconstruct.labels import label_columns
-
     from .templates.retrieve import bulk_alternative
 
     index = min(max(config.candidate_index, 0), len(result.hits) - 1)
