@@ -182,13 +182,10 @@ def retrieve_stage(result: PipelineResult, config: PipelineConfig, progress: Pro
                "z_exponent": config.z_exponent, "light_columns": shows_light_columns(config.signal, result.micrograph)}
     result.hits = retrieve(result.lattice, progress=progress, **options)
     if result.first_pass is not None:  # sites added by motif completion stay only if a template explains them
-        first_hits = retrieve(result.first_pass[0], **options)
-        with_sites = result.hits[0].score if result.hits else 0.0
-        if first_hits and with_sites < KEEP_COMPLETION * first_hits[0].score:
-            result.lattice, result.columns = result.first_pass
-            result.hits = first_hits
+        scores = _adopt_if_explained(result, *result.first_pass, options)
+        if scores:
             result.warn(f"the motif sites added from the residual were dropped again: no template explains them "
-                        f"(best score {with_sites:.2f} with them, {first_hits[0].score:.2f} without)")
+                        f"(best score {scores[0]:.2f} with them, {scores[1]:.2f} without)")
         result.first_pass = None
     if result.columns_source == "detected":
         _drop_unexplained_faint_sites(result, options)
@@ -204,17 +201,30 @@ def retrieve_stage(result: PipelineResult, config: PipelineConfig, progress: Pro
                            f"gamma={result.lattice.gamma_deg:.1f}°)")
 
 
+def _adopt_if_explained(result: PipelineResult, lattice: Lattice2D, columns: Columns, options: dict,
+                        min_score: float = 0.0) -> Optional[tuple[float, float]]:
+    """Retrieve for an alternative ``(lattice, columns)`` with fewer motif sites and take it when the
+    current best score is under :data:`KEEP_COMPLETION` of its best (and that is at least
+    ``min_score``); returns ``(score before, score after)`` when taken."""
+    from .templates import retrieve
+
+    hits = retrieve(lattice, **options)
+    before = result.hits[0].score if result.hits else 0.0
+    if not hits or hits[0].score < min_score or before >= KEEP_COMPLETION * hits[0].score:
+        return None
+    result.lattice, result.columns, result.hits = lattice, columns, hits
+    return before, hits[0].score
+
+
 def _drop_unexplained_faint_sites(result: PipelineResult, options: dict) -> None:
     """Refit the lattice without the motif sites under :data:`FAINT_SITE` of the brightest and keep
     that when the retrieval is weak with them and far better without them (see :data:`FAINT_SITE`)."""
     from .detect import find_lattice
-    from .templates import retrieve
 
     motif = result.lattice.motif
     brightest = max((m.intensity for m in motif), default=0.0)
     faint = [m.sublattice for m in motif if m.intensity < FAINT_SITE * brightest]
-    with_sites = result.hits[0].score if result.hits else 0.0
-    if not faint or len(faint) == len(motif) or with_sites >= WEAK_SCORE:
+    if not faint or len(faint) == len(motif) or (result.hits and result.hits[0].score >= WEAK_SCORE):
         return
     kept = result.columns.subset(np.flatnonzero(~np.isin(result.columns.sublattice, faint)))
     if kept.count < MIN_COLUMNS:
@@ -223,11 +233,10 @@ def _drop_unexplained_faint_sites(result: PipelineResult, options: dict) -> None
         lattice, columns = find_lattice(kept, image=result.analysed)
     except AutomatError:  # the bright columns alone are no lattice
         return
-    hits = retrieve(lattice, **options)
-    if hits and hits[0].score >= WEAK_SCORE and with_sites < KEEP_COMPLETION * hits[0].score:
-        result.lattice, result.columns, result.hits = lattice, columns, hits
+    scores = _adopt_if_explained(result, lattice, columns, options, min_score=WEAK_SCORE)
+    if scores:
         result.warn(f"{len(faint)} faint motif site(s) that no template explains were dropped "
-                    f"(best score {with_sites:.2f} with them, {hits[0].score:.2f} without)")
+                    f"(best score {scores[0]:.2f} with them, {scores[1]:.2f} without)")
 
 
 def reconstruct_stage(result: PipelineResult, config: PipelineConfig, progress: Progress = no_progress) -> None:

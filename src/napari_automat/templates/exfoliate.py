@@ -17,14 +17,13 @@ from typing import Optional
 
 import numpy as np
 
+from .library import SYMPREC
 from .sources import MONOLAYER_VACUUM_A, TemplateSource
 
 #: Tolerance of right angles [deg].
 ANGLE_TOL = 0.1
 #: Crystal systems of monolayers whose conventional cell keeps c (the vacuum) as the unique axis.
 UNIAXIAL = ("hexagonal", "trigonal", "tetragonal")
-#: Symmetry tolerance of the monolayer test [Å].
-SYMPREC = 0.1
 
 
 def _c_normal(lattice) -> bool:
