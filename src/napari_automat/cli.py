@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a small fixed subset (minutes on 2 cores)")
     bench.add_argument("--n-per-tier", type=int, default=150, help="generate: samples per tier")
     bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--conditions", choices=["standard", "shifted"], default="standard",
+                       help="generate: 'shifted' images a held-out split unlike the tuning one (miscalibrated "
+                            "pixel size, scan shear, other probe, defocus and Cs, iDPC)")
     bench.add_argument("--workers", type=int, default=1, help="processes")
     bench.add_argument("--energy-model", choices=ENERGY_MODELS, default="auto")
     bench.add_argument("--no-hint-energy", choices=["yes", "no"], default="yes",
@@ -208,7 +211,8 @@ def cmd_bench(args) -> int:
             from .bench.generate import generate_benchmark
 
             manifest = generate_benchmark(out, tiers=tiers, quick=args.quick, seed=args.seed,
-                                          n_per_tier=args.n_per_tier, workers=args.workers, progress=bar)
+                                          n_per_tier=args.n_per_tier, workers=args.workers,
+                                          conditions=args.conditions, progress=bar)
             print(f"benchmark samples: {manifest}")
             if args.action == "generate":
                 return 0

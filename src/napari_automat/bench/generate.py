@@ -42,13 +42,17 @@ QUICK = (
 
 
 def select_samples(tiers=TIERS, quick: bool = False, seed: int = 0, n_per_tier: int = 150,
-                   pool: list[Candidate] | None = None) -> list[dict]:
+                   pool: list[Candidate] | None = None, conditions: str = "standard") -> list[dict]:
     """The sample specifications (META dicts plus ``key`` and ``field_of_view_A``), nothing simulated.
 
     Full: per tier, the (structure, zone axis) pairs in a seeded order, cycled until ``n_per_tier``;
     dose log-uniform 1e4–1e6 e/Å², pixel 0.05–0.2 Å, rotation 0–180°, bulk thickness 20–150 Å
     (abTEM: at most :data:`ABTEM_MAX_THICKNESS_A`), field of view 25–40 Å (at most 512 px). Quick: the fixed :data:`QUICK` set, 20 Å fields.
+    ``conditions``: ``standard``, or ``shifted`` for a held-out split imaged unlike the tuning one
+    (see :func:`shifted_conditions`); the standard draws are the same either way.
     """
+    if conditions not in CONDITIONS:
+        raise ValueError(f"conditions must be one of {', '.join(CONDITIONS)}, not {conditions!r}")
     pool = candidates() if pool is None else pool
     by_key = {c.key: c for c in pool}
     specs = []
@@ -68,9 +72,35 @@ def select_samples(tiers=TIERS, quick: bool = False, seed: int = 0, n_per_tier: 
             thick = 0.0 if cand.is_2d else float(rng.uniform(20.0, 150.0))
             if sim == "abtem":
                 thick = min(thick, ABTEM_MAX_THICKNESS_A)
-            specs.append(_spec(cand, axis, i, rng, det, sim, thick, pixel=rng.uniform(0.05, 0.2),
-                               fov=rng.uniform(25.0, 40.0)))
+            spec = _spec(cand, axis, i, rng, det, sim, thick, pixel=rng.uniform(0.05, 0.2), fov=rng.uniform(25.0, 40.0))
+            if conditions == "shifted":
+                spec.update(shifted_conditions(spec, np.random.default_rng([seed, TIERS.index(tier), i, 1])))
+                spec["id"] += "-s"
+                spec["image"] = f"samples/{cand.tier}/{spec['id']}/image.tif"
+            specs.append(spec)
     return specs
+
+
+#: Imaging conditions of a generated split.
+CONDITIONS = ("standard", "shifted")
+#: Shifted conditions: range of the error of the recorded pixel size (factor), of the scan shear
+#: (x shifts by shear × y), of the incoherent model's probe FWHM [Å] and Z exponent, of the abTEM
+#: defocus [Å] and spherical aberration [Å], and the share of ABF samples imaged by iDPC instead.
+SHIFTED = {"calibration": (0.95, 1.05), "shear": (-0.02, 0.02), "probe_fwhm_A": (0.7, 1.1),
+           "z_exponent": (1.5, 2.0), "defocus_A": (-30.0, 30.0), "Cs_A": (0.0, 1e4), "idpc_share": 0.5}
+
+
+def shifted_conditions(spec: dict, rng) -> dict:
+    """Spec changes for the held-out split: a miscalibrated file, scan shear, another probe and
+    contrast exponent for the incoherent model, defocus and Cs for abTEM, iDPC for half the ABF
+    samples. The recorded pixel size is ``calibration_factor`` times the true one."""
+    u = lambda key: float(rng.uniform(*SHIFTED[key]))  # noqa: E731
+    changes = {"calibration_factor": round(u("calibration"), 4), "scan_shear": round(u("shear"), 4),
+               "probe_fwhm_A": round(u("probe_fwhm_A"), 3), "z_exponent": round(u("z_exponent"), 3),
+               "defocus_A": round(u("defocus_A"), 1), "Cs_A": round(u("Cs_A"), 0)}
+    if spec["detector"] == "ABF" and rng.random() < SHIFTED["idpc_share"]:
+        changes["detector"] = "iDPC"
+    return changes
 
 
 def _spec(cand: Candidate, axis, index: int, rng, detector, simulator, thickness_A, pixel, fov) -> dict:
@@ -97,16 +127,34 @@ def simulate_sample(spec: dict, structure) -> tuple[np.ndarray, np.ndarray, np.n
         slab = spec["_slab_A"] if not spec["is_2d"] else structure.lattice.c  # a monolayer: one cell
         sim = simulate_stem(structure, spec["zone_axis"], thickness_A=slab, detector=spec["detector"],
                             pixel_size_A=px, field_of_view_A=fov, rotation_deg=spec["rotation_deg"],
-                            seed=spec["_seed"][0])
+                            defocus_A=spec.get("defocus_A", 0.0), Cs_A=spec.get("Cs_A", 0.0), seed=spec["_seed"][0])
         fraction = sim.data.astype(float)
+        if spec["detector"] == "iDPC":  # zero-mean phase signal: offset so that counts are positive
+            fraction = (fraction - fraction.min()) / max(float(np.ptp(fraction)), 1e-12) * INCOHERENT_YIELD
     else:
         sim = incoherent_image(structure, spec["zone_axis"], pixel_size_A=px, field_of_view_A=fov,
-                               rotation_deg=spec["rotation_deg"])
+                               rotation_deg=spec["rotation_deg"], probe_fwhm_A=spec.get("probe_fwhm_A", 0.8),
+                               z_exponent=spec.get("z_exponent", 1.7))
         fraction = sim.data / max(float(sim.data.mean()), 1e-12) * INCOHERENT_YIELD
+    columns = np.asarray(sim.true_columns_px, float)
+    if spec.get("scan_shear"):
+        fraction, columns = sheared(fraction, columns, spec["scan_shear"])
     clean = np.clip(fraction, 0.0, None) * spec["dose_e_per_A2"] * px * px
     noisy = np.random.default_rng(spec["_seed"][1]).poisson(clean).astype(np.float32)
-    return noisy, clean.astype(np.float32), np.asarray(sim.true_columns_px, float), \
-        list(sim.metadata["true_columns_species"])
+    return noisy, clean.astype(np.float32), columns, list(sim.metadata["true_columns_species"])
+
+
+def sheared(image: np.ndarray, columns_px: np.ndarray, shear: float) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` and its ``(y, x)`` column positions under a linear scan shear: x moves by
+    ``shear × (y − centre)``, as when the slow scan direction is not square to the fast one."""
+    from scipy.ndimage import affine_transform
+
+    cy = 0.5 * (image.shape[0] - 1)
+    inverse = np.array([[1.0, 0.0], [-shear, 1.0]])
+    out = affine_transform(image, inverse, offset=(0.0, shear * cy), order=1, mode="nearest")
+    moved = columns_px.copy()
+    moved[:, 1] += shear * (moved[:, 0] - cy)
+    return out, moved
 
 
 #: Files a finished sample folder holds; ``meta.json`` is written last.
@@ -147,7 +195,8 @@ def generate_sample(spec: dict, outdir) -> dict:
     meta["n_columns"] = int(len(cols))
     image_meta = {"signal": spec["detector"], "voltage_kV": 200.0, "dose_e_per_A2": spec["dose_e_per_A2"],
                   "formula": spec["formula"]}
-    write_tiff_calibrated(Path(outdir) / spec["image"], noisy, spec["pixel_size_A"], image_meta)
+    recorded_px = spec["pixel_size_A"] * spec.get("calibration_factor", 1.0)  # a miscalibrated file
+    write_tiff_calibrated(Path(outdir) / spec["image"], noisy, recorded_px, image_meta)
     np.save(folder / "clean.npy", clean)
     np.save(folder / "columns.npy", cols)
     write_json(folder / "columns_species.json", labels)
@@ -158,7 +207,7 @@ def generate_sample(spec: dict, outdir) -> dict:
 
 
 def generate_benchmark(outdir, tiers=TIERS, quick: bool = False, seed: int = 0, n_per_tier: int = 150,
-                       workers: int = 1, progress: Progress = no_progress) -> Path:
+                       workers: int = 1, conditions: str = "standard", progress: Progress = no_progress) -> Path:
     """Write a benchmark into ``outdir``; returns the path of ``manifest.json``.
 
     ``quick``: the fixed 6-sample set (2 per tier, under a minute on one core). ``workers`` > 1
@@ -169,7 +218,7 @@ def generate_benchmark(outdir, tiers=TIERS, quick: bool = False, seed: int = 0, 
 
     outdir = Path(outdir)
     progress(0.0, "selecting structures")
-    specs = select_samples(tuple(tiers), quick, seed, n_per_tier, pool=_cached_pool())
+    specs = select_samples(tuple(tiers), quick, seed, n_per_tier, pool=_cached_pool(), conditions=conditions)
     metas, times = [None] * len(specs), [0.0] * len(specs)
     if workers > 1:
         with ProcessPoolExecutor(workers, initializer=_single_thread) as ex:
@@ -183,7 +232,7 @@ def generate_benchmark(outdir, tiers=TIERS, quick: bool = False, seed: int = 0, 
             progress((i + 1) / len(specs), f"sample {i + 1}/{len(specs)}: {spec['id']}")
     for i, meta in enumerate(metas):
         times[i] = meta.pop("time_s")
-    manifest = {"version": VERSION, "seed": int(seed), "quick": bool(quick), "samples": metas,
+    manifest = {"version": VERSION, "seed": int(seed), "quick": bool(quick), "conditions": conditions, "samples": metas,
                 "timing": {"time_s": times, "mean_s": round(float(np.mean(times)), 2) if times else 0.0}}
     return write_json(outdir / "manifest.json", manifest)
 
