@@ -15,8 +15,11 @@ from typing import Optional
 from .config import PipelineConfig
 from .model import AutomatError
 
-SUMMARY_FIELDS = ["input", "status", "formula", "spacegroup", "a_A", "b_A", "c_A",
-                  "formation_energy_per_atom_eV", "energy_model", "seconds", "output"]
+SUMMARY_FIELDS = ["input", "status", "probability", "formula", "spacegroup", "structure_type", "a_A", "b_A", "c_A",
+                  "formation_energy_per_atom_eV", "energy_model", "calibration_factor", "warnings", "seconds",
+                  "output"]
+#: Statuses of a finished image (``decision.STATUSES``); anything else is an error or a failure.
+DONE_STATUSES = ("confident", "uncertain", "no answer")
 
 
 def find_inputs(inputs: str) -> list[Path]:
@@ -47,10 +50,14 @@ def process_one(path: str, outdir: str, config: dict) -> dict:
         result.save(outdir)
         s = result.reconstruction.to_dict()
         e = result.energy
-        row.update(status="ok", formula=s["reduced_formula"], spacegroup=s["spacegroup_symbol"],
+        decision, cal = result.decision, result.calibration or {}
+        row.update(status=decision.status, probability=round(decision.probability, 3),
+                   formula=s["reduced_formula"], spacegroup=s["spacegroup_symbol"],
+                   structure_type=decision.structure_type,
                    a_A=round(s["a"], 4), b_A=round(s["b"], 4), c_A=round(s["c"], 4),
                    formation_energy_per_atom_eV=None if e is None else e.formation_energy_per_atom_eV,
-                   energy_model=None if e is None else e.model)
+                   energy_model=None if e is None else e.model, calibration_factor=cal.get("scale_factor"),
+                   warnings=" | ".join(result.warnings))
     except AutomatError as exc:
         row["status"] = f"error: {exc}"
     except Exception as exc:  # noqa: BLE001 - one bad image must not stop a batch

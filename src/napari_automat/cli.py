@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 bad input (one-line reason on stderr), 1 unexpected fai
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -53,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     refs.add_argument("--elements", help="comma-separated elements (default: all that the library uses)")
 
     bench = sub.add_parser("bench", help="the STEM2Mat-style benchmark: generate samples, run, report")
-    bench.add_argument("action", choices=["generate", "run", "report"])
+    bench.add_argument("action", choices=["generate", "run", "calibrate", "report"])
     bench.add_argument("-o", "--output", required=True,
                        help="generate: benchmark folder; run: results folder (metrics.json); report: results folder")
     bench.add_argument("--bench", help="run: benchmark folder (default: the output folder)")
@@ -61,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a small fixed subset (minutes on 2 cores)")
     bench.add_argument("--n-per-tier", type=int, default=150, help="generate: samples per tier")
     bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--tuning", help="calibrate: results folder of the tuning split (fit on it)")
+    bench.add_argument("--heldout", help="calibrate: results folder of the held-out split (judged only)")
     bench.add_argument("--conditions", choices=["standard", "shifted"], default="standard",
                        help="generate: 'shifted' images a held-out split unlike the tuning one (miscalibrated "
                             "pixel size, scan shear, other probe, defocus and Cs, iDPC)")
@@ -159,15 +162,30 @@ def cmd_run(args) -> int:
         line += f", Ef={energy.formation_energy_per_atom_eV:.3f} eV/atom ({energy.model})"
     print(line)
     print(f"wrote {paths['cif']} and {paths['result']}")
+    print(verdict_line(result))
     return 0
+
+
+def verdict_line(result) -> str:
+    """The last line of a run: how sure the answer is, and how many warnings to read."""
+    decision = result.decision
+    text = decision.line() if decision is not None else "no answer: nothing was retrieved"
+    if decision is not None and decision.status != "confident":
+        text += " — the CIF is the best guess, not a determination"
+    n = len(result.warnings)
+    return text + (f" [{n} warning{'s' if n > 1 else ''} in result.json]" if n else "")
 
 
 def cmd_batch(args) -> int:
     from .batch import run_batch
 
+    from .batch import DONE_STATUSES
+
     summary = run_batch(args.inputs, args.output, _config(args), scheduler=args.scheduler, workers=args.workers)
-    failed = [row for row in summary if row["status"] != "ok"]
-    print(f"{len(summary) - len(failed)} of {len(summary)} images done; summary in {Path(args.output) / 'summary.csv'}")
+    failed = [row for row in summary if row["status"] not in DONE_STATUSES]
+    sure = sum(row["status"] == "confident" for row in summary)
+    print(f"{len(summary) - len(failed)} of {len(summary)} images done, {sure} with a confident answer; "
+          f"summary in {Path(args.output) / 'summary.csv'}")
     return 0 if not failed else 3
 
 
@@ -206,6 +224,22 @@ def cmd_bench(args) -> int:
     tiers = ("unary", "binary", "ternary") if args.tier == "all" else (args.tier,)
     bar = _Bar(True)
     try:
+        if args.action == "calibrate":
+            from .bench.calibrate import calibrate
+
+            if not args.tuning:
+                raise AutomatError("calibrate needs --tuning RESULTS_DIR (and --heldout RESULTS_DIR to judge)")
+            try:
+                metrics = calibrate(args.tuning, args.heldout, out)
+            except (FileNotFoundError, ValueError) as exc:
+                raise AutomatError(str(exc)) from None
+            print(json.dumps(metrics["posterior"]["parameters"]))
+            for split, modes in metrics["reliability"].items():
+                for mode, r in modes.items():
+                    print(f"{split} {mode}: ECE {r['ece_top1']}, confident {r['confident_n']}/{r['n']} "
+                          f"with precision {r['confident_precision']}, match {r['match_rate']}")
+            print(f"wrote {out / 'metrics.json'}")
+            return 0
         if args.action == "generate" or (args.action == "run" and args.bench is None
                                          and not (out / "manifest.json").exists() and args.quick):
             from .bench.generate import generate_benchmark

@@ -52,6 +52,8 @@ class PipelineConfig:
     max_lattice_change: float = 0.05
     #: Compute device for torch models.
     device: str = "cpu"
+    #: Overrides of :class:`napari_automat.decision.PosteriorParams` (field → value); ``None`` = fitted defaults.
+    posterior: Optional[dict] = None
 
     def __post_init__(self):
         if isinstance(self.elements, str):

@@ -31,6 +31,8 @@ WEAK_SCORE = 0.5
 FAINT_SITE = 0.25
 #: Minimum number of columns for a lattice fit to mean anything.
 MIN_COLUMNS = 9
+#: Version of the ``result.json`` layout (DESIGN.md); raised when a key changes meaning.
+SCHEMA_VERSION = 2
 UNCALIBRATED = ("the image has no spatial calibration, so lattice parameters cannot be compared with "
                 "structures: set the pixel size in Å (--pixel-size, or the calibration widget)")
 
@@ -49,6 +51,8 @@ class PipelineResult:
     #: The lattice and columns before motif completion (``detect.complete``), when sites were added.
     first_pass: Optional[tuple] = None
     hits: list[TemplateHit] = field(default_factory=list)
+    #: Index into ``hits`` of the candidate the reconstruction was built from.
+    chosen_index: int = 0
     reconstruction: Optional[Reconstruction] = None
     energy: Optional[EnergyReport] = None
     timings_s: dict = field(default_factory=dict)
@@ -63,11 +67,54 @@ class PipelineResult:
         """The image the columns are measured on: the denoised one when present."""
         return self.denoised if self.denoised is not None else self.micrograph
 
+    @property
+    def posterior_params(self):
+        from .decision import PosteriorParams
+
+        return PosteriorParams.from_dict({**PosteriorParams().to_dict(), **(self.config.posterior or {})})
+
+    @property
+    def decision(self):
+        """How sure the answer is (:class:`napari_automat.decision.Decision`), None before retrieval."""
+        from .decision import decide
+
+        return decide(self.hits, bool(self.config.elements), self.chosen_index, self.posterior_params)
+
+    @property
+    def calibration(self) -> Optional[dict]:
+        """What the chosen structure says about the pixel size (``decision.calibration``)."""
+        from .decision import calibration
+
+        if not self.hits or self.lattice is None:
+            return None
+        cal = calibration(self.hits[min(self.chosen_index, len(self.hits) - 1)], self.lattice)
+        cal["applied"] = bool(self.micrograph.metadata.get("recalibrated_from_A"))
+        return cal
+
+    def software(self) -> dict:
+        from . import __version__
+
+        digest = None
+        try:
+            from .templates.library import load_library
+
+            digest = load_library(self.config.library_path).content_hash()
+        except Exception:  # noqa: BLE001 - provenance must not break saving a result
+            pass
+        return {"name": "napari-automat", "version": __version__, "template_library_hash": digest}
+
     def to_dict(self) -> dict:
         """The ``result.json`` document (keys fixed by DESIGN.md)."""
         m = self.micrograph
         lat = self.lattice.to_dict() if self.lattice is not None else None
+        decision = self.decision
+        retrieval = [h.to_dict() for h in self.hits]
+        if decision is not None:
+            for row, p, ll in zip(retrieval, decision.hit_probability, decision.hit_log_likelihood):
+                row.update(probability=round(p, 4), log_likelihood=round(ll, 4))
         return {
+            "schema_version": SCHEMA_VERSION,
+            "software": self.software(),
             "input": {"path": m.path, "shape": list(m.shape), "pixel_size_A": float(m.mean_pixel_size_A),
                       "pixel_size_yx_A": [float(v) for v in m.pixel_size_A],
                       "calibrated": bool(m.calibrated), "frame": m.metadata.get("frame", 0),
@@ -75,7 +122,9 @@ class PipelineResult:
             "denoise": self.denoise_info or None,
             "columns": dict(self.columns.to_dict(), source=self.columns_source) if self.columns is not None else None,
             "lattice2d": lat,
-            "retrieval": [h.to_dict() for h in self.hits],
+            "calibration": self.calibration,
+            "retrieval": retrieval,
+            "decision": None if decision is None else decision.to_dict(),
             "structure": dict(self.reconstruction.to_dict(), template_id=self.reconstruction.template_id,
                               zone_axis=list(self.reconstruction.zone_axis))
             if self.reconstruction is not None else None,
@@ -83,6 +132,7 @@ class PipelineResult:
             "timings_s": {k: round(float(v), 3) for k, v in self.timings_s.items()},
             "warnings": list(self.warnings),
             "config": self.config.to_dict(),
+            "parameters": {"posterior": self.posterior_params.to_dict()},
         }
 
     def save(self, outdir: Union[str, Path]) -> dict[str, Path]:
@@ -249,6 +299,7 @@ def reconstruct_stage(result: PipelineResult, config: PipelineConfig, progress: 
 
     index = min(max(config.candidate_index, 0), len(result.hits) - 1)
     result.reconstruction = reconstruct(result.hits[index], result.lattice, progress=progress)
+    result.chosen_index = index
     bulk = bulk_alternative(result.hits, index)
     if bulk is not None:
         result.warn(f"a {result.hits[index].formula} monolayer and the layered crystal "
@@ -257,6 +308,11 @@ def reconstruct_stage(result: PipelineResult, config: PipelineConfig, progress: 
     result.columns, result.reconstruction.z_contrast = label_columns(result.columns, result.lattice,
                                                                      result.hits[index])
     for text in result.reconstruction.warnings:
+        result.warn(text)
+    from .decision import calibration_warning
+
+    text = calibration_warning(result.calibration)
+    if text and not result.micrograph.metadata.get("recalibrated_from_A"):
         result.warn(text)
 
 

@@ -124,6 +124,11 @@ def _score(row: dict, result, truth, folder: Path, steps: int, fmax: float, M, t
     if result.hits:
         row.update(M.retrieval_ranks(result.hits, truth, row.get("zone_axis")))
         row["top_hit"] = result.hits[0].formula
+        row["hits"] = hit_rows(result.hits, truth, M)
+        row["chosen_index"] = result.chosen_index
+        decision = result.decision
+        row["probability"], row["status"] = decision.probability, decision.status
+        row["calibration_factor"] = (result.calibration or {}).get("scale_factor")
     if result.reconstruction is not None:
         pred = result.reconstruction.structure
         row["predicted_formula"] = pred.composition.reduced_formula
@@ -138,6 +143,23 @@ def _score(row: dict, result, truth, folder: Path, steps: int, fmax: float, M, t
         cif = (folder / "truth.cif").read_text()
         row["e_form_true_eV"] = _truth_formation_energy(truth, cif, result.energy.model, steps, fmax, truth_cache)
     row["warnings"] = list(result.warnings)
+
+
+def hit_rows(hits, truth, M) -> list[dict]:
+    """What the posterior fit needs of each hit: its log-evidence, structure and structure type, and
+    whether its template structure matches the truth (with and without species)."""
+    import math
+
+    from ..decision import hit_evidence, structure_key, type_key
+
+    out = []
+    for hit in hits:
+        correct = hit.structure is not None and M.structures_match(hit.structure, truth)
+        out.append({"log_evidence": math.log(max(hit_evidence(hit), 1e-12)), "structure": list(structure_key(hit)),
+                    "type": list(type_key(hit)), "correct": bool(correct),
+                    "type_correct": bool(correct or (hit.structure is not None
+                                                     and M.structure_types_match(hit.structure, truth)))})
+    return out
 
 
 def _mean(values) -> Optional[float]:
@@ -231,7 +253,7 @@ def _evaluate_task(args: tuple) -> dict:
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("timings_s", "warnings")]
+    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in ("timings_s", "warnings", "hits")]
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=keys + ["timings_s"], extrasaction="ignore")
         writer.writeheader()

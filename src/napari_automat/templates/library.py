@@ -82,6 +82,19 @@ class TemplateLibrary:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def content_hash(self) -> Optional[str]:
+        """SHA-1 (16 hex digits) of the library file, so a result names the library it came from."""
+        if "content_hash" not in self.cache:
+            digest = None
+            if self.path and Path(self.path).is_file():
+                h = hashlib.sha1()
+                with open(self.path, "rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(block)
+                digest = h.hexdigest()[:16]
+            self.cache["content_hash"] = digest
+        return self.cache["content_hash"]
+
 
 def default_path() -> Path:
     """The library file: the one built into the user cache (``automat library build``), else the

@@ -1,0 +1,224 @@
+"""The decision: how sure the chain is of its answer, and what the image says about calibration.
+
+Retrieval ranks template hits by an image score in (0, 1] whose log is a sum of per-term
+log-likelihoods (lattice shape and scale, column positions, Z-contrast) and log-priors (elements,
+simplicity, plan view); the stability check multiplies in a Boltzmann-like energy prior
+(``details['stability_weight']``). Those numbers rank well but are not probabilities. Here they
+become one, over the distinct structures among the hits plus "none of these":
+
+    p(structure j) ∝ Σ_{hits i of j} exp(β · log e_i),   p(none) ∝ exp(β · log e_0)
+
+with ``e_i`` the hit's evidence (stability weight when checked, else score), ``β`` a temperature
+and ``log e_0`` the evidence of the truth being elsewhere (outside the library or outside the top
+hits). Two numbers per mode (with and without the element hint), fitted by maximum likelihood on
+the tuning split of the benchmark (``automat bench calibrate``), judged on a held-out split.
+
+A hit's structure is its reduced formula and space group: the same structure seen along two zone
+axes is one answer. Its structure type is the anonymous formula and space group (perovskite
+ABC3 Pm-3m whatever A, B and C are), the answer an image without a hint can support best.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Optional, Sequence
+
+from .model import TemplateHit
+
+#: ``Decision.status`` values, most to least sure.
+STATUSES = ("confident", "uncertain", "no answer")
+
+
+@dataclass(frozen=True)
+class PosteriorParams:
+    """The few numbers that turn hit scores into probabilities, and the words a probability earns.
+
+    The temperatures and none-evidences are fitted by ``automat bench calibrate`` on the tuning
+    split; docs/benchmarks.md gives the command and the held-out figures.
+    """
+
+    #: β with the element hint: the power of the evidence (higher = sharper posterior).
+    temperature_hint: float = 6.0
+    #: log e_0 with the hint: the log-evidence of "none of the retrieved structures".
+    none_log_evidence_hint: float = -3.0
+    #: β without the element hint.
+    temperature_no_hint: float = 6.0
+    #: log e_0 without the hint.
+    none_log_evidence_no_hint: float = -3.0
+    #: A top probability from here up is stated as the answer ("confident").
+    confident: float = 0.8
+    #: Below this the image supports no answer; in between it is "uncertain".
+    no_answer: float = 0.3
+
+    def for_mode(self, hinted: bool) -> tuple[float, float]:
+        """``(β, log e_0)`` for runs with (``hinted``) or without the element hint."""
+        if hinted:
+            return self.temperature_hint, self.none_log_evidence_hint
+        return self.temperature_no_hint, self.none_log_evidence_no_hint
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Optional[dict]) -> "PosteriorParams":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: float(v) for k, v in (d or {}).items() if k in names})
+
+
+#: Smallest evidence taken (a hit scored 0 is impossible, not -inf in the arithmetic).
+_FLOOR = 1e-12
+
+
+def hit_evidence(hit: TemplateHit) -> float:
+    """The hit's evidence: its stability weight when the stability check weighed it, else its score."""
+    weight = hit.details.get("stability_weight")
+    return float(weight if weight is not None else hit.score)
+
+
+def structure_key(hit: TemplateHit) -> tuple[str, Optional[int]]:
+    """The structure a hit stands for: reduced formula and space-group number."""
+    from pymatgen.core import Composition
+
+    return Composition(hit.formula).reduced_formula, hit.details.get("spacegroup_number")
+
+
+def type_key(hit: TemplateHit) -> tuple[str, Optional[int]]:
+    """The structure type a hit stands for: anonymous formula (ABC3) and space-group number."""
+    from pymatgen.core import Composition
+
+    return Composition(hit.formula).anonymized_formula, hit.details.get("spacegroup_number")
+
+
+@dataclass
+class Decision:
+    """The posterior over the retrieved structures and the verdict it supports.
+
+    ``hit_probability[i]``: probability that hit ``i``'s structure is the right one (shared by the
+    hits of one structure); ``probability``: that of the chosen hit's structure; ``type_probability``:
+    that of its structure type; ``none_probability``: that the right structure is not among the hits.
+    """
+
+    status: str
+    probability: float
+    formula: Optional[str]
+    spacegroup: Optional[str]
+    structure_type: Optional[str]
+    type_probability: float
+    none_probability: float
+    hinted: bool
+    hit_probability: list[float] = field(default_factory=list)
+    hit_log_likelihood: list[float] = field(default_factory=list)
+    runner_up: Optional[str] = None
+    #: The probability from which a statement is confident (``PosteriorParams.confident``).
+    confident_level: float = 0.8
+
+    @property
+    def type_only(self) -> bool:
+        """The structure type is confident where the compound is not (typical without a hint)."""
+        return self.status != "confident" and self.type_probability >= self.confident_level
+
+    def line(self) -> str:
+        """One line a user reads: the answer with its probability, or what the image does support."""
+        best = f"{self.formula} {self.spacegroup}"
+        if self.status == "confident":
+            return f"confident: {best} (p = {self.probability:.2f})"
+        if self.type_only:
+            return (f"structure type only: {self.structure_type} (p = {self.type_probability:.2f}); compound "
+                    f"not determined (best {best}, p = {self.probability:.2f})")
+        alt = f"; next {self.runner_up}" if self.runner_up else ""
+        if self.status == "uncertain":
+            return f"uncertain: {best} (p = {self.probability:.2f}{alt})"
+        if self.none_probability >= self.probability:
+            return (f"no answer: no structure of the library fits well (none of these: p = "
+                    f"{self.none_probability:.2f}; best {best}, p = {self.probability:.2f})")
+        return f"no answer: several structures fit alike (best {best}, p = {self.probability:.2f}{alt})"
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "probability": round(self.probability, 4), "formula": self.formula,
+                "spacegroup": self.spacegroup, "structure_type": self.structure_type,
+                "type_probability": round(self.type_probability, 4), "type_only": self.type_only,
+                "none_probability": round(self.none_probability, 4), "hinted": self.hinted,
+                "runner_up": self.runner_up, "summary": self.line()}
+
+
+def decide(hits: Sequence[TemplateHit], hinted: bool, chosen: int = 0,
+           params: PosteriorParams = PosteriorParams()) -> Optional[Decision]:
+    """The posterior over ``hits`` (best first) and the verdict on hit ``chosen``; None without hits."""
+    if not hits:
+        return None
+    beta, none_log = params.for_mode(hinted)
+    logs = [math.log(max(hit_evidence(h), _FLOOR)) for h in hits]
+    top = max(max(logs), none_log)
+    weights = [math.exp(beta * (v - top)) for v in logs]
+    none_w = math.exp(beta * (none_log - top))
+    total = sum(weights) + none_w
+    by_structure: dict[tuple, float] = {}
+    by_type: dict[tuple, float] = {}
+    for h, w in zip(hits, weights):
+        by_structure[structure_key(h)] = by_structure.get(structure_key(h), 0.0) + w / total
+        by_type[type_key(h)] = by_type.get(type_key(h), 0.0) + w / total
+    hit_p = [by_structure[structure_key(h)] for h in hits]
+    chosen = min(max(chosen, 0), len(hits) - 1)
+    hit = hits[chosen]
+    p = hit_p[chosen]
+    status = STATUSES[0] if p >= params.confident else STATUSES[1] if p >= params.no_answer else STATUSES[2]
+    others = sorted(((v, k) for k, v in by_structure.items() if k != structure_key(hit)), reverse=True)
+    runner = f"{others[0][1][0]} {_sg_symbol(hits, others[0][1])} (p = {others[0][0]:.2f})" if others else None
+    anon, _ = type_key(hit)
+    return Decision(status=status, probability=p, formula=hit.formula, spacegroup=hit.details.get("spacegroup"),
+                    structure_type=f"{anon} {hit.details.get('spacegroup') or ''}".strip(),
+                    type_probability=by_type[type_key(hit)], none_probability=none_w / total, hinted=hinted,
+                    hit_probability=hit_p, hit_log_likelihood=logs, runner_up=runner,
+                    confident_level=params.confident)
+
+
+def _sg_symbol(hits: Sequence[TemplateHit], key: tuple) -> str:
+    return next((h.details.get("spacegroup") or "?" for h in hits if structure_key(h) == key), "?")
+
+
+#: Relative uncertainty of a library lattice parameter (DFT-relaxed Materials Project cells are
+#: typically 1–2 % off experiment; prototypes and ASE cells are experimental).
+TEMPLATE_LATTICE_SIGMA = 0.015
+#: Relative uncertainty of a decorated prototype's radius-predicted scale.
+DECORATED_LATTICE_SIGMA = 0.06
+#: A calibration factor is reported as off when it differs from 1 by more than this many sigma
+#: and more than :data:`CALIBRATION_MIN_OFF`.
+CALIBRATION_SIGMAS = 2.0
+CALIBRATION_MIN_OFF = 0.02
+
+
+def calibration(hit: TemplateHit, lattice) -> dict:
+    """The factor by which the image's pixel size must be multiplied for ``hit``'s structure to fit
+    the measured ``lattice``, with its relative uncertainty, the residual shear (Δγ [rad] between
+    the measured and template cells), what it was measured against, and ``applied`` (False: the
+    structure is as measured)."""
+    scale = float(hit.details.get("scale") or 1.0)  # measured / template length
+    decorated = hit.details.get("decoration") is not None
+    a = float(getattr(lattice, "a_A", float("nan")))
+    unc = float(getattr(lattice, "uncertainty_A", float("nan")))
+    measured = unc / a if math.isfinite(unc) and a > 0 else 0.01
+    template = DECORATED_LATTICE_SIGMA if decorated else TEMPLATE_LATTICE_SIGMA
+    cell_t, cell_m = hit.details.get("template_cell_A"), hit.details.get("measured_cell_A")
+    shear = math.radians(cell_m[2] - cell_t[2]) if cell_t and cell_m else None
+    return {"scale_factor": round(1.0 / scale, 5), "scale_sigma": round(math.hypot(measured, template), 5),
+            "shear": None if shear is None else round(shear, 5),
+            "source": "decorated prototype" if decorated else "structure",
+            "against": f"{hit.formula} {hit.details.get('spacegroup', '')}".strip(), "applied": False}
+
+
+def calibration_warning(cal: Optional[dict]) -> Optional[str]:
+    """One sentence when the calibration factor is significantly off 1, else None."""
+    if not cal:
+        return None
+    f, sigma = cal["scale_factor"], cal["scale_sigma"]
+    off = 1.0 / f - 1.0  # how much too large the pixel size is
+    if abs(off) <= max(CALIBRATION_SIGMAS * sigma, CALIBRATION_MIN_OFF):
+        return None
+    word = "high" if off > 0 else "low"
+    return (f"the image's calibration appears {100 * abs(off):.1f} ± {100 * sigma:.1f}% {word} against "
+            f"{cal['against']}: the pixel size fits it × {f:.3f} (the structure is written as measured)")
+
+
+__all__ = ["Decision", "PosteriorParams", "STATUSES", "calibration", "calibration_warning", "decide",
+           "hit_evidence"]
