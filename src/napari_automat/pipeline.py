@@ -68,6 +68,11 @@ class PipelineResult:
         return self.denoised if self.denoised is not None else self.micrograph
 
     @property
+    def image(self) -> Optional[Micrograph]:
+        """:attr:`analysed`, or None for a session of columns with no image behind them (drawn by hand)."""
+        return self.analysed if np.asarray(self.analysed.data).size else None
+
+    @property
     def posterior_params(self):
         from .decision import PosteriorParams
 
@@ -211,8 +216,13 @@ def lattice_stage(result: PipelineResult, config: PipelineConfig, progress: Prog
             result.first_pass = changes["first_pass"]
             result.warn(f"{len(changes['sites'])} motif site(s) the detection had merged into brighter neighbours "
                         "were found from the cell-averaged residual and added")
-    else:  # columns given by the user are taken as they are
-        result.lattice, result.columns = find_lattice(result.columns, image=result.analysed.data, progress=progress)
+    else:  # columns given by the user stay where they are; points added by hand get their intensity measured
+        from .detect.review import measure_added
+
+        image = result.image
+        result.columns = measure_added(result.columns, image)
+        result.lattice, result.columns = find_lattice(result.columns, image=None if image is None else image.data,
+                                                      progress=progress)
     if np.isfinite(result.lattice.fft_mismatch) and result.lattice.fft_mismatch > 0.05:
         result.warn(f"the column lattice differs from the Fourier transform by "
                     f"{100 * result.lattice.fft_mismatch:.0f}%: check the detected columns")
@@ -244,7 +254,7 @@ def retrieve_stage(result: PipelineResult, config: PipelineConfig, progress: Pro
                     "visible, as in ABF or iDPC")
     from .templates.overlay import add_image_residuals
 
-    add_image_residuals(result.hits, result.lattice, result.analysed, result.columns)
+    add_image_residuals(result.hits, result.lattice, result.image, result.columns)
     if not result.hits:
         raise AutomatError("no template matches the measured lattice "
                            f"(a={result.lattice.a_A:.3f} Å, b={result.lattice.b_A:.3f} Å, "
@@ -287,6 +297,20 @@ def _drop_unexplained_faint_sites(result: PipelineResult, options: dict) -> None
     if scores:
         result.warn(f"{len(faint)} faint motif site(s) that no template explains were dropped "
                     f"(best score {scores[0]:.2f} with them, {scores[1]:.2f} without)")
+
+
+def stability_stage(result: PipelineResult, config: PipelineConfig, progress: Progress = no_progress) -> None:
+    """Reorder the top distinct candidates by image score × stability (``energy.stability``); nothing
+    to do without an energy model or with fewer than two candidates to compare."""
+    if config.energy_model == "none" or config.stability_candidates < 2 or not result.hits:
+        return
+    from .energy.stability import rerank_by_stability
+
+    if result.lattice is None:
+        raise AutomatError("no lattice to reconstruct the candidates on")
+    result.hits = rerank_by_stability(result.hits, result.lattice, model=config.energy_model,
+                                      max_candidates=config.stability_candidates,
+                                      checkpoint=config.mattersim_checkpoint, device=config.device, progress=progress)
 
 
 def reconstruct_stage(result: PipelineResult, config: PipelineConfig, progress: Progress = no_progress) -> None:
@@ -338,6 +362,7 @@ STAGES: dict[str, tuple[Callable[[PipelineResult, PipelineConfig, Progress], Non
     "detect": (detect_stage, 1.0),
     "lattice": (lattice_stage, 0.5),
     "retrieve": (retrieve_stage, 1.0),
+    "stability": (stability_stage, 1.0),
     "reconstruct": (reconstruct_stage, 0.5),
     "energy": (energy_stage, 4.0),
 }
@@ -382,22 +407,23 @@ def start(source: Union[str, Path, Micrograph], config: Optional[PipelineConfig]
 
 def run(source: Union[str, Path, Micrograph], config: Optional[PipelineConfig] = None,
         progress: Progress = no_progress, columns: Optional[Columns] = None,
-        stop_after: Optional[str] = None) -> PipelineResult:
-    """Run the whole chain on one image.
+        stop_after: Optional[str] = None,
+        say: Callable[[str, str, Optional[dict]], None] = lambda role, text, data=None: None) -> PipelineResult:
+    """Run the whole chain on one image: the one workflow that the CLI, batch, the agent's rules
+    planner and the napari agent widget run too (``agent.planner.plan``: the stages in order with
+    their quality gates — detection retries, the Fourier-transform check, the stability check,
+    the next candidate when one cannot be reconstructed).
 
     ``columns``: user-edited columns to use instead of detecting (denoise still runs, so the
     lattice check sees the filtered image). ``stop_after``: name of the last stage to run.
+    ``say(role, text, data)`` receives the transcript.
     """
+    from .agent.planner import plan
+
+    if stop_after is not None and stop_after not in STAGES:
+        raise AutomatError(f"unknown stage {stop_after!r}; stages are {', '.join(STAGES)}")
     config = config or PipelineConfig()
     result = start(source, config, sub_progress(progress, 0.0, 0.02, "read: "), columns)
-    names = [n for n in STAGES if not (n == "detect" and columns is not None)]
-    if stop_after is not None:
-        if stop_after not in STAGES:
-            raise AutomatError(f"unknown stage {stop_after!r}; stages are {', '.join(STAGES)}")
-        names = names[: names.index(stop_after) + 1] if stop_after in names else names
-    weights = np.array([STAGES[n][1] for n in names], dtype=float)
-    edges = 0.02 + 0.98 * np.concatenate([[0], np.cumsum(weights) / weights.sum()])
-    for i, name in enumerate(names):
-        run_stage(result, name, config, sub_progress(progress, edges[i], edges[i + 1], f"{name}: "))
-    progress(1.0, "done")
-    return result
+    if not result.micrograph.calibrated and stop_after not in ("denoise", "detect", "lattice"):
+        raise AutomatError(UNCALIBRATED)
+    return plan(result, say, sub_progress(progress, 0.02, 1.0), stop_after=stop_after)

@@ -26,9 +26,23 @@ FFT_RETRY = 0.2
 _DETECTION_FIELDS = ("denoised", "denoise_info", "columns", "lattice", "first_pass", "warnings")
 
 
+class _Stop(Exception):
+    """The stage named by ``stop_after`` has run."""
+
+
 def plan(result: PipelineResult, say: Callable[[str, str, dict | None], None],
-         progress: Progress = no_progress) -> PipelineResult:
-    """Drive ``result`` through the chain; ``say(role, text, data)`` records the transcript."""
+         progress: Progress = no_progress, stop_after: str | None = None) -> PipelineResult:
+    """Drive ``result`` through the chain; ``say(role, text, data)`` records the transcript.
+    ``stop_after``: the last stage to run (its gates included)."""
+    try:
+        _plan(result, say, progress, stop_after)
+    except _Stop:
+        pass
+    progress(1.0, "done")
+    return result
+
+
+def _plan(result: PipelineResult, say, progress: Progress, stop_after: str | None) -> None:
     config = result.config
     user_columns = result.columns is not None
     weights = {name: w for name, (_, w) in STAGES.items()}
@@ -41,6 +55,10 @@ def plan(result: PipelineResult, say: Callable[[str, str, dict | None], None],
         out = call_tool(result, tool, args, sub_progress(progress, done, min(done + span, 1.0), f"{name}: "))
         say("tool_result", _result_text(tool, out), out)
         return out
+
+    def finished(name: str) -> None:
+        if name == stop_after:
+            raise _Stop
 
     # Denoise, detect and fit the lattice, retrying with stronger settings when too little is found
     # or the lattice disagrees with the Fourier transform.
@@ -79,6 +97,8 @@ def plan(result: PipelineResult, say: Callable[[str, str, dict | None], None],
         say("planner", "no retry agrees better with the Fourier transform: the first lattice is kept", None)
         for name, value in first_found.items():
             setattr(result, name, value)
+    for name in ("denoise", "detect", "lattice"):
+        finished(name)
     done = sum(weights[n] for n in ("denoise", "detect", "lattice")) / total
 
     out = step("retrieve", "retrieve_templates", {"elements": list(config.elements)} if config.elements else None)
@@ -88,15 +108,18 @@ def plan(result: PipelineResult, say: Callable[[str, str, dict | None], None],
     if best.score < WEAK_SCORE:
         result.warn(f"weak retrieval: best candidate {best.formula} scores {best.score:.2f}")
         say("planner", f"weak retrieval (best score {best.score:.2f} < {WEAK_SCORE}); check the candidates", None)
+    finished("retrieve")
     done += weights["retrieve"] / total
     if config.energy_model != "none" and config.stability_candidates > 1:
         before = best
-        out = step("reconstruct", "check_stability")
+        out = step("stability", "check_stability")
         if "error" in out:
             result.warn(f"stability check skipped: {out['error']}")
         elif result.hits[0] is not before:
             say("planner", f"stability: {result.hits[0].formula} ({result.hits[0].details.get('spacegroup')}) is "
                            f"preferred to {before.formula} ({before.details.get('spacegroup')})", None)
+    finished("stability")
+    done += weights["stability"] / total
 
     for index in range(min(MAX_CANDIDATES, len(result.hits))):
         out = step("reconstruct", "reconstruct", {"candidate_index": index})
@@ -105,6 +128,7 @@ def plan(result: PipelineResult, say: Callable[[str, str, dict | None], None],
         say("planner", f"candidate {index} failed to reconstruct; trying the next one", None)
     else:
         raise AutomatError("none of the top candidates could be reconstructed")
+    finished("reconstruct")
     done += weights["reconstruct"] / total
 
     if config.energy_model != "none":
@@ -115,8 +139,6 @@ def plan(result: PipelineResult, say: Callable[[str, str, dict | None], None],
             drift = f"relaxation changed the lattice by {result.energy.lattice_change_pct:+.1f}%"
             result.warn(f"{drift}: the reconstructed structure may be wrong")
             say("planner", f"flag: {drift} (> {100 * config.max_lattice_change:.0f}%)", None)
-    progress(1.0, "done")
-    return result
 
 
 def _args_text(args: dict | None) -> str:

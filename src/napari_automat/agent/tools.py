@@ -93,9 +93,6 @@ def _retrieve(result, args, progress):
 
 
 def _stability(result, args, progress):
-    import time
-
-    from ..energy.stability import rerank_by_stability
     from ..model import AutomatError
 
     if not result.hits or result.lattice is None:
@@ -103,11 +100,7 @@ def _stability(result, args, progress):
     config = _configured(result, args, {"max_candidates": "stability_candidates", "model": "energy_model"})
     if config.energy_model == "none":
         raise AutomatError("no energy model (energy_model is 'none')")
-    start = time.perf_counter()
-    result.hits = rerank_by_stability(result.hits, result.lattice, model=config.energy_model,
-                                      max_candidates=config.stability_candidates,
-                                      checkpoint=config.mattersim_checkpoint, device=config.device, progress=progress)
-    result.timings_s["stability"] = time.perf_counter() - start
+    run_stage(result, "stability", config, progress)
     return {"candidates": summarise(result)["candidates"]}
 
 

@@ -14,6 +14,19 @@ from .refine import refine_columns
 EDITED = ("added", "moved")
 
 
+def measure_added(columns: Columns, image=None) -> Columns:
+    """``columns`` with the unknown intensities and widths (points added by hand) measured on
+    ``image`` (Micrograph or None); positions stay exactly where the user put them."""
+    missing = np.flatnonzero(~np.isfinite(columns.intensity))
+    if image is None or not len(missing):
+        return columns
+    fitted = refine_columns(image, columns, missing)
+    out = columns.subset(np.arange(columns.count))
+    out.intensity[missing] = fitted.intensity[missing]
+    out.sigma_px[missing] = fitted.sigma_px[missing]
+    return out
+
+
 def accept_columns(columns: Columns, image=None, progress: Progress = no_progress) -> tuple[Columns, dict]:
     """Columns ready for the next stages after hand correction, and a summary of what was done.
 
