@@ -12,6 +12,7 @@ from napari.layers import Points
 
 from napari_automat._napari.layers import (COLUMNS_KEY, HITS_KEY, LATTICE_KEY, MICROGRAPH_KEY, STRUCTURE_KEY,
                                            columns_from_points_layer)
+from napari_automat._napari.widgets.retrieve import HEADERS
 
 pytestmark = pytest.mark.gui
 
@@ -189,7 +190,7 @@ def test_full_workflow_on_real_image_with_edits(viewer, real_file):
     hits = points.metadata[HITS_KEY]
     assert w.table.rowCount() == len(hits) > 0, w.status.text()
     assert all({el.symbol for el in h.structure.composition} <= {"Sr", "Ti", "O"} for h in hits)
-    w.table.sortItems(3)  # by score, ascending: the best row goes last
+    w.table.sortItems(HEADERS.index("score"))  # ascending: the best row goes last
     assert w.table.item(w.table.rowCount() - 1, 0).text() == "1"
     w.table.sortItems(0)
     w.select_hit(0)

@@ -10,9 +10,9 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QCheckBox, QComboBox, QLineEdit, QPlainTextEdit
 
 from ...config import PipelineConfig
-from ..layers import (COLUMNS_KEY, HITS_KEY, LATTICE_KEY, MICROGRAPH_KEY, SELECTED_HIT_KEY, columns_layer_data,
-                      lattice_layer_data, micrograph_layer_data, structure_layer_data)
-from ._analysis import layer_columns
+from ..layers import (COLUMNS_KEY, HITS_KEY, LATTICE_KEY, MICROGRAPH_KEY, SELECTED_HIT_KEY, columns_from_points_layer,
+                      columns_layer_data, lattice_layer_data, micrograph_layer_data, structure_layer_data)
+from ..session import SESSION_KEY
 from ._common import LayerCombo, StageWidget, layer_micrograph
 from .detect import is_columns_layer
 from .energy import ENERGY_KEY
@@ -71,13 +71,15 @@ class AgentWidget(StageWidget):
             return
         mg = layer_micrograph(self.viewer, image_layer)
         points_layer = self.points.layer()
-        columns = layer_columns(points_layer)[0] if points_layer is not None else None
+        columns = columns_from_points_layer(points_layer) if points_layer is not None else None
         self.transcript.clear()
         source = f"{image_layer.name}" + (f" + '{points_layer.name}'" if points_layer is not None else "")
 
         def done(agent):
+            from .retrieve import verdict_html
+
             self.show_result(agent, image_layer.name, points_layer)
-            self.set_status(f"done ({agent.planner} planner) on {source}")
+            self.set_status(f"finished ({agent.planner} planner) on {source}<br>{verdict_html(agent.result)}")
 
         self.start(run_agent, mg, self.config(), columns=columns, on_message=self.message.emit,
                    label="agent", on_done=done)
@@ -94,7 +96,9 @@ class AgentWidget(StageWidget):
             columns_layer = self.add_layer(columns_layer_data(result.columns, name=f"{name} columns (agent)",
                                                               **{MICROGRAPH_KEY: analysed}))
         if columns_layer is not None and result.hits:
-            columns_layer.metadata.update({HITS_KEY: result.hits, SELECTED_HIT_KEY: result.config.candidate_index})
+            columns_layer.metadata.update({HITS_KEY: result.hits, SELECTED_HIT_KEY: result.chosen_index})
+        if columns_layer is not None and columns_layer is not points_layer:
+            columns_layer.metadata[SESSION_KEY] = result  # the step widgets go on from the agent's session
         if result.lattice is not None:
             self.add_layer(lattice_layer_data(result.lattice, result.columns.pixel_size_A,
                                               name=f"{name} lattice (agent)",
@@ -115,6 +119,8 @@ class AgentWidget(StageWidget):
         lines = []
         if result.reconstruction is not None:
             lines.append(f"structure: {result.reconstruction.structure.composition.reduced_formula}")
+        if result.decision is not None:
+            lines.append(result.decision.line())
         if result.energy is not None:
             e = result.energy.formation_energy_per_atom_eV
             lines.append(f"formation energy: {e:.4f} eV/atom ({result.energy.model})" if e is not None

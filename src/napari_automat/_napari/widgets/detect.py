@@ -13,6 +13,7 @@ from ...model import AutomatError
 from ..layers import (ADDED_DEFAULTS, ADDED_LABELS_KEY, MICROGRAPH_KEY, OVERLAY_KEY, STRUCTURE_KEY,
                       columns_from_points_layer, columns_layer_data, ensure_column_features, set_column_features,
                       untracked)
+from ..session import SESSION_KEY, new_session
 from ._common import LayerCombo, StageWidget, double_spin, layer_micrograph
 
 SIGNALS = ("auto", "HAADF", "ADF", "iDPC", "ABF", "BF")
@@ -36,30 +37,26 @@ def is_columns_layer(layer) -> bool:
 
 def detect_and_classify(micrograph, min_separation_A=None, threshold_scale=1.0, signal="auto",
                         sublattices=True, progress=None):
-    """Detect columns, then (optionally) label sublattices with the lattice fit, dropping tail
-    artefacts and adding motif sites the detection merged into brighter neighbours (``detect.complete``).
+    """The pipeline's detect stage on a new session, then (optionally) its lattice stage, which labels
+    sublattices, drops tail artefacts and adds motif sites the detection merged into brighter
+    neighbours (kept at retrieval only when a template explains them, as in ``pipeline.run``).
 
-    Returns ``(columns, note)``; ``note`` says why sublattices stayed unknown, or what was added.
+    Returns ``(session, note)``; ``note`` says why sublattices stayed unknown, or what was added.
     """
-    from ...detect import detect_columns
-    from ...detect.complete import find_lattice_completed
+    from ...config import PipelineConfig
+    from ...pipeline import run_stage
+    from ..session import new_session
 
-    columns = detect_columns(micrograph, min_separation_A=min_separation_A, threshold_scale=threshold_scale,
-                             signal=signal, progress=lambda f, m="": progress(0.8 * f, m))
+    session = new_session(micrograph, PipelineConfig(min_separation_A=min_separation_A, threshold_scale=threshold_scale,
+                                                     signal=signal))
+    run_stage(session, "detect", progress=lambda f, m="": progress(0.8 * f, m))
     if not sublattices:
-        return columns, ""
+        return session, ""
     try:
-        _, labelled, changes = find_lattice_completed(columns, micrograph,
-                                                      progress=lambda f, m="": progress(0.8 + 0.2 * f, m))
+        run_stage(session, "lattice", progress=lambda f, m="": progress(0.8 + 0.2 * f, m))
     except AutomatError as exc:
-        return columns, f"sublattices unknown: {exc}"
-    notes = []
-    if changes["dropped"]:
-        notes.append(f"{changes['dropped']} faint maxima where neighbouring columns' tails add up were dropped")
-    if changes["sites"]:
-        notes.append(f"{changes['added']} columns at {len(changes['sites'])} site(s) merged into brighter "
-                     "neighbours were added from the lattice")
-    return labelled, "; ".join(notes)
+        return session, f"sublattices unknown: {exc}"
+    return session, "; ".join(session.warnings)
 
 
 class DetectWidget(StageWidget):
@@ -145,8 +142,9 @@ class DetectWidget(StageWidget):
         name = f"{layer.name} columns"
 
         def done(out):
-            columns, note = out
-            self.add_layer(columns_layer_data(columns, name=name, **{MICROGRAPH_KEY: mg,
+            session, note = out
+            columns = session.columns
+            self.add_layer(columns_layer_data(columns, name=name, **{MICROGRAPH_KEY: mg, SESSION_KEY: session,
                                                                      "automat_source_layer": layer.name}),
                            like=layer)
             counts = np.bincount(columns.sublattice[columns.sublattice >= 0]) if columns.count else []
@@ -265,7 +263,10 @@ class DetectWidget(StageWidget):
             if len(layer.data) != n_before:
                 self.set_status("⚠ the layer changed while accepting; accept again", error=True)
                 return
-            metadata = {k: v for k, v in layer.metadata.items() if k not in (ACCEPTED_KEY,)}
+            metadata = {k: v for k, v in layer.metadata.items() if k not in (ACCEPTED_KEY, SESSION_KEY)}
+            old = layer.metadata.get(SESSION_KEY)
+            if old is not None:  # the accepted points start a session of their own, with the same settings
+                metadata[SESSION_KEY] = new_session(old.micrograph, old.config)
             name = layer.name if layer.name.endswith(" accepted") else f"{layer.name} accepted"
             self.add_layer(columns_layer_data(accepted, name=name,
                                               **{**metadata, ACCEPTED_KEY: summary}), like=layer)

@@ -6,8 +6,8 @@ import numpy as np
 from napari.layers import Points
 from qtpy.QtWidgets import QLabel
 
-from ..layers import COLUMNS_KEY, LATTICE_KEY, lattice_layer_data, set_column_features
-from ._analysis import fit_lattice, layer_columns
+from ..layers import COLUMNS_KEY, LATTICE_KEY, lattice_layer_data
+from ..session import layer_session, show_session_columns
 from ._common import LayerCombo, StageWidget, fmt
 from .detect import is_columns_layer
 
@@ -21,8 +21,15 @@ def lattice_summary(lattice) -> str:
             f"FFT mismatch {fmt(100 * lattice.fft_mismatch, '.1f', '%')}<br>motif sites: {sites}")
 
 
+def lattice_stage(session, progress):
+    """The pipeline's lattice stage on a layer's session; returns the session."""
+    from ...pipeline import run_stage
+
+    return run_stage(session, "lattice", progress=progress)
+
+
 class LatticeWidget(StageWidget):
-    """``detect.find_lattice`` on the CURRENT points of the chosen layer (user edits included).
+    """The pipeline's lattice stage on the CURRENT points of the chosen layer (user edits included).
 
     Writes a Vectors layer (a red, b blue) and the sublattice labels into the points' features.
     """
@@ -41,19 +48,19 @@ class LatticeWidget(StageWidget):
         layer = self.chosen(self.points, "columns")
         if layer is None:
             return
-        columns, image = layer_columns(layer)
+        session = layer_session(layer)
         n = len(layer.data)
 
         def done(out):
-            lattice, labelled = out
+            lattice, labelled = out.lattice, out.columns
             self.add_layer(lattice_layer_data(lattice, labelled.pixel_size_A, name=f"{layer.name} lattice",
                                               near_px=labelled.positions_px.mean(axis=0), **{COLUMNS_KEY: labelled}),
                            like=layer)
-            if len(layer.data) == n == labelled.count:
-                set_column_features(layer, labelled)
+            if len(layer.data) == n:
+                show_session_columns(layer, out)
             layer.metadata[LATTICE_KEY] = lattice
             self.result.setText(lattice_summary(lattice))
             self.set_status(f"lattice of {labelled.count} columns "
                             f"({int(np.sum(labelled.sublattice >= 0))} on motif sites)")
 
-        self.start(fit_lattice, columns, image, label="fit lattice", on_done=done)
+        self.start(lattice_stage, session, label="fit lattice", on_done=done)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from napari.layers import Points
 from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QPushButton
 
-from ..layers import (COLUMNS_KEY, HITS_KEY, LATTICE_KEY, SELECTED_HIT_KEY, STRUCTURE_KEY, set_column_features,
-                      structure_layer_data)
-from ._analysis import layer_columns, reconstruct_hit
+from ..layers import COLUMNS_KEY, HITS_KEY, LATTICE_KEY, SELECTED_HIT_KEY, STRUCTURE_KEY, structure_layer_data
+from ..session import SESSION_KEY, layer_session, show_session_columns
 from ._common import LayerCombo, StageWidget, fmt
 from .detect import is_columns_layer
 
@@ -60,8 +59,19 @@ def structure_summary_html(rec) -> str:
     return text
 
 
+def reconstruct_stages(session, progress):
+    """The pipeline's lattice stage (when the points changed since retrieval) and reconstruct stage on a
+    layer's session; returns the session."""
+    from ...pipeline import run_stage
+
+    if session.lattice is None:
+        run_stage(session, "lattice", progress=lambda f, m="": progress(0.3 * f, m))
+    return run_stage(session, "reconstruct", progress=lambda f, m="": progress(0.3 + 0.7 * f, m))
+
+
 class ReconstructWidget(StageWidget):
-    """``reconstruct.reconstruct(hit, lattice)`` with the lattice refitted on the chosen columns."""
+    """The pipeline's reconstruct stage on the chosen candidate, with the lattice of the chosen
+    columns as they are now (refitted when they were edited since retrieval)."""
 
     run_text = "Reconstruct"
 
@@ -98,23 +108,26 @@ class ReconstructWidget(StageWidget):
             return
         index = max(self.hit.currentIndex(), 0)
         layer.metadata[SELECTED_HIT_KEY] = index
-        columns, image = layer_columns(layer)
+        session = layer_session(layer, candidate_index=index)
+        session.hits = hits  # the candidates in the table (kept when the points were edited since)
         n = len(layer.data)
 
         def done(out):
-            rec, lattice, used = out
-            if len(layer.data) == n == used.count:  # labels go back only onto the points they were made for
-                set_column_features(layer, used)
+            rec, lattice, used = out.reconstruction, out.lattice, out.columns
+            if len(layer.data) == n:  # labels go back only onto the points they were made for
+                show_session_columns(layer, out)
             name = f"{rec.structure.composition.reduced_formula} structure"
             added = [self.add_layer(d) for d in structure_layer_data(
                 rec.structure, name=name, **{RECONSTRUCTION_KEY: rec, LATTICE_KEY: lattice, COLUMNS_KEY: used,
-                                             "automat_hit": hits[index], "automat_source_layer": layer.name})]
-            self.result.setText(structure_summary_html(rec))
+                                             SESSION_KEY: out, "automat_hit": hits[index],
+                                             "automat_source_layer": layer.name})]
+            decision = out.decision
+            self.result.setText(structure_summary_html(rec) + (f"<br>{decision.line()}" if decision else ""))
             self.set_status(f"reconstructed from {used.count} columns of '{layer.name}' and candidate {index + 1}")
             if self.show_3d.isChecked():
                 show_structure_3d(self.viewer, added)
 
-        self.start(reconstruct_hit, hits[index], columns, image, label="reconstruct", on_done=done)
+        self.start(reconstruct_stages, session, label="reconstruct", on_done=done)
 
     def back_to_2d(self) -> None:
         """2D view with the image layers visible again and the structures hidden."""

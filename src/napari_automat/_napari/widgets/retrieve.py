@@ -8,19 +8,45 @@ from __future__ import annotations
 
 from napari.layers import Points
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (QAbstractItemView, QHeaderView, QLineEdit, QPushButton, QSpinBox, QTableWidget,
-                            QTableWidgetItem)
+from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QHeaderView, QLineEdit, QPushButton, QSpinBox,
+                            QTableWidget, QTableWidgetItem)
 
 from ...config import PipelineConfig
-from ..layers import (HITS_KEY, LATTICE_KEY, MICROGRAPH_KEY, OVERLAY_KEY, SELECTED_HIT_KEY, set_column_features,
-                      structure_layer_data, template_overlay_layer_data)
-from ._analysis import layer_columns, retrieve_hits
+from ..layers import (HITS_KEY, LATTICE_KEY, MICROGRAPH_KEY, OVERLAY_KEY, SELECTED_HIT_KEY, structure_layer_data,
+                      template_overlay_layer_data)
+from ..session import SESSION_KEY, layer_session, show_session_columns
 from ._common import LayerCombo, StageWidget
 from .detect import is_columns_layer
 
 #: Metadata key of the layers showing a candidate's 3D template cell.
 CANDIDATE_CELL_KEY = "automat_candidate_cell"
-HEADERS = ("rank", "formula", "zone axis", "score", "residual", "Δ lattice %", "space group")
+HEADERS = ("rank", "formula", "zone axis", "p", "score", "residual", "Δ lattice %", "space group")
+#: Colours of the verdict in the status line.
+VERDICT_COLOURS = {"confident": "#69f0ae", "uncertain": "#ffd740", "no answer": "#ff8a80"}
+
+
+def retrieve_stages(session, progress):
+    """The pipeline's lattice (when not yet fitted on these points), retrieve and stability stages on a
+    layer's session; returns the session."""
+    from ...pipeline import run_stage
+
+    if session.lattice is None:
+        run_stage(session, "lattice", progress=lambda f, m="": progress(0.2 * f, m))
+    run_stage(session, "retrieve", progress=lambda f, m="": progress(0.2 + 0.5 * f, m))
+    run_stage(session, "stability", progress=lambda f, m="": progress(0.7 + 0.3 * f, m))
+    return session
+
+
+def verdict_html(session) -> str:
+    """The decision's one line, coloured by how sure it is."""
+    import html
+
+    decision = session.decision
+    if decision is None:
+        return ""
+    colour = VERDICT_COLOURS.get(decision.status, "")
+    return f'<span style="color: {colour};">{html.escape(decision.line())}</span>'
+
 
 
 class _Item(QTableWidgetItem):
@@ -67,9 +93,13 @@ class RetrieveWidget(StageWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.setMinimumHeight(300)
+        self.stability = QCheckBox("compare alike candidates by stability")
+        self.stability.setToolTip("a projection says nothing along the beam: reorder the top distinct candidates by "
+                                  "their formation energy (CHGNet or MatterSim; a few seconds), as the agent does")
         self.form.addRow("columns", self.points)
         self.form.addRow("elements", self.elements)
         self.form.addRow("candidates", self.top_k)
+        self.form.addRow(self.stability)
         self.body.addWidget(self.table)
         self.cell_button = QPushButton("Show 3D cell of the chosen candidate")
         self.cell_button.setToolTip("the template structure (decorated and scaled as retrieved) in 3D; "
@@ -86,26 +116,28 @@ class RetrieveWidget(StageWidget):
         layer = self.chosen(self.points, "columns")
         if layer is None:
             return
-        columns, image = layer_columns(layer)
+        session = layer_session(layer, elements=self.elements_list(), top_k=int(self.top_k.value()),
+                                energy_model="auto" if self.stability.isChecked() else "none")
         n = len(layer.data)
 
         def done(out):
-            hits, lattice, labelled = out
-            layer.metadata.update({HITS_KEY: hits, LATTICE_KEY: lattice, SELECTED_HIT_KEY: 0})
-            if len(layer.data) == n == labelled.count:
-                set_column_features(layer, labelled)
+            lattice = out.lattice
+            layer.metadata.update({HITS_KEY: out.hits, LATTICE_KEY: lattice, SELECTED_HIT_KEY: 0, SESSION_KEY: out})
+            if len(layer.data) == n:
+                show_session_columns(layer, out)
             self.show_hits()
-            best = f"; best: {hits[0].formula} [{' '.join(map(str, hits[0].zone_axis))}]" if hits else ""
-            self.set_status(f"{len(hits)} candidates for a = {lattice.a_A:.3f} Å, b = {lattice.b_A:.3f} Å, "
-                            f"γ = {lattice.gamma_deg:.1f}°{best}")
+            self.set_status(f"{len(out.hits)} candidates for a = {lattice.a_A:.3f} Å, b = {lattice.b_A:.3f} Å, "
+                            f"γ = {lattice.gamma_deg:.1f}°<br>{verdict_html(out)}")
 
-        self.start(retrieve_hits, columns, image, elements=self.elements_list(), top_k=int(self.top_k.value()),
-                   label="retrieve templates", on_done=done)
+        self.start(retrieve_stages, session, label="retrieve templates", on_done=done)
 
     def show_hits(self, *_) -> None:
         """Fill the table from the hits stored on the chosen columns layer."""
         layer = self.points.layer()
         hits = layer.metadata.get(HITS_KEY, []) if layer is not None else []
+        session = layer.metadata.get(SESSION_KEY) if layer is not None else None
+        decision = session.decision if session is not None and session.hits is hits else None
+        probability = decision.hit_probability if decision is not None else [float("nan")] * len(hits)
         self.table.blockSignals(True)
         self.table.setSortingEnabled(False)
         self.table.setRowCount(len(hits))
@@ -115,8 +147,9 @@ class RetrieveWidget(StageWidget):
             group = str(hit.details.get("spacegroup") or "—")
             residual = hit.details.get("image_residual")
             residual = float("nan") if residual is None else float(residual)
+            p = float(probability[row])
             cells = (_Item(row + 1), _Item(hit.formula), _Item(tuple(hit.zone_axis), zone),
-                     _Item(float(hit.score), f"{hit.score:.3f}"),
+                     _Item(p, "—" if p != p else f"{p:.2f}"), _Item(float(hit.score), f"{hit.score:.3f}"),
                      _Item(residual, "—" if residual != residual else f"{residual:.2f}"),
                      _Item(mismatch, "—" if mismatch != mismatch else f"{mismatch:.1f}"), _Item(group))
             tip = f"{hit.template_id}\n{hit.source}" if hit.source else hit.template_id
