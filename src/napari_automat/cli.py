@@ -89,6 +89,9 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="MatterSim checkpoint file")
     p.add_argument("--no-relax", action="store_true", help="energy of the unrelaxed structure")
     p.add_argument("--library", help="template library file")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="when the structure found says the file's pixel size is off, run again with the pixel "
+                        "size it implies (result.json: calibration.applied)")
     p.add_argument("--stability-candidates", type=int, default=5, metavar="N",
                    help="compare up to N top candidates that project alike by formation energy (0: off)")
 
@@ -99,7 +102,8 @@ def _config(args):
     return PipelineConfig(elements=args.elements or (), pixel_size_A=args.pixel_size, frame=args.frame,
                           denoise_method=args.denoise, signal=args.signal, energy_model=args.energy_model,
                           mattersim_checkpoint=args.checkpoint, relax=not args.no_relax,
-                          library_path=args.library, stability_candidates=args.stability_candidates)
+                          library_path=args.library, stability_candidates=args.stability_candidates,
+                          recalibrate=args.recalibrate)
 
 
 class _Bar:

@@ -52,6 +52,9 @@ class PipelineConfig:
     max_lattice_change: float = 0.05
     #: Compute device for torch models.
     device: str = "cpu"
+    #: When the chosen structure says the file's pixel size is off (``decision.calibration_warning``),
+    #: run again with the pixel size it implies; the result then records ``calibration.applied``.
+    recalibrate: bool = False
     #: Overrides of :class:`napari_automat.decision.PosteriorParams` (field → value); ``None`` = fitted defaults.
     posterior: Optional[dict] = None
 

@@ -188,23 +188,35 @@ CALIBRATION_SIGMAS = 2.0
 CALIBRATION_MIN_OFF = 0.02
 
 
-def calibration(hit: TemplateHit, lattice) -> dict:
-    """The factor by which the image's pixel size must be multiplied for ``hit``'s structure to fit
-    the measured ``lattice``, with its relative uncertainty, the residual shear (Δγ [rad] between
+def calibration(hits: Sequence[TemplateHit], chosen: int, lattice) -> dict:
+    """The factor by which the image's pixel size must be multiplied for the chosen hit's structure to
+    fit the measured ``lattice``, with its relative uncertainty, the residual shear (Δγ [rad] between
     the measured and template cells), what it was measured against, and ``applied`` (False: the
-    structure is as measured)."""
+    structure is as measured).
+
+    A library compound's own cell is the reference: the best undecorated hit of the chosen structure
+    when the chosen one is a decorated prototype; failing that, the decoration's radius-predicted
+    scale, with its far larger uncertainty (``source``: ``structure`` or ``decorated prototype``)."""
+    hit = hits[chosen]
+    if hit.details.get("decoration") is not None:
+        twin = next((h for h in hits if h.details.get("decoration") is None and structure_key(h) == structure_key(hit)),
+                    None)
+        hit = twin or hit
+    decoration = hit.details.get("decoration")
     scale = float(hit.details.get("scale") or 1.0)  # measured / template length
-    decorated = hit.details.get("decoration") is not None
+    if decoration is not None:
+        scale /= float(decoration.get("predicted_scale") or 1.0)
     a = float(getattr(lattice, "a_A", float("nan")))
     unc = float(getattr(lattice, "uncertainty_A", float("nan")))
     measured = unc / a if math.isfinite(unc) and a > 0 else 0.01
-    template = DECORATED_LATTICE_SIGMA if decorated else TEMPLATE_LATTICE_SIGMA
+    template = DECORATED_LATTICE_SIGMA if decoration is not None else TEMPLATE_LATTICE_SIGMA
     cell_t, cell_m = hit.details.get("template_cell_A"), hit.details.get("measured_cell_A")
     shear = math.radians(cell_m[2] - cell_t[2]) if cell_t and cell_m else None
     return {"scale_factor": round(1.0 / scale, 5), "scale_sigma": round(math.hypot(measured, template), 5),
             "shear": None if shear is None else round(shear, 5),
-            "source": "decorated prototype" if decorated else "structure",
-            "against": f"{hit.formula} {hit.details.get('spacegroup', '')}".strip(), "applied": False}
+            "source": "decorated prototype" if decoration is not None else "structure",
+            "against": f"{hit.formula} {hit.details.get('spacegroup', '')}".strip(),
+            "template_id": hit.template_id, "applied": False}
 
 
 def calibration_warning(cal: Optional[dict]) -> Optional[str]:

@@ -92,9 +92,30 @@ class PipelineResult:
 
         if not self.hits or self.lattice is None:
             return None
-        cal = calibration(self.hits[min(self.chosen_index, len(self.hits) - 1)], self.lattice)
-        cal["applied"] = bool(self.micrograph.metadata.get("recalibrated_from_A"))
+        cal = calibration(self.hits, min(self.chosen_index, len(self.hits) - 1), self.lattice)
+        before = self.micrograph.metadata.get("recalibrated_from_A")
+        if before:  # relative to the file's pixel size, with the recalibration in it
+            cal["scale_factor"] = round(cal["scale_factor"] * self.micrograph.mean_pixel_size_A / float(np.mean(before)), 5)
+            cal["applied"] = True
         return cal
+
+    def cif_comments(self) -> list[str]:
+        """What a reader of the CIF must know: where the lattice and the positions come from, and how sure."""
+        from . import __version__
+
+        rec, cal, decision = self.reconstruction, self.calibration, self.decision
+        zone = " ".join(str(int(v)) for v in rec.zone_axis)
+        lines = [f"napari-automat {__version__}: reconstructed from {self.micrograph.path or 'an image'}",
+                 f"template {rec.template_id} seen along [{zone}]: in-plane lattice from the image, "
+                 "out-of-plane lattice and positions from the template"]
+        if cal is not None:
+            how = (f"recalibrated x {cal['scale_factor']:.4f} against {cal['against']}" if cal["applied"] else
+                   f"as measured with the file's pixel size (calibration factor {cal['scale_factor']:.4f} "
+                   f"+- {cal['scale_sigma']:.4f} against {cal['against']})")
+            lines.append(f"lattice {how}")
+        if decision is not None:
+            lines.append(decision.line())
+        return lines
 
     def software(self) -> dict:
         from . import __version__
@@ -151,7 +172,8 @@ class PipelineResult:
         paths: dict[str, Path] = {}
         if self.reconstruction is not None:
             paths["cif"] = outdir / "structure.cif"
-            write.write_cif(paths["cif"], self.reconstruction.structure, symprec=self.reconstruction.symprec_A)
+            write.write_cif(paths["cif"], self.reconstruction.structure, symprec=self.reconstruction.symprec_A,
+                            comments=self.cif_comments())
             paths["cif_primitive"] = outdir / "structure_primitive.cif"
             write.write_cif(paths["cif_primitive"], self.reconstruction.structure.get_primitive_structure(),
                             symprec=self.reconstruction.symprec_A)
@@ -426,4 +448,34 @@ def run(source: Union[str, Path, Micrograph], config: Optional[PipelineConfig] =
     result = start(source, config, sub_progress(progress, 0.0, 0.02, "read: "), columns)
     if not result.micrograph.calibrated and stop_after not in ("denoise", "detect", "lattice"):
         raise AutomatError(UNCALIBRATED)
-    return plan(result, say, sub_progress(progress, 0.02, 1.0), stop_after=stop_after)
+    plan(result, say, sub_progress(progress, 0.02, 1.0), stop_after=stop_after)
+    return recalibrated(result, say, progress)
+
+
+def recalibrated(result: PipelineResult, say: Callable[[str, str, Optional[dict]], None] = lambda *a: None,
+                 progress: Progress = no_progress) -> PipelineResult:
+    """With ``config.recalibrate``, the chain run again on the same image with the pixel size that the
+    chosen structure implies, when the file's is significantly off (``decision.calibration_warning``);
+    else ``result`` itself."""
+    from dataclasses import replace
+
+    from .agent.planner import plan
+    from .decision import calibration_warning
+    from .io.read import apply_pixel_size
+
+    cal = result.calibration
+    if not result.config.recalibrate or result.reconstruction is None or calibration_warning(cal) is None \
+            or result.micrograph.metadata.get("recalibrated_from_A"):
+        return result
+    old = tuple(float(v) for v in result.micrograph.pixel_size_A)
+    new = tuple(v * cal["scale_factor"] for v in old)
+    micrograph = apply_pixel_size(result.micrograph, new)
+    micrograph.metadata.update(recalibrated_from_A=list(old), calibration_note=f"recalibrated against {cal['against']}")
+    columns = replace(result.columns, pixel_size_A=new) if result.columns_source == "user" else None
+    say("planner", f"the pixel size looks off by × {cal['scale_factor']:.3f} against {cal['against']}: "
+                   "running again with the recalibrated pixel size", None)
+    again = start(micrograph, result.config.replace(pixel_size_A=None), columns=columns)
+    plan(again, say, progress)
+    again.warn(f"pixel size recalibrated from {np.mean(old):.4f} to {np.mean(new):.4f} Å/px against "
+               f"{cal['against']}: the structure is written with the recalibrated lattice")
+    return again

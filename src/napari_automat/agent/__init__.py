@@ -31,7 +31,7 @@ def run_agent(source: Union[str, Path, Micrograph], config: Optional[PipelineCon
     Stages the LLM leaves undone are finished by the rules planner, and the transcript says so.
     """
     from ..model import AutomatError
-    from ..pipeline import UNCALIBRATED
+    from ..pipeline import UNCALIBRATED, recalibrated
     from .llm import drive, llm_configured
     from .planner import plan
 
@@ -58,6 +58,7 @@ def run_agent(source: Union[str, Path, Micrograph], config: Optional[PipelineCon
             plan(result, say, sub_progress(progress, 0.9, 1.0))
     else:
         plan(result, say, sub_progress(progress, 0.02, 1.0))
+    agent.result = result = recalibrated(result, say, progress)
     for text in result.warnings:
         say("warning", text)
     return agent

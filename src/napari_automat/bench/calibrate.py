@@ -5,7 +5,8 @@ type and whether its template matches the truth (``bench.run.hit_rows``). The po
 :mod:`napari_automat.decision` is a function of those alone, so fitting needs no re-run:
 
 * fit: for each hint mode, ``(β, log e_0)`` maximise the likelihood of the truth — the summed
-  probability of the structures among the hits that match it, or of "none of these" when none does;
+  probability of the structures among the hits that match it, or of "none of these" when none does —
+  times a weak prior on ``log e_0`` (:data:`NONE_PRIOR`);
 * judge: the expected calibration error (ECE) of the reported top-1 probability against whether the
   reconstruction matched, with a reliability table, and the precision of confident statements.
 """
@@ -23,6 +24,9 @@ from ..decision import PosteriorParams
 
 #: Reliability bins of the top-1 probability.
 N_BINS = 10
+#: Weak Gaussian prior on log e_0 (mean, sd): a split where the truth is always among the hits must
+#: not drive the "none of these" mass to zero for images unlike it.
+NONE_PRIOR = (-3.0, 3.0)
 
 
 def _masses(hits: Sequence[dict], beta: float, none_log: float) -> tuple[dict, dict, float]:
@@ -55,9 +59,10 @@ def fit_mode(rows: Sequence[dict]) -> tuple[float, float]:
     if not samples:
         raise ValueError("no benchmark rows with hits to fit the posterior on")
 
-    def nll(x):
+    def nll(x):  # negative log posterior of (log β, log e_0)
         beta, none_log = math.exp(x[0]), x[1]
-        return -sum(math.log(max(truth_probability(h, beta, none_log), 1e-12)) for h in samples)
+        prior = 0.5 * ((none_log - NONE_PRIOR[0]) / NONE_PRIOR[1]) ** 2
+        return prior - sum(math.log(max(truth_probability(h, beta, none_log), 1e-12)) for h in samples)
 
     starts = [(math.log(b), n) for b in (1.0, 5.0, 20.0) for n in (-4.0, -1.0)]
     best = min((minimize(nll, s, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-4})

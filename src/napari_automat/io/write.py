@@ -14,7 +14,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -82,11 +82,11 @@ def write_json(path: PathLike, obj: Any) -> Path:
     return write_text_atomic(path, json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n")
 
 
-def write_cif(path: PathLike, structure: Any, symprec: float = 0.1) -> Path:
+def write_cif(path: PathLike, structure: Any, symprec: float = 0.1, comments: Sequence[str] = ()) -> Path:
     """Write a pymatgen ``Structure`` as CIF with its space group found at ``symprec`` [Å].
 
     The structure is symmetrised (refined) at that tolerance; if symmetry analysis fails the
-    structure is written as given in P1.
+    structure is written as given in P1. ``comments`` go first, as ``#`` lines.
     """
     from pymatgen.io.cif import CifWriter
 
@@ -94,7 +94,8 @@ def write_cif(path: PathLike, structure: Any, symprec: float = 0.1) -> Path:
         text = str(CifWriter(structure, symprec=symprec))
     except Exception:
         text = str(CifWriter(structure))
-    return write_text_atomic(path, text)
+    header = "".join(f"# {' '.join(str(line).split())}\n" for line in comments)
+    return write_text_atomic(path, header + text)
 
 
 def write_columns_csv(path: PathLike, columns: Columns) -> Path:

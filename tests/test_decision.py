@@ -1,0 +1,123 @@
+"""The decision: posterior over retrieved structures, verdicts, calibration factor, and their fit."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from napari_automat.decision import PosteriorParams, calibration, calibration_warning, decide
+from napari_automat.model import TemplateHit
+
+
+def hit(formula, sg, score, number=None, **details):
+    return TemplateHit(f"{formula}-{sg}", formula, (0, 0, 1), score,
+                       {"spacegroup": sg, "spacegroup_number": number or hash(sg) % 230, **details})
+
+
+def test_probabilities_group_structures_and_keep_a_none_mass():
+    hits = [hit("SrTiO3", "Pm-3m", 0.9, 221), hit("SrTiO3", "Pm-3m", 0.8, 221), hit("SrTiO3", "I4/mcm", 0.5, 140)]
+    params = PosteriorParams(temperature_hint=4.0, none_log_evidence_hint=-2.0)
+    d = decide(hits, hinted=True, params=params)
+    w = [0.9 ** 4, 0.8 ** 4, 0.5 ** 4, math.exp(-8.0)]
+    assert d.probability == pytest.approx((w[0] + w[1]) / sum(w))
+    assert d.hit_probability[0] == d.hit_probability[1] == d.probability  # one structure, two axes
+    assert d.none_probability == pytest.approx(w[3] / sum(w))
+    assert d.probability + d.hit_probability[2] + d.none_probability == pytest.approx(1.0)
+    assert d.hit_log_likelihood[0] == pytest.approx(math.log(0.9))
+
+
+def test_verdicts_follow_the_probability():
+    params = PosteriorParams(temperature_hint=10.0, none_log_evidence_hint=-5.0)
+    sure = decide([hit("MgO", "Fm-3m", 0.95, 225), hit("MgO", "P6_3mc", 0.3, 186)], True, params=params)
+    assert sure.status == "confident" and sure.line().startswith("confident: MgO Fm-3m")
+    tie = decide([hit("MgO", "Fm-3m", 0.9, 225), hit("MgO", "F-43m", 0.9, 216)], True, params=params)
+    assert tie.status == "uncertain" and "next MgO F-43m" in tie.line()
+    # nothing fits: the none mass wins and the verdict says so
+    poor = decide([hit("MgO", "Fm-3m", 0.2, 225)], True, params=PosteriorParams(none_log_evidence_hint=-0.5))
+    assert poor.status == "no answer" and "no structure of the library fits" in poor.line()
+
+
+def test_without_a_hint_the_structure_type_may_be_all_that_is_stated():
+    hits = [hit("SrTiO3", "Pm-3m", 0.9, 221), hit("BaTiO3", "Pm-3m", 0.9, 221), hit("KNbO3", "Pm-3m", 0.88, 221)]
+    d = decide(hits, hinted=False, params=PosteriorParams(temperature_no_hint=6.0, none_log_evidence_no_hint=-6.0))
+    assert d.status != "confident" and d.type_only
+    assert d.line().startswith("structure type only: ABC3 Pm-3m")
+    assert d.type_probability > 0.99
+
+
+def test_stability_weight_is_the_evidence_when_present():
+    a = hit("AgCl", "Fm-3m", 0.9, 225, stability_weight=0.05)
+    b = hit("AgCl", "P4/mmm", 0.8, 123, stability_weight=0.8)
+    d = decide([b, a], True)
+    assert d.formula == "AgCl" and d.spacegroup == "P4/mmm" and d.hit_probability[0] > d.hit_probability[1]
+
+
+def test_calibration_factor_against_the_compound_and_its_warning():
+    class Lat:
+        a_A, uncertainty_A = 3.9, 0.004
+
+    real = hit("SrTiO3", "Pm-3m", 0.9, 221, scale=1.05, template_cell_A=[3.9, 3.9, 90.0],
+               measured_cell_A=[4.1, 4.1, 90.5])
+    cal = calibration([real], 0, Lat())
+    assert cal["scale_factor"] == pytest.approx(1 / 1.05, abs=1e-4) and cal["source"] == "structure"
+    assert cal["shear"] == pytest.approx(math.radians(0.5), abs=1e-5) and not cal["applied"]
+    assert "5.0 ± 1.5% high against SrTiO3 Pm-3m" in calibration_warning(cal)
+    # a decorated prototype of the same structure is measured against the real compound ...
+    deco = hit("SrTiO3", "Pm-3m", 0.95, 221, scale=0.9, decoration={"predicted_scale": 0.95})
+    assert calibration([deco, real], 0, Lat())["scale_factor"] == pytest.approx(1 / 1.05, abs=1e-4)
+    # ... or, alone, against its predicted scale with a wide uncertainty: no warning for 5%
+    alone = calibration([deco], 0, Lat())
+    assert alone["scale_factor"] == pytest.approx(0.95 / 0.9, abs=1e-4) and alone["source"] == "decorated prototype"
+    assert calibration_warning(alone) is None
+    assert calibration_warning(calibration([hit("X", "P1", 1, 1, scale=1.01)], 0, Lat())) is None
+
+
+def test_fit_recovers_the_temperature_that_generated_the_truths():
+    from napari_automat.bench.calibrate import fit_mode, reliability
+
+    rng = np.random.default_rng(1)
+    beta, none_log = 5.0, -0.3
+    rows = []
+    for i in range(400):
+        scores = np.sort(rng.uniform(0.2, 1.0, 4))[::-1]
+        w = np.append(scores ** beta, math.exp(beta * none_log))
+        truth = rng.choice(5, p=w / w.sum())  # 4 = none of these
+        hits = [{"log_evidence": math.log(s), "structure": [f"S{i}-{k}", k], "type": [f"T{k}", k],
+                 "correct": k == truth, "type_correct": k == truth} for k, s in enumerate(scores)]
+        rows.append({"hint": True, "hits": hits, "chosen_index": 0, "matched": truth == 0, "type_matched": truth == 0})
+    b, n = fit_mode(rows)
+    assert b == pytest.approx(beta, rel=0.3) and n == pytest.approx(none_log, abs=0.4)
+    params = PosteriorParams(temperature_hint=b, none_log_evidence_hint=n)
+    assert reliability(rows, params)["ece_top1"] < 0.06
+    wrong = reliability(rows, PosteriorParams(temperature_hint=50.0, none_log_evidence_hint=-10.0))
+    assert wrong["ece_top1"] > 0.1  # an over-confident posterior is caught
+
+
+@pytest.mark.slow
+def test_result_json_carries_the_decision_and_a_miscalibrated_file_is_recalibrated(tmp_path):
+    from napari_automat.cli import main
+    from napari_automat.io.datasets import sample_path
+    from napari_automat.io.read import read_micrograph
+    from napari_automat.io.write import write_tiff_calibrated
+
+    if not sample_path("srtio3").exists():
+        pytest.skip("bundled sample missing")
+    mg = read_micrograph(sample_path("srtio3"))
+    off = tmp_path / "off.tif"
+    write_tiff_calibrated(off, mg.data, mg.mean_pixel_size_A * 1.05, {"signal": "HAADF"})  # 5% too large
+    base = ["run", str(off), "--elements", "Sr,Ti,O", "--energy-model", "none", "-q"]
+    assert main(base + ["-o", str(tmp_path / "as-is")]) == 0
+    d = json.loads((tmp_path / "as-is" / "result.json").read_text())
+    assert d["schema_version"] >= 2 and d["software"]["template_library_hash"]
+    assert all(0 <= r["probability"] <= 1 and "log_likelihood" in r for r in d["retrieval"])
+    assert d["decision"]["status"] in ("confident", "uncertain", "no answer")
+    cal = d["calibration"]
+    assert cal["scale_factor"] == pytest.approx(1 / 1.05, abs=0.02) and not cal["applied"]
+    assert any("calibration appears" in w and "high" in w for w in d["warnings"])
+    assert d["structure"]["a"] > 4.05  # written as measured
+    assert main(base + ["-o", str(tmp_path / "fixed"), "--recalibrate"]) == 0
+    fixed = json.loads((tmp_path / "fixed" / "result.json").read_text())
+    assert fixed["calibration"]["applied"] and fixed["structure"]["reduced_formula"] == "SrTiO3"
+    assert fixed["structure"]["a"] == pytest.approx(3.905, rel=0.015)
+    assert "# lattice recalibrated" in (tmp_path / "fixed" / "structure.cif").read_text()
