@@ -32,9 +32,9 @@ def simulated(tmp_path, name: str, atoms, zone_axis, pixel_A: float = 0.12, dose
 def cases(tmp_path, data_root):
     from ase.build import bulk, mx2
 
-    out = [("GaAs [110]", simulated(tmp_path, "gaas", bulk("GaAs", "zincblende", a=5.653), (1, 1, 0)), "Ga,As"),
+    out = [("GaAs [110]", simulated(tmp_path, "gaas", bulk("GaAs", "zincblende", a=5.653, cubic=True), (1, 1, 0)), "Ga,As"),
            ("MoS2 sheet", simulated(tmp_path, "mos2", mx2("MoS2", vacuum=8.0), (0, 0, 1), pixel_A=0.1), "Mo,S"),
-           ("Cu [110], no hint", simulated(tmp_path, "cu", bulk("Cu", "fcc", a=3.615), (1, 1, 0)), "")]
+           ("Cu [110], no hint", simulated(tmp_path, "cu", bulk("Cu", "fcc", a=3.615, cubic=True), (1, 1, 0)), "")]
     if data_root is not None:
         for name in ("atomap_test_ADF_cropped.hdf5", "atomap_test_ABF_cropped.hdf5"):
             path = data_root / "real" / name
