@@ -16,6 +16,7 @@ sits amid three or more of them; :func:`drop_tail_artefacts` removes it.
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import median_abs_deviation
 
 from ..model import FLAT_FEATURES, Columns, Lattice2D, Micrograph
 from .refine import refine_columns, render_gaussians
@@ -89,7 +90,7 @@ def complete_motif(columns: Columns, lattice: Lattice2D, image) -> tuple[Columns
         if far.sum() < 10:
             break
         level = np.median(folded_res[far])
-        noise = 1.4826 * np.median(np.abs(folded_res[far] - level))
+        noise = median_abs_deviation(folded_res[far], scale="normal")
         k = int(np.argmax(np.where(far, folded_res, -np.inf)))
         height = folded_res.ravel()[k] - level
         if not (height > MIN_SNR * noise and height > MIN_FRACTION * (min(heights) - np.median(folded_img))):

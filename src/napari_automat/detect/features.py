@@ -4,6 +4,7 @@ polar shifts, scan distortion) and intensity outliers of each sublattice (vacanc
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import median_abs_deviation
 
 from ..model import Columns, Lattice2D
 
@@ -57,7 +58,7 @@ def intensity_flags(columns: Columns, shape=None) -> list[str]:
         if len(sel) < MIN_MEMBERS:
             continue
         med = np.median(log_i[sel])
-        spread = 1.4826 * np.median(np.abs(log_i[sel] - med))
+        spread = median_abs_deviation(log_i[sel], scale="normal")
         dev = log_i[sel] - med
         limit = max(OUTLIER_Z * spread, np.log1p(OUTLIER_MIN_CHANGE))
         flags[sel[dev < -limit]] = "dim"
