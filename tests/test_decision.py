@@ -83,7 +83,7 @@ def test_fit_recovers_the_temperature_that_generated_the_truths():
         scores = np.sort(rng.uniform(0.2, 1.0, 4))[::-1]
         w = np.append(scores ** beta, math.exp(beta * none_log))
         truth = rng.choice(5, p=w / w.sum())  # 4 = none of these
-        hits = [{"log_evidence": math.log(s), "structure": [f"S{i}-{k}", k], "type": [f"T{k}", k],
+        hits = [{"log_evidence": math.log(s), "group": k, "type_group": k,
                  "correct": k == truth, "type_correct": k == truth} for k, s in enumerate(scores)]
         rows.append({"hint": True, "hits": hits, "chosen_index": 0, "matched": truth == 0, "type_matched": truth == 0})
     b, n = fit_mode(rows)

@@ -13,9 +13,11 @@ and ``log e_0`` the evidence of the truth being elsewhere (outside the library o
 hits). Two numbers per mode (with and without the element hint), fitted by maximum likelihood on
 the tuning split of the benchmark (``automat bench calibrate``), judged on a held-out split.
 
-A hit's structure is its reduced formula and space group: the same structure seen along two zone
-axes is one answer. Its structure type is the anonymous formula and space group (perovskite
-ABC3 Pm-3m whatever A, B and C are), the answer an image without a hint can support best.
+Hits are one answer when their structures match (pymatgen's ``StructureMatcher`` with
+:data:`MATCH_TOLERANCES`, the benchmark's definition of a right answer): the same structure seen
+along two zone axes, a decorated prototype and the library compound it reproduces, a cubic and a
+slightly tilted perovskite. They are one structure type when they match with the species ignored
+(perovskite ABC3 whatever A, B and C are), the answer an image without a hint can support best.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from .model import TemplateHit
 
 #: ``Decision.status`` values, most to least sure.
 STATUSES = ("confident", "uncertain", "no answer")
+#: StructureMatcher tolerances (AutoMat's) that make two structures one answer: fractional length,
+#: site and angle [degrees]; the benchmark's match uses the same.
+MATCH_TOLERANCES = {"ltol": 0.2, "stol": 0.3, "angle_tol": 5.0}
 
 
 @dataclass(frozen=True)
@@ -77,17 +82,70 @@ def hit_evidence(hit: TemplateHit) -> float:
 
 
 def structure_key(hit: TemplateHit) -> tuple[str, Optional[int]]:
-    """The structure a hit stands for: reduced formula and space-group number."""
+    """A name for the structure a hit stands for: reduced formula and space-group number."""
     from pymatgen.core import Composition
 
     return Composition(hit.formula).reduced_formula, hit.details.get("spacegroup_number")
 
 
 def type_key(hit: TemplateHit) -> tuple[str, Optional[int]]:
-    """The structure type a hit stands for: anonymous formula (ABC3) and space-group number."""
+    """A name for the structure type a hit stands for: anonymous formula (ABC3) and space-group number."""
     from pymatgen.core import Composition
 
     return Composition(hit.formula).anonymized_formula, hit.details.get("spacegroup_number")
+
+
+_SAME: dict[tuple, bool] = {}
+
+
+def same_structure(a: TemplateHit, b: TemplateHit, anonymous: bool = False) -> bool:
+    """Whether two hits are one answer (their structures match within :data:`MATCH_TOLERANCES`;
+    ``anonymous``: with the species ignored). Cached per pair of template ids."""
+    if a.template_id == b.template_id:
+        return True
+    ka, kb = (type_key(a), type_key(b)) if anonymous else (structure_key(a), structure_key(b))
+    if ka == kb:
+        return True
+    if ka[0] != kb[0] or a.structure is None or b.structure is None:  # another (anonymous) formula
+        return False
+    key = (min(a.template_id, b.template_id), max(a.template_id, b.template_id), anonymous)
+    if key not in _SAME:
+        from pymatgen.analysis.structure_matcher import StructureMatcher
+
+        matcher = StructureMatcher(**MATCH_TOLERANCES)
+        try:
+            _SAME[key] = bool(matcher.fit_anonymous(a.structure, b.structure) if anonymous
+                              else matcher.fit(a.structure, b.structure))
+        except Exception:  # noqa: BLE001 - an odd cell is simply another answer
+            _SAME[key] = False
+    return _SAME[key]
+
+
+def answer_groups(hits: Sequence[TemplateHit], anonymous: bool = False) -> list[int]:
+    """Group index of each hit: hits of one group are one answer (:func:`same_structure`, greedy
+    against each group's first, best-ranked hit)."""
+    firsts: list[TemplateHit] = []
+    out = []
+    for h in hits:
+        g = next((i for i, f in enumerate(firsts) if same_structure(h, f, anonymous)), None)
+        if g is None:
+            firsts.append(h)
+            g = len(firsts) - 1
+        out.append(g)
+    return out
+
+
+def posterior_masses(log_evidence: Sequence[float], groups: Sequence[int], beta: float,
+                     none_log: float) -> tuple[list[float], float]:
+    """Probability of each group of hits and of "none of these", from the hits' log-evidence."""
+    top = max(max(log_evidence), none_log)
+    weights = [math.exp(beta * (v - top)) for v in log_evidence]
+    none_w = math.exp(beta * (none_log - top))
+    total = sum(weights) + none_w
+    masses = [0.0] * (max(groups) + 1)
+    for g, w in zip(groups, weights):
+        masses[g] += w / total
+    return masses, none_w / total
 
 
 @dataclass
@@ -149,32 +207,25 @@ def decide(hits: Sequence[TemplateHit], hinted: bool, chosen: int = 0,
         return None
     beta, none_log = params.for_mode(hinted)
     logs = [math.log(max(hit_evidence(h), _FLOOR)) for h in hits]
-    top = max(max(logs), none_log)
-    weights = [math.exp(beta * (v - top)) for v in logs]
-    none_w = math.exp(beta * (none_log - top))
-    total = sum(weights) + none_w
-    by_structure: dict[tuple, float] = {}
-    by_type: dict[tuple, float] = {}
-    for h, w in zip(hits, weights):
-        by_structure[structure_key(h)] = by_structure.get(structure_key(h), 0.0) + w / total
-        by_type[type_key(h)] = by_type.get(type_key(h), 0.0) + w / total
-    hit_p = [by_structure[structure_key(h)] for h in hits]
+    groups, types = answer_groups(hits), answer_groups(hits, anonymous=True)
+    masses, none_p = posterior_masses(logs, groups, beta, none_log)
+    type_masses, _ = posterior_masses(logs, types, beta, none_log)
+    hit_p = [masses[g] for g in groups]
     chosen = min(max(chosen, 0), len(hits) - 1)
     hit = hits[chosen]
     p = hit_p[chosen]
     status = STATUSES[0] if p >= params.confident else STATUSES[1] if p >= params.no_answer else STATUSES[2]
-    others = sorted(((v, k) for k, v in by_structure.items() if k != structure_key(hit)), reverse=True)
-    runner = f"{others[0][1][0]} {_sg_symbol(hits, others[0][1])} (p = {others[0][0]:.2f})" if others else None
+    others = sorted(((m, g) for g, m in enumerate(masses) if g != groups[chosen]), reverse=True)
+    runner = None
+    if others:
+        other = hits[groups.index(others[0][1])]
+        runner = f"{other.formula} {other.details.get('spacegroup') or '?'} (p = {others[0][0]:.2f})"
     anon, _ = type_key(hit)
     return Decision(status=status, probability=p, formula=hit.formula, spacegroup=hit.details.get("spacegroup"),
                     structure_type=f"{anon} {hit.details.get('spacegroup') or ''}".strip(),
-                    type_probability=by_type[type_key(hit)], none_probability=none_w / total, hinted=hinted,
+                    type_probability=type_masses[types[chosen]], none_probability=none_p, hinted=hinted,
                     hit_probability=hit_p, hit_log_likelihood=logs, runner_up=runner,
                     confident_level=params.confident)
-
-
-def _sg_symbol(hits: Sequence[TemplateHit], key: tuple) -> str:
-    return next((h.details.get("spacegroup") or "?" for h in hits if structure_key(h) == key), "?")
 
 
 #: Relative uncertainty of a library lattice parameter (DFT-relaxed Materials Project cells are
@@ -199,8 +250,7 @@ def calibration(hits: Sequence[TemplateHit], chosen: int, lattice) -> dict:
     scale, with its far larger uncertainty (``source``: ``structure`` or ``decorated prototype``)."""
     hit = hits[chosen]
     if hit.details.get("decoration") is not None:
-        twin = next((h for h in hits if h.details.get("decoration") is None and structure_key(h) == structure_key(hit)),
-                    None)
+        twin = next((h for h in hits if h.details.get("decoration") is None and same_structure(h, hit)), None)
         hit = twin or hit
     decoration = hit.details.get("decoration")
     scale = float(hit.details.get("scale") or 1.0)  # measured / template length
@@ -232,5 +282,5 @@ def calibration_warning(cal: Optional[dict]) -> Optional[str]:
             f"{cal['against']}: the pixel size fits it × {f:.3f} (the structure is written as measured)")
 
 
-__all__ = ["Decision", "PosteriorParams", "STATUSES", "calibration", "calibration_warning", "decide",
-           "hit_evidence"]
+__all__ = ["Decision", "PosteriorParams", "STATUSES", "answer_groups", "calibration", "calibration_warning",
+           "decide", "hit_evidence", "posterior_masses", "same_structure"]

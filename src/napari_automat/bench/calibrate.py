@@ -20,7 +20,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..decision import PosteriorParams
+from ..decision import PosteriorParams, posterior_masses
 
 #: Reliability bins of the top-1 probability.
 N_BINS = 10
@@ -29,26 +29,19 @@ N_BINS = 10
 NONE_PRIOR = (-3.0, 3.0)
 
 
-def _masses(hits: Sequence[dict], beta: float, none_log: float) -> tuple[dict, dict, float]:
-    """Probabilities per structure and per structure type, and of none, for one sample's hit rows."""
-    logs = np.array([h["log_evidence"] for h in hits], float)
-    top = max(float(logs.max()), none_log)
-    w = np.exp(beta * (logs - top))
-    none_w = math.exp(beta * (none_log - top))
-    total = float(w.sum()) + none_w
-    by_s: dict = {}
-    by_t: dict = {}
-    for h, wi in zip(hits, w):
-        by_s[tuple(h["structure"])] = by_s.get(tuple(h["structure"]), 0.0) + wi / total
-        by_t[tuple(h["type"])] = by_t.get(tuple(h["type"]), 0.0) + wi / total
-    return by_s, by_t, none_w / total
+def _masses(hits: Sequence[dict], beta: float, none_log: float) -> tuple[list, list, float]:
+    """Probabilities per answer group and per structure-type group, and of none, for one sample's hits."""
+    logs = [h["log_evidence"] for h in hits]
+    by_group, none_p = posterior_masses(logs, [h["group"] for h in hits], beta, none_log)
+    by_type, _ = posterior_masses(logs, [h["type_group"] for h in hits], beta, none_log)
+    return by_group, by_type, none_p
 
 
 def truth_probability(hits: Sequence[dict], beta: float, none_log: float) -> float:
-    """The probability the posterior gives the truth: its structures' sum, or none's when absent."""
-    by_s, _, none_p = _masses(hits, beta, none_log)
-    correct = {tuple(h["structure"]) for h in hits if h["correct"]}
-    return sum(by_s[k] for k in correct) if correct else none_p
+    """The probability the posterior gives the truth: its answer groups' sum, or none's when absent."""
+    by_group, _, none_p = _masses(hits, beta, none_log)
+    correct = {h["group"] for h in hits if h["correct"]}
+    return sum(by_group[g] for g in correct) if correct else none_p
 
 
 def fit_mode(rows: Sequence[dict]) -> tuple[float, float]:
@@ -85,10 +78,9 @@ def statement(row: dict, params: PosteriorParams) -> dict:
     hits = row.get("hits") or []
     if not hits:
         return {"p": 0.0, "right": False, "claim": None, "claim_right": False}
-    by_s, by_t, _ = _masses(hits, beta, none_log)
+    by_group, by_type, _ = _masses(hits, beta, none_log)
     chosen = hits[min(row.get("chosen_index", 0), len(hits) - 1)]
-    p = by_s[tuple(chosen["structure"])]
-    p_type = by_t[tuple(chosen["type"])]
+    p, p_type = by_group[chosen["group"]], by_type[chosen["type_group"]]
     claim = "compound" if p >= params.confident else "type" if p_type >= params.confident else None
     right = bool(row.get("matched"))
     claim_right = right if claim == "compound" else bool(row.get("type_matched")) if claim == "type" else False

@@ -34,8 +34,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-#: StructureMatcher tolerances (AutoMat's): fractional length, site and angle [degrees].
-MATCH_TOLERANCES = {"ltol": 0.2, "stol": 0.3, "angle_tol": 5.0}
+from ..decision import MATCH_TOLERANCES  # one definition of "the same structure"
+
 #: Symmetry tolerance for conventional cells and point groups [Å].
 SYMPREC = 0.1
 
