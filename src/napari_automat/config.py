@@ -55,6 +55,8 @@ class PipelineConfig:
     #: When the chosen structure says the file's pixel size is off (``decision.calibration_warning``),
     #: run again with the pixel size it implies; the result then records ``calibration.applied``.
     recalibrate: bool = False
+    #: Overrides of :class:`napari_automat.templates.retrieve.ScoreParams` (field → value); ``None`` = defaults.
+    score: Optional[dict] = None
     #: Overrides of :class:`napari_automat.decision.PosteriorParams` (field → value); ``None`` = fitted defaults.
     posterior: Optional[dict] = None
 

@@ -73,6 +73,12 @@ class PipelineResult:
         return self.analysed if np.asarray(self.analysed.data).size else None
 
     @property
+    def score_params(self):
+        from .templates.retrieve import ScoreParams
+
+        return ScoreParams.from_dict(self.config.score)
+
+    @property
     def posterior_params(self):
         from .decision import PosteriorParams
 
@@ -158,7 +164,7 @@ class PipelineResult:
             "timings_s": {k: round(float(v), 3) for k, v in self.timings_s.items()},
             "warnings": list(self.warnings),
             "config": self.config.to_dict(),
-            "parameters": {"posterior": self.posterior_params.to_dict()},
+            "parameters": {"score": self.score_params.to_dict(), "posterior": self.posterior_params.to_dict()},
         }
 
     def save(self, outdir: Union[str, Path]) -> dict[str, Path]:
@@ -261,7 +267,8 @@ def retrieve_stage(result: PipelineResult, config: PipelineConfig, progress: Pro
 
     library = load_library(config.library_path, progress=progress)
     options = {"elements": config.elements, "library": library, "top_k": config.top_k,
-               "z_exponent": config.z_exponent, "light_columns": shows_light_columns(config.signal, result.micrograph)}
+               "z_exponent": config.z_exponent, "light_columns": shows_light_columns(config.signal, result.micrograph),
+               "params": result.score_params}
     result.hits = retrieve(result.lattice, progress=progress, **options)
     if result.first_pass is not None:  # sites added by motif completion stay only if a template explains them
         scores = _adopt_if_explained(result, *result.first_pass, options)
@@ -346,7 +353,7 @@ def reconstruct_stage(result: PipelineResult, config: PipelineConfig, progress: 
     index = min(max(config.candidate_index, 0), len(result.hits) - 1)
     result.reconstruction = reconstruct(result.hits[index], result.lattice, progress=progress)
     result.chosen_index = index
-    bulk = bulk_alternative(result.hits, index)
+    bulk = bulk_alternative(result.hits, index, result.score_params.plan_view_bulk)
     if bulk is not None:
         result.warn(f"a {result.hits[index].formula} monolayer and the layered crystal "
                     f"{result.hits[bulk].template_id} project alike along [{' '.join(map(str, result.hits[index].zone_axis))}]: "

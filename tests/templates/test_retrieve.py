@@ -209,11 +209,11 @@ def test_light_columns_bring_in_every_column(small_library):
     from pymatgen.core import Lattice, Structure
 
     from napari_automat.templates.projection import translation_cell
-    from napari_automat.templates.retrieve import LIGHT_Z_EXPONENT
+    from napari_automat.templates.retrieve import ScoreParams
 
     sto = Structure.from_spacegroup(221, Lattice.cubic(3.905), ["Sr", "Ti", "O"],
                                     [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]])
-    lat = to_lattice2d(translation_cell(project(sto, (1, 1, 1), z_exponent=LIGHT_Z_EXPONENT)))
+    lat = to_lattice2d(translation_cell(project(sto, (1, 1, 1), z_exponent=ScoreParams().light_z_exponent)))
     assert len(lat.motif) == 4
     light = retrieve(lat, ("Sr", "Ti", "O"), library=small_library, light_columns=True)
     assert light[0].formula == "SrTiO3" and equivalent_axes(light[0].zone_axis, (1, 1, 1))
@@ -235,3 +235,25 @@ def test_element_score_follows_the_hint():
     assert 0 < _element_score(["Sr", "O"], ("Sr", "Ti", "O")) < 0.1
     assert _element_score(["Cs", "Pd", "S"], ("Pd",)) == 0.0
     assert _element_score(["Cs", "Pd", "S"], ()) == 1.0
+
+
+def test_score_parameters_are_one_object_that_a_config_overrides(small_library):
+    """Every number of the score lives in ScoreParams: a hint that leaves out O scores the SrTiO3
+    templates at ``light_left_out``, and an override changes exactly that factor."""
+    from pymatgen.core import Lattice, Structure
+
+    from napari_automat.config import PipelineConfig
+    from napari_automat.templates.projection import translation_cell
+    from napari_automat.templates.retrieve import ScoreParams
+
+    sto = Structure.from_spacegroup(221, Lattice.cubic(3.905), ["Sr", "Ti", "O"],
+                                    [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]])
+    lat = to_lattice2d(translation_cell(project(sto, (0, 0, 1))))
+    default = next(h for h in retrieve(lat, ("Sr", "Ti"), library=small_library) if h.formula == "SrTiO3")
+    assert default.details["elements"] == pytest.approx(0.8)
+    params = ScoreParams.from_dict(PipelineConfig(score={"light_left_out": 0.4}).score)
+    assert params.light_left_out == 0.4 and ScoreParams.from_dict(params.to_dict()) == params
+    changed = retrieve(lat, ("Sr", "Ti"), library=small_library, params=params)
+    same = next(h for h in changed if h.template_id == default.template_id)
+    assert same.details["elements"] == pytest.approx(0.4)
+    assert same.score == pytest.approx(default.score * 0.5, rel=1e-6)

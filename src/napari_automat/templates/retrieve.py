@@ -13,20 +13,21 @@ Score = lattice shape × lattice scale × column positions × Z-contrast × elem
   them (plausible oxidation states, data-mined substitution probability; intermetallics need no
   charge balance), 0.8 with light elements (Z ≤ 9) the hint left out, low when it lacks hinted
   elements, 0 when it has a heavier element the hint does not name;
-* simplicity: :data:`SIMPLICITY` per symmetry-distinct site beyond one per element, so that of
+* simplicity: :attr:`ScoreParams.simplicity` per symmetry-distinct site beyond one per element, so that of
   structures a projection cannot tell apart the simplest is preferred (cubic SrTiO3, 3 sites,
   over its tilted I4/mcm and Pnma variants, 4, when the image shows no superstructure);
-* plan view: :data:`PLAN_VIEW_BULK` for a layered crystal along its layer normal, so that its
+* plan view: :attr:`ScoreParams.plan_view_bulk` for a layered crystal along its layer normal, so that its
   monolayer, which projects the same way, is preferred.
 
 Signals that show light columns (annular bright field, bright field, iDPC) are matched against the
-templates with every column visible as well, with a flatter Z-contrast (:data:`LIGHT_Z_EXPONENT`).
+templates with every column visible as well, with a flatter Z-contrast (:attr:`ScoreParams.light_z_exponent`).
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from itertools import combinations, permutations, product
 from typing import Optional, Sequence
@@ -40,46 +41,74 @@ from .library import STRONG_FRACTION, VISIBLE_FRACTION
 SETTINGS = np.array([[[1, 0], [0, 1]], [[1, 0], [0, -1]], [[0, 1], [1, 0]], [[0, 1], [-1, 0]],
                      [[1, 0], [1, 1]], [[1, 0], [-1, 1]], [[0, 1], [1, 1]], [[0, 1], [1, -1]]])
 SETTINGS_INV = np.linalg.inv(SETTINGS)
-#: Largest anisotropic lattice mismatch (strain-like: log lengths and angle in rad) considered.
-MAX_SHAPE = 0.08
-#: Width of the lattice-shape score.
-SIGMA_SHAPE = 0.03
-#: Largest isotropic rescaling of a template (log), and the width of its score.
-MAX_SCALE = math.log(1.08)
-SIGMA_SCALE = 0.04
-#: Decorated prototypes: scale range considered and score width around the predicted scale.
-DECORATED_SCALE = (0.6, 1.6)
-SIGMA_SCALE_DECORATED = 0.06
-#: Deviations from the predicted scale up to this (log) cost nothing.
-PREDICTED_SCALE_SLACK = 0.05
+@dataclass(frozen=True)
+class ScoreParams:
+    """Every number the retrieval score is made of (see the module docstring). Lengths in Å,
+    mismatches as log ratios; ``PipelineConfig.score`` overrides fields, ``result.json`` records them."""
+
+    #: Largest anisotropic lattice mismatch (strain-like: log lengths and angle in rad) considered.
+    max_shape: float = 0.08
+    #: Width of the lattice-shape likelihood.
+    sigma_shape: float = 0.03
+    #: Largest isotropic rescaling (log) of a library compound: its cell against the image calibration.
+    max_scale: float = math.log(1.08)
+    #: Width of the isotropic-scale likelihood of a library compound (image calibration and DFT cells).
+    sigma_scale: float = 0.04
+    #: Decorated prototypes: the range of scales considered ...
+    decorated_scale: tuple[float, float] = (0.6, 1.6)
+    #: ... and the width of the likelihood around the radius-predicted scale,
+    sigma_scale_decorated: float = 0.06
+    #: ... whose deviations up to this (log) cost nothing.
+    predicted_scale_slack: float = 0.05
+    #: A template column at least ``FAINT[1]`` of the brightest that no site sits on costs all but
+    #: this of the score (fainter ones cost less, down to nothing at ``FAINT[0]``).
+    miss_floor: float = 0.05
+    #: Width of the column-position likelihood [Å] ...
+    sigma_pos_A: float = 0.3
+    #: ... and of the log-intensity (Z-contrast) likelihood.
+    sigma_log_i: float = 0.3
+    #: Prototypes with more species than this are not decorated (n! permutations).
+    max_decorated_species: int = 4
+    #: Prior of a decoration: ``decoration_base + decoration_gain × substitution likelihood``.
+    decoration_base: float = 0.5
+    decoration_gain: float = 0.4
+    #: Likelihood factor of a decoration per element in an uncommon oxidation state (not an alloy).
+    uncommon_state: float = 0.3
+    #: Elements up to this Z may be missing from a hint (light, often invisible in HAADF) ...
+    light_z: int = 9
+    #: ... at this prior; a template lacking hinted elements gets ``lacking_elements`` × overlap.
+    light_left_out: float = 0.8
+    lacking_elements: float = 0.1
+    #: Prior factor per symmetry-distinct site beyond one per element: of structures a projection
+    #: cannot tell apart the simplest is preferred (cubic SrTiO3 over its tilted variants).
+    simplicity: float = 0.9
+    #: Prior factor of a layered crystal seen along its layer normal: that view cannot tell one
+    #: layer from the stack, and plan-view images of van der Waals materials are mostly of
+    #: exfoliated flakes, so the monolayer ranks first and the bulk stays next to it.
+    plan_view_bulk: float = 0.97
+    #: Z-contrast exponent of light-column signals (annular bright field, bright field, iDPC), whose
+    #: column contrast grows far more slowly with Z than HAADF's.
+    light_z_exponent: float = 0.25
+    #: With the signal unknown, the light-column match is kept when its best score is this much higher.
+    light_margin: float = 1.25
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: Optional[dict]) -> "ScoreParams":
+        names = {f.name: f for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in (d or {}).items() if k in names})
+
+
 #: Template columns fainter than FAINT[0] (relative to the brightest) may go unseen freely; from
-#: FAINT[1] up they are always detected, and missing one costs all but MISS_FLOOR of the score.
+#: FAINT[1] up they are always detected (the library's build fractions).
 FAINT = (VISIBLE_FRACTION, STRONG_FRACTION)
-MISS_FLOOR = 0.05
-#: Width of the column-position score [Å] and of the log-intensity score.
-SIGMA_POS_A = 0.3
-SIGMA_LOG_I = 0.3
-#: Prototypes with more species than this are not decorated (n! permutations).
-MAX_DECORATED_SPECIES = 4
 #: Formulas up to this many atoms may also be mixed-valence (Fe3O4).
 MAX_GUESS_ATOMS = 12
-#: Likelihood factor of a decoration per element in an uncommon oxidation state (not an alloy).
-UNCOMMON_STATE = 0.3
-#: Elements that may be missing from a hint (light, often invisible in HAADF).
-LIGHT_Z = 9
 #: Non-metals that take each other's interstitial sites in carbides, nitrides and borides.
 INTERSTITIAL = {"B", "C", "N"}
-#: Score factor per symmetry-distinct site beyond one per element.
-SIMPLICITY = 0.9
-#: Score factor of a layered crystal seen along its layer normal: that view cannot tell one layer
-#: from the stack (1T TiS2, CdI2), and plan-view images of van der Waals materials are mostly of
-#: exfoliated flakes, so the monolayer ranks first and the bulk stays next to it.
-PLAN_VIEW_BULK = 0.97
-#: Z-contrast exponent of light-column signals (annular bright field, bright field, iDPC), whose
-#: column contrast grows far more slowly with Z than HAADF's.
-LIGHT_Z_EXPONENT = 0.25
-#: With the signal unknown, the light-column match is kept when its best score is this much higher.
-LIGHT_MARGIN = 1.25
+DEFAULT_PARAMS = ScoreParams()
 
 
 class _Index:
@@ -94,14 +123,14 @@ class _Index:
         self.z = [np.array([Element(el).Z for el in e["elements"]], float) for e in library.entries]
         self.n_species = np.array([len(e["elements"]) for e in library.entries])
         self.prototype = np.array([e.get("decorate", True) for e in library.entries], bool)
-        extra_sites = [max(0, e.get("n_orbits", len(e["elements"])) - len(e["elements"])) for e in library.entries]
-        self.simplicity = SIMPLICITY ** np.array(extra_sites, float)
+        self.extra_sites = np.array([max(0, e.get("n_orbits", len(e["elements"])) - len(e["elements"]))
+                                     for e in library.entries], float)
         self.proj = table.pat_proj
         self.entry = table.proj_entry[table.pat_proj]
         layered = np.array([e.get("layered", False) for e in library.entries], bool)
         plan_view = layered[table.proj_entry] & np.all(table.proj_axis == (0, 0, 1), axis=1)  # per projection
-        self.plan_view = np.where(plan_view[self.proj], PLAN_VIEW_BULK, 1.0)
-        self.prior = self.simplicity[self.entry] * self.plan_view  # per row
+        self.plan_view_rows = plan_view[self.proj]
+        self._priors: dict = {}
         # Rows showing the columns visible with the entry's own species (at the build's Z exponent),
         # with and without the faint ones; rows showing every column (light-column signals).
         self.own = table.pat_own
@@ -116,15 +145,24 @@ class _Index:
         self._patterns: dict[int, dict] = {}
         self._visible: dict[int, tuple] = {}
 
-    def rows_near(self, a: float, b: float, low: float, high: float) -> np.ndarray:
+    def priors(self, params: ScoreParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(simplicity per entry, plan-view factor per row, prior per row)`` under ``params``."""
+        key = (params.simplicity, params.plan_view_bulk)
+        if key not in self._priors:
+            simplicity = params.simplicity ** self.extra_sites
+            plan_view = np.where(self.plan_view_rows, params.plan_view_bulk, 1.0)
+            self._priors[key] = (simplicity, plan_view, simplicity[self.entry] * plan_view)
+        return self._priors[key]
+
+    def rows_near(self, a: float, b: float, low: float, high: float, max_shape: float) -> np.ndarray:
         """Rows whose reduced cell lengths, times a scale in ``[exp(low), exp(high)]``, are within
-        :data:`MAX_SHAPE` (log) of the measured ``a <= b`` [Å]. Every row the lattice filter can pass
+        ``max_shape`` (log) of the measured ``a <= b`` [Å]. Every row the lattice filter can pass
         is among them: at the best setting each length is within ``shape / √2`` of the scale."""
-        lo = np.searchsorted(self.log_a_sorted, math.log(a) - high - MAX_SHAPE, side="left")
-        hi = np.searchsorted(self.log_a_sorted, math.log(a) - low + MAX_SHAPE, side="right")
+        lo = np.searchsorted(self.log_a_sorted, math.log(a) - high - max_shape, side="left")
+        hi = np.searchsorted(self.log_a_sorted, math.log(a) - low + max_shape, side="right")
         rows = self.a_order[lo:hi]
         db = math.log(b) - self.log_b[rows]
-        return rows[(db >= low - MAX_SHAPE) & (db <= high + MAX_SHAPE)]
+        return rows[(db >= low - max_shape) & (db <= high + max_shape)]
 
     def pattern(self, r: int) -> dict:
         """``kind``, ``visible``, ``basis``, ``frac`` (k, 2) and ``counts`` (k, n_elements) of row ``r``."""
@@ -199,7 +237,8 @@ def _periodic_d(f1: np.ndarray, f2: np.ndarray, cell: np.ndarray) -> np.ndarray:
     return np.sqrt((cart ** 2).sum(-1)).min(-1)
 
 
-def _motif_scores(frac_t: np.ndarray, log_w: np.ndarray, settings: Sequence[int], meas: tuple) -> list[dict]:
+def _motif_scores(frac_t: np.ndarray, log_w: np.ndarray, settings: Sequence[int], meas: tuple,
+                  params: ScoreParams = DEFAULT_PARAMS) -> list[dict]:
     """Best position and Z-contrast agreement per weight vector in ``log_w`` (P, n), over the
     cell settings, the 2D inversion and the origin shifts that put the brightest measured site
     on a template column."""
@@ -220,13 +259,13 @@ def _motif_scores(frac_t: np.ndarray, log_w: np.ndarray, settings: Sequence[int]
     rms = np.sqrt((d.min(-1) ** 2).mean(-1))
     # ... and every template column should have been seen, the fainter the less surely.
     w_rel = np.exp(log_w - log_w.max(1, keepdims=True))  # (P, n)
-    seen = np.clip((w_rel - FAINT[0]) / (FAINT[1] - FAINT[0]), 0, 1) * (1 - MISS_FLOOR)
-    missed = 1 - np.exp(-0.5 * (d.min(-2) / SIGMA_POS_A) ** 2)  # (T*S, n): 0 on a site, 1 far away
-    pos = np.exp(-0.5 * (rms / SIGMA_POS_A) ** 2) * np.prod(1 - seen[:, None, :] * missed[None], axis=-1)
+    seen = np.clip((w_rel - FAINT[0]) / (FAINT[1] - FAINT[0]), 0, 1) * (1 - params.miss_floor)
+    missed = 1 - np.exp(-0.5 * (d.min(-2) / params.sigma_pos_A) ** 2)  # (T*S, n): 0 on a site, 1 far away
+    pos = np.exp(-0.5 * (rms / params.sigma_pos_A) ** 2) * np.prod(1 - seen[:, None, :] * missed[None], axis=-1)
     if use_i:
         r = np.log(intensity) - log_w[:, nearest]  # (P, T*S, k)
         r -= r.mean(-1, keepdims=True)
-        inten = np.exp(-0.5 * (np.sqrt((r ** 2).mean(-1)) / SIGMA_LOG_I) ** 2)
+        inten = np.exp(-0.5 * (np.sqrt((r ** 2).mean(-1)) / params.sigma_log_i) ** 2)
     else:
         inten = np.ones((P, len(rms)))
     best = np.argmax(pos * inten, axis=1)
@@ -324,9 +363,9 @@ def _same_kind(old: str, new: str) -> bool:
     return Element(old).group == Element(new).group or {old, new} <= INTERSTITIAL
 
 
-def _decorations(entry: dict, hint: tuple[str, ...]) -> list[dict]:
+def _decorations(entry: dict, hint: tuple[str, ...], uncommon_state: float = DEFAULT_PARAMS.uncommon_state) -> list[dict]:
     """Plausible assignments of the hinted elements to the species of a prototype, with the
-    substitution likelihood (0..1; times :data:`UNCOMMON_STATE` per element whose charge balance
+    substitution likelihood (0..1; times ``uncommon_state`` per element whose charge balance
     needs an uncommon oxidation state, as Ag3+ in AgCl3) and the radius-predicted lattice scale."""
     from pymatgen.core import Composition, Element
 
@@ -358,33 +397,34 @@ def _decorations(entry: dict, hint: tuple[str, ...]) -> list[dict]:
         radius = lambda el: Element(el).atomic_radius or 1.5  # noqa: E731
         scale = sum(n * radius(mapping[el]) for el, n in comp.items()) / sum(n * radius(el) for el, n in comp.items())
         out.append({"mapping": mapping, "formula": new_formula,
-                    "likelihood": float(np.prod(q) ** (1 / len(q))) * UNCOMMON_STATE ** uncommon,
+                    "likelihood": float(np.prod(q) ** (1 / len(q))) * uncommon_state ** uncommon,
                     "scale": float(scale), "z": np.array([Element(mapping[el]).Z for el in old], float)})
     return out
 
 
-def _element_score(elements: list[str], hint: tuple[str, ...]) -> float:
+def _element_score(elements: list[str], hint: tuple[str, ...], params: ScoreParams = DEFAULT_PARAMS) -> float:
     from pymatgen.core import Element
 
     have, want = set(elements), set(hint)
     if not want or have == want:
         return 1.0
-    if any(Element(el).Z > LIGHT_Z for el in have - want):
+    if any(Element(el).Z > params.light_z for el in have - want):
         return 0.0  # the hint rules out a heavy element it does not name
     if want < have:
-        return 0.8  # light elements the hint may leave out
-    return 0.1 * len(have & want) / len(have | want)
+        return params.light_left_out  # light elements the hint may leave out
+    return params.lacking_elements * len(have & want) / len(have | want)
 
 
-def bulk_alternative(hits: Sequence[TemplateHit], index: int) -> Optional[int]:
+def bulk_alternative(hits: Sequence[TemplateHit], index: int,
+                     plan_view_bulk: float = DEFAULT_PARAMS.plan_view_bulk) -> Optional[int]:
     """Index of the layered crystal in ``hits`` that projects like the monolayer ``hits[index]``
-    (same formula, seen along its layer normal, scoring as high but for :data:`PLAN_VIEW_BULK`), or
+    (same formula, seen along its layer normal, scoring as high but for ``plan_view_bulk``), or
     None when ``hits[index]`` is not a monolayer or has no such twin."""
     sheet = hits[index]
     if not sheet.details.get("is_2d"):
         return None
     return next((j for j, h in enumerate(hits) if h.formula == sheet.formula and h.details.get("plan_view", 1.0) < 1
-                 and h.score >= 0.99 * PLAN_VIEW_BULK * sheet.score), None)
+                 and h.score >= 0.99 * plan_view_bulk * sheet.score), None)
 
 
 def _normalise_hint(elements) -> tuple[str, ...]:
@@ -405,16 +445,16 @@ def _normalise_hint(elements) -> tuple[str, ...]:
 
 def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top_k: int = 10,
              z_exponent: float = 1.7, light_columns: Optional[bool] = False,
-             progress: Progress = no_progress) -> list[TemplateHit]:
+             progress: Progress = no_progress, params: ScoreParams = DEFAULT_PARAMS) -> list[TemplateHit]:
     """Rank the template projections against the measured ``lattice`` (and its motif), best first.
 
     ``elements`` is an optional hint such as ``("Sr", "Ti", "O")``; prototypes with as many species
     are then also decorated with these elements. ``z_exponent`` sets the Z-contrast of the columns
     (which columns are visible was fixed when the library was built). ``light_columns``: the image
     shows light columns too (annular bright field, bright field, iDPC), so templates are also
-    matched with every column visible, and intensities compare with :data:`LIGHT_Z_EXPONENT`
+    matched with every column visible, and intensities compare with ``params.light_z_exponent``
     instead; None (signal unknown): both ways, and the light-column match is kept when its best
-    hit scores :data:`LIGHT_MARGIN` times higher (``details['light_columns']`` says which). Scores are in [0, 1];
+    hit scores ``params.light_margin`` times higher (``details['light_columns']`` says which). Scores are in [0, 1];
     ``details`` holds the partial scores, the fitted scale, the ambiguity (score gap to the next
     different formula among the scored candidates: rows that cannot reach the top ``top_k`` are
     not scored) and
@@ -425,30 +465,32 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
 
     library = library if library is not None else load_library(progress=progress)
     if light_columns is None:
-        kwargs = {"elements": elements, "library": library, "top_k": top_k, "z_exponent": z_exponent}
+        kwargs = {"elements": elements, "library": library, "top_k": top_k, "z_exponent": z_exponent,
+                  "params": params}
         dark = retrieve(lattice, light_columns=False, progress=progress, **kwargs)
         light = retrieve(lattice, light_columns=True, **kwargs)
-        best = light if light and (not dark or light[0].score > LIGHT_MARGIN * dark[0].score) else dark
+        best = light if light and (not dark or light[0].score > params.light_margin * dark[0].score) else dark
         for hit in best:
             hit.details["light_columns"] = best is light
         return best
     progress(0.0, "retrieving templates")
     hint = _normalise_hint(elements)
     if light_columns:
-        z_exponent = LIGHT_Z_EXPONENT
+        z_exponent = params.light_z_exponent
     idx = _index(library)
     meas = measured_cell(lattice)
     cell = meas[0]
     a, b = np.linalg.norm(cell, axis=1)
     gamma = math.degrees(math.atan2(cell[1, 1], cell[1, 0]))
 
-    decoratable = _decoratable(library, idx, hint)
+    decoratable = _decoratable(library, idx, hint, params)
+    simplicity, plan_view, prior = idx.priors(params)
     # Rows whose cell lengths can match, then the lattice filter over their settings: anisotropic
     # misfit and isotropic scale.
     chosen = np.zeros(len(idx.entry), bool)
-    chosen[idx.rows_near(a, b, -MAX_SCALE, MAX_SCALE)] = True
+    chosen[idx.rows_near(a, b, -params.max_scale, params.max_scale, params.max_shape)] = True
     if decoratable.any():
-        deco_rows = idx.rows_near(a, b, *np.log(DECORATED_SCALE))
+        deco_rows = idx.rows_near(a, b, *np.log(params.decorated_scale), params.max_shape)
         chosen[deco_rows[decoratable[idx.entry[deco_rows]]]] = True
     rows = np.flatnonzero(chosen)
     la, lb = np.log(a / idx.lengths[rows, :, 0]), np.log(b / idx.lengths[rows, :, 1])
@@ -456,27 +498,28 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     best = shape.argmin(1)
     shape_best = shape[np.arange(len(best)), best]
     scale_best = (0.5 * (la + lb))[np.arange(len(best)), best]
-    keep = shape_best <= MAX_SHAPE
+    keep = shape_best <= params.max_shape
     rows, shape, shape_best, scale_best = rows[keep], shape[keep], shape_best[keep], scale_best[keep]
     at = np.full(len(idx.entry), -1)
     at[rows] = np.arange(len(rows))  # row -> position in the filtered arrays
 
     # Upper bounds of the score (lattice, scale and element factors; the motif factors are at most 1)
     # of the rows taken as they are ...
-    el_scores = _element_scores(library, hint)
+    el_scores = _element_scores(library, hint, params)
     own = idx.own[rows] | idx.every[rows] if light_columns else idx.own[rows]
-    exact = own & (np.abs(scale_best) <= MAX_SCALE) & ~decoratable[idx.entry[rows]]
-    shape_score = np.exp(-0.5 * (shape_best / SIGMA_SHAPE) ** 2)
-    bounds = shape_score * np.exp(-0.5 * (scale_best / SIGMA_SCALE) ** 2) * el_scores[idx.entry[rows]] \
-        * idx.prior[rows]
+    exact = own & (np.abs(scale_best) <= params.max_scale) & ~decoratable[idx.entry[rows]]
+    shape_score = np.exp(-0.5 * (shape_best / params.sigma_shape) ** 2)
+    bounds = shape_score * np.exp(-0.5 * (scale_best / params.sigma_scale) ** 2) * el_scores[idx.entry[rows]] \
+        * prior[rows]
     candidates = [(float(bounds[i]), int(rows[i]), None, None) for i in np.flatnonzero(exact & (bounds > 0))]
     # ... and of the decorated prototypes (options: decoration, z per element, expected scale,
     # element score, scale sigma).
     if decoratable.any():
-        for r, opts in _decorated_options(library, idx, hint, decoratable, rows, scale_best, light_columns).items():
+        for r, opts in _decorated_options(library, idx, hint, decoratable, rows, scale_best, light_columns,
+                                          params).items():
             i = at[r]
-            factors = [_option_factors(idx, r, opt, scale_best[i], z_exponent) for opt in opts]
-            bound = shape_score[i] * idx.prior[r] * max(
+            factors = [_option_factors(idx, r, opt, scale_best[i], z_exponent, params) for opt in opts]
+            bound = shape_score[i] * prior[r] * max(
                 (f[0] * f[1] * opt[3] for f, opt in zip(factors, opts) if f), default=0.0)
             if bound > 0:
                 candidates.append((bound, r, opts, factors))
@@ -490,19 +533,18 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
             break
         i, e, pi = at[r], int(idx.entry[r]), int(idx.proj[r])
         if opts is None:
-            opts = [(None, idx.z[e], 1.0, float(el_scores[e]), SIGMA_SCALE)]
-            factors = [_option_factors(idx, r, opts[0], scale_best[i], z_exponent)]
+            opts = [(None, idx.z[e], 1.0, float(el_scores[e]), params.sigma_scale)]
+            factors = [_option_factors(idx, r, opts[0], scale_best[i], z_exponent, params)]
         entry, pat = library.entries[e], idx.pattern(r)
         settings = [int(k) for k in np.flatnonzero(shape[i] <= shape_best[i] + 0.01)]
         log_w = np.log(np.maximum(np.stack([pat["counts"] @ o[1] ** z_exponent for o in opts]), 1e-9))
         improved = False
         for (deco, z, expected, el_score, sigma), f, m in zip(opts, factors,
-                                                              _motif_scores(pat["frac"], log_w, settings, meas)):
+                                                              _motif_scores(pat["frac"], log_w, settings, meas, params)):
             if f is None:
                 continue
             scale_score, variant = f
-            score = shape_score[i] * scale_score * m["position"] * m["intensity"] * el_score * variant \
-                * idx.prior[r]
+            score = shape_score[i] * scale_score * m["position"] * m["intensity"] * el_score * variant * prior[r]
             tid = entry["id"] if deco is None else \
                 f"{entry['id']}|" + ",".join(deco["mapping"][x] for x in entry["elements"])
             key = (tid, tuple(int(x) for x in idx.table.proj_axis[pi]))
@@ -513,8 +555,8 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
                           "scale": math.exp(scale_best[i]), "shape": float(shape_best[i]),
                           "parts": {"lattice_shape": float(shape_score[i]), "lattice_scale": scale_score,
                                     "positions": m["position"], "z_contrast": m["intensity"], "elements": el_score,
-                                    "cell_variant": variant, "simplicity": float(idx.simplicity[e]),
-                                    "plan_view": float(idx.plan_view[r])}}
+                                    "cell_variant": variant, "simplicity": float(simplicity[e]),
+                                    "plan_view": float(plan_view[r])}}
         if improved and len(found) >= top_k:
             kth = heapq.nlargest(top_k, (h["score"] for h in found.values()))[-1]
     ranked = sorted(found.values(), key=lambda h: -h["score"])
@@ -526,34 +568,34 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     return hits
 
 
-def _decoratable(library, idx: _Index, hint: tuple[str, ...]) -> np.ndarray:
+def _decoratable(library, idx: _Index, hint: tuple[str, ...], params: ScoreParams) -> np.ndarray:
     """Entries that may be decorated with ``hint``: prototypes with as many species, other elements
     (cached per hint)."""
-    key = ("decoratable", hint)
+    key = ("decoratable", hint, params.max_decorated_species)
     if key not in library.cache:
         out = np.zeros(len(library.entries), bool)
-        if hint and len(hint) <= MAX_DECORATED_SPECIES:
+        if hint and len(hint) <= params.max_decorated_species:
             out = (idx.n_species == len(hint)) & idx.prototype & np.array([set(e["elements"]) != set(hint)
                                                                            for e in library.entries])
         library.cache[key] = out
     return library.cache[key]
 
 
-def _element_scores(library, hint: tuple[str, ...]) -> np.ndarray:
-    """:func:`_element_score` of every entry for ``hint`` (cached per hint)."""
-    key = ("element_scores", hint)
+def _element_scores(library, hint: tuple[str, ...], params: ScoreParams) -> np.ndarray:
+    """:func:`_element_score` of every entry for ``hint`` (cached per hint and parameters)."""
+    key = ("element_scores", hint, params.light_z, params.light_left_out, params.lacking_elements)
     if key not in library.cache:
-        library.cache[key] = np.array([_element_score(e["elements"], hint) for e in library.entries])
+        library.cache[key] = np.array([_element_score(e["elements"], hint, params) for e in library.entries])
     return library.cache[key]
 
 
-def _option_factors(idx: _Index, r: int, option: tuple, log_scale: float, z_exponent: float):
+def _option_factors(idx: _Index, r: int, option: tuple, log_scale: float, z_exponent: float, params: ScoreParams):
     """``(scale score, cell-variant factor)`` of one option of row ``r``, or None when its predicted
     scale is more than 3σ off the measured one."""
     deco, z, expected, el_score, sigma = option
     dev = log_scale - math.log(expected)
     if deco is not None:  # a radius-predicted scale is only good to a few per cent: no preference within
-        dev = math.copysign(max(0.0, abs(dev) - PREDICTED_SCALE_SLACK), dev)
+        dev = math.copysign(max(0.0, abs(dev) - params.predicted_scale_slack), dev)
     if abs(dev) > 3 * sigma:
         return None
     variant = 1.0
@@ -561,17 +603,17 @@ def _option_factors(idx: _Index, r: int, option: tuple, log_scale: float, z_expo
         w = idx.full_counts(int(idx.proj[r]))[list(idx.visible(r))] @ z ** z_exponent
         variant = float(np.sqrt(w.min() / w.max()))
     # A normalised likelihood: a predicted scale is less certain, so it can never score as a known one.
-    return SIGMA_SCALE / sigma * math.exp(-0.5 * (dev / sigma) ** 2), variant
+    return params.sigma_scale / sigma * math.exp(-0.5 * (dev / sigma) ** 2), variant
 
 
 def _decorated_options(library, idx: _Index, hint, decoratable: np.ndarray, rows: np.ndarray,
-                       scale_best: np.ndarray, light_columns: bool) -> dict[int, list]:
+                       scale_best: np.ndarray, light_columns: bool, params: ScoreParams) -> dict[int, list]:
     """Options of the filtered ``rows`` of ``decoratable`` entries, decorated with the hint: the rows
     that show the columns visible with the new species (or, with ``light_columns``, every column)
     and whose scale fits."""
     from .library import Z_EXPONENT
 
-    lo, hi = math.log(DECORATED_SCALE[0]), math.log(DECORATED_SCALE[1])
+    lo, hi = math.log(params.decorated_scale[0]), math.log(params.decorated_scale[1])
     fits = (scale_best >= lo) & (scale_best <= hi) & decoratable[idx.entry[rows]]
     fitting = {int(r) for r in rows[fits]}
     projections: dict[int, set] = {}
@@ -581,18 +623,19 @@ def _decorated_options(library, idx: _Index, hint, decoratable: np.ndarray, rows
     options: dict[int, list] = {}
     for e, pis in projections.items():
         entry = library.entries[e]
-        if (e, hint) not in cache:
-            cache[(e, hint)] = [d for d in _decorations(entry, hint)
-                                if any(k != v for k, v in d["mapping"].items())]
-        for d in cache[(e, hint)]:
+        key = (e, hint, params.uncommon_state)
+        if key not in cache:
+            cache[key] = [d for d in _decorations(entry, hint, params.uncommon_state)
+                          if any(k != v for k, v in d["mapping"].items())]
+        for d in cache[key]:
             for pi in pis:
                 keys = idx.visible_keys(pi, d["z"], Z_EXPONENT)
                 if light_columns:
                     keys += (tuple(range(idx.n_columns[pi])),)
                 for r in (r for key in keys for r in idx.rows(pi, key)):
                     if r in fitting:
-                        options.setdefault(r, []).append((d, d["z"], d["scale"], 0.5 + 0.4 * d["likelihood"],
-                                                          SIGMA_SCALE_DECORATED))
+                        prior = params.decoration_base + params.decoration_gain * d["likelihood"]
+                        options.setdefault(r, []).append((d, d["z"], d["scale"], prior, params.sigma_scale_decorated))
     return options
 
 
