@@ -337,7 +337,8 @@ class TemplateHit:
     """One retrieved candidate: a (possibly re-decorated) structure seen along ``zone_axis``.
 
     ``score`` is in [0, 1] (higher is better); ``details`` holds the partial scores and the
-    lattice mismatch. ``structure`` is the 3D pymatgen Structure to reconstruct from (not in JSON).
+    lattice mismatch. ``structure`` is the 3D pymatgen Structure to reconstruct from and
+    ``lattice`` the measured Lattice2D (the reading of the columns) it was scored on; neither is in JSON.
     """
 
     template_id: str
@@ -347,6 +348,7 @@ class TemplateHit:
     details: dict = field(default_factory=dict)
     structure: Any = None
     source: str = ""
+    lattice: Any = None
 
     def to_dict(self) -> dict:
         return {"template_id": self.template_id, "formula": self.formula,

@@ -18,17 +18,6 @@ from .config import PipelineConfig
 from .model import (AutomatError, Columns, EnergyReport, Lattice2D, Micrograph, Progress,
                     Reconstruction, TemplateHit, no_progress)
 
-#: Motif sites added by completion are kept unless the best template score with them falls below
-#: this fraction of the best without them (more sites always cost some score; far less means no
-#: template explains them).
-KEEP_COMPLETION = 0.5
-#: Retrieval scores below this are weak (reported by the planner).
-WEAK_SCORE = 0.5
-#: Detected motif sites fainter than this fraction of the brightest may be spurious (probe tails,
-#: bright-field fringes between columns); they are dropped when they are what makes the retrieval
-#: weak: the best template scores under WEAK_SCORE with them, at least that without them, and
-#: more than 1 / KEEP_COMPLETION times as much.
-FAINT_SITE = 0.25
 #: Minimum number of columns for a lattice fit to mean anything.
 MIN_COLUMNS = 9
 #: Version of the ``result.json`` layout (DESIGN.md); raised when a key changes meaning.
@@ -50,6 +39,8 @@ class PipelineResult:
     lattice: Optional[Lattice2D] = None
     #: The lattice and columns before motif completion (``detect.complete``), when sites were added.
     first_pass: Optional[tuple] = None
+    #: Readings of the columns that retrieval scored side by side: name → (lattice, columns).
+    readings: dict = field(default_factory=dict)
     hits: list[TemplateHit] = field(default_factory=list)
     #: Index into ``hits`` of the candidate the reconstruction was built from.
     chosen_index: int = 0
@@ -257,7 +248,10 @@ def lattice_stage(result: PipelineResult, config: PipelineConfig, progress: Prog
 
 
 def retrieve_stage(result: PipelineResult, config: PipelineConfig, progress: Progress = no_progress) -> None:
+    """Score every reading of the columns (:func:`column_readings`) against the library, pool the hits
+    with the readings' priors, and take the reading of the best hit."""
     from .templates import load_library, retrieve
+    from .templates.retrieve import pool_readings
 
     if result.lattice is None:
         raise AutomatError("no lattice to retrieve templates for")
@@ -266,66 +260,88 @@ def retrieve_stage(result: PipelineResult, config: PipelineConfig, progress: Pro
     from .detect.signal import shows_light_columns
 
     library = load_library(config.library_path, progress=progress)
-    options = {"elements": config.elements, "library": library, "top_k": config.top_k,
-               "z_exponent": config.z_exponent, "light_columns": shows_light_columns(config.signal, result.micrograph),
-               "params": result.score_params}
-    result.hits = retrieve(result.lattice, progress=progress, **options)
-    if result.first_pass is not None:  # sites added by motif completion stay only if a template explains them
-        scores = _adopt_if_explained(result, *result.first_pass, options)
-        if scores:
-            result.warn(f"the motif sites added from the residual were dropped again: no template explains them "
-                        f"(best score {scores[0]:.2f} with them, {scores[1]:.2f} without)")
-        result.first_pass = None
-    if result.columns_source == "detected":
-        _drop_unexplained_faint_sites(result, options)
-    if options["light_columns"] is None and result.hits and result.hits[0].details.get("light_columns"):
+    params = result.score_params
+    light = shows_light_columns(config.signal, result.micrograph)
+    readings = column_readings(result, params)
+    scored = []
+    for k, (name, lattice, columns, prior) in enumerate(readings):
+        hits = retrieve(lattice, elements=config.elements, library=library, top_k=config.top_k,
+                        z_exponent=config.z_exponent, light_columns=light, params=params,
+                        progress=sub_progress(progress, k / len(readings), (k + 1) / len(readings)))
+        for hit in hits:
+            hit.details["reading"] = name
+        scored.append((hits, prior))
+    result.readings = {name: (lattice, columns) for name, lattice, columns, _ in readings}
+    result.first_pass = None
+    result.hits = pool_readings(scored, config.top_k)
+    if not result.hits:
+        raise AutomatError("no template matches the measured lattice "
+                           f"(a={result.lattice.a_A:.3f} Å, b={result.lattice.b_A:.3f} Å, "
+                           f"gamma={result.lattice.gamma_deg:.1f}°)")
+    _take_reading(result, result.hits[0])
+    chosen = result.hits[0].details["reading"]
+    if chosen != readings[0][0]:
+        best_of = {name: max((h.score for h in hits), default=0.0) / prior
+                   for (hits, prior), (name, *_) in zip(scored, readings)}
+        result.warn(f"the reading '{chosen}' explains the image best (best template score "
+                    f"{best_of[chosen]:.2f}, against {best_of[readings[0][0]]:.2f} for '{readings[0][0]}')")
+    if light is None and result.hits[0].details.get("light_columns"):
         result.warn("the signal is not recorded; the image fits templates best with their light columns "
                     "visible, as in ABF or iDPC")
     from .templates.overlay import add_image_residuals
 
     add_image_residuals(result.hits, result.lattice, result.image, result.columns)
-    if not result.hits:
-        raise AutomatError("no template matches the measured lattice "
-                           f"(a={result.lattice.a_A:.3f} Å, b={result.lattice.b_A:.3f} Å, "
-                           f"gamma={result.lattice.gamma_deg:.1f}°)")
 
 
-def _adopt_if_explained(result: PipelineResult, lattice: Lattice2D, columns: Columns, options: dict,
-                        min_score: float = 0.0) -> Optional[tuple[float, float]]:
-    """Retrieve for an alternative ``(lattice, columns)`` with fewer motif sites and take it when the
-    current best score is under :data:`KEEP_COMPLETION` of its best (and that is at least
-    ``min_score``); returns ``(score before, score after)`` when taken."""
-    from .templates import retrieve
-
-    hits = retrieve(lattice, **options)
-    before = result.hits[0].score if result.hits else 0.0
-    if not hits or hits[0].score < min_score or before >= KEEP_COMPLETION * hits[0].score:
-        return None
-    result.lattice, result.columns, result.hits = lattice, columns, hits
-    return before, hits[0].score
+#: Names of the readings of detected columns.
+AS_DETECTED, WITH_COMPLETION, FIRST_PASS = "as detected", "with the completed motif sites", "without the completed sites"
+WITHOUT_FAINT = "without the faint motif sites"
 
 
-def _drop_unexplained_faint_sites(result: PipelineResult, options: dict) -> None:
-    """Refit the lattice without the motif sites under :data:`FAINT_SITE` of the brightest and keep
-    that when the retrieval is weak with them and far better without them (see :data:`FAINT_SITE`)."""
+def column_readings(result: PipelineResult, params) -> list[tuple[str, Lattice2D, Columns, float]]:
+    """The ways the columns can be read, each ``(name, lattice, columns, prior)``, the primary first:
+    the columns with the motif sites that completion added (or as detected), without those sites
+    (``params.first_pass_prior``), and each of those without its motif sites under
+    ``params.faint_site`` of the brightest (``params.faint_dropped_prior``). Columns the user gave
+    are read only as they are."""
+    primary = WITH_COMPLETION if result.first_pass is not None else AS_DETECTED
+    readings = [(primary, result.lattice, result.columns, 1.0)]
+    if result.columns_source != "detected":
+        return readings
+    if result.first_pass is not None:
+        readings.append((FIRST_PASS, *result.first_pass, params.first_pass_prior))
+    for name, lattice, columns, prior in list(readings):
+        dropped = _without_faint_sites(lattice, columns, result.image, params.faint_site)
+        if dropped is not None and not any(c.count == dropped[1].count for _, _, c, _ in readings):
+            label = WITHOUT_FAINT if name == primary else f"{name}, {WITHOUT_FAINT}"
+            readings.append((label, *dropped, prior * params.faint_dropped_prior))
+    return readings
+
+
+def _without_faint_sites(lattice: Lattice2D, columns: Columns, image: Optional[Micrograph],
+                         fraction: float) -> Optional[tuple[Lattice2D, Columns]]:
+    """The lattice refitted without the motif sites under ``fraction`` of the brightest, or None when
+    there are none, all are, or the bright columns alone make no lattice."""
     from .detect import find_lattice
 
-    motif = result.lattice.motif
-    brightest = max((m.intensity for m in motif), default=0.0)
-    faint = [m.sublattice for m in motif if m.intensity < FAINT_SITE * brightest]
-    if not faint or len(faint) == len(motif) or (result.hits and result.hits[0].score >= WEAK_SCORE):
-        return
-    kept = result.columns.subset(np.flatnonzero(~np.isin(result.columns.sublattice, faint)))
+    brightest = max((m.intensity for m in lattice.motif), default=0.0)
+    faint = [m.sublattice for m in lattice.motif if m.intensity < fraction * brightest]
+    if not faint or len(faint) == len(lattice.motif):
+        return None
+    kept = columns.subset(np.flatnonzero(~np.isin(columns.sublattice, faint)))
     if kept.count < MIN_COLUMNS:
-        return
+        return None
     try:
-        lattice, columns = find_lattice(kept, image=result.analysed)
+        return find_lattice(kept, image=image)
     except AutomatError:  # the bright columns alone are no lattice
-        return
-    scores = _adopt_if_explained(result, lattice, columns, options, min_score=WEAK_SCORE)
-    if scores:
-        result.warn(f"{len(faint)} faint motif site(s) that no template explains were dropped "
-                    f"(best score {scores[0]:.2f} with them, {scores[1]:.2f} without)")
+        return None
+
+
+def _take_reading(result: PipelineResult, hit: TemplateHit) -> None:
+    """Make ``hit``'s reading of the columns the result's lattice and columns."""
+    name = hit.details.get("reading")
+    if name in result.readings:
+        result.lattice, result.columns = result.readings[name]
 
 
 def stability_stage(result: PipelineResult, config: PipelineConfig, progress: Progress = no_progress) -> None:
@@ -351,6 +367,7 @@ def reconstruct_stage(result: PipelineResult, config: PipelineConfig, progress: 
     from .templates.retrieve import bulk_alternative
 
     index = min(max(config.candidate_index, 0), len(result.hits) - 1)
+    _take_reading(result, result.hits[index])
     result.reconstruction = reconstruct(result.hits[index], result.lattice, progress=progress)
     result.chosen_index = index
     bulk = bulk_alternative(result.hits, index, result.score_params.plan_view_bulk)

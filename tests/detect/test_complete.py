@@ -98,7 +98,9 @@ def test_pipeline_keeps_added_sites_only_when_a_template_explains_them(monkeypat
     assert kept.hits[0].formula == "SiC"
     dropped, first_count = run(0.01)  # nothing explains the added sites: back to the first pass
     assert dropped.columns.count == first_count and len(dropped.lattice.motif) == 1
-    assert any("dropped again" in w for w in dropped.warnings) and dropped.first_pass is None
+    assert any("'without the completed sites' explains the image best" in w for w in dropped.warnings)
+    assert dropped.hits[0].details["reading"] == "without the completed sites"
+    assert dropped.hits[0].details["reading_prior"] == 0.5
 
 
 def _two_sublattices(dim_offset_A, dim_fraction, dim_r2, bright_r2):
@@ -157,6 +159,6 @@ def test_pipeline_drops_faint_sites_no_template_explains():
     assert len(result.lattice.motif) == 3
     before = result.columns.count
     pipeline.retrieve_stage(result, config)
-    assert any("faint motif site(s)" in w for w in result.warnings)
+    assert any("'without the faint motif sites' explains the image best" in w for w in result.warnings)
     assert len(result.lattice.motif) == 2 and result.columns.count < 0.8 * before
     assert result.hits[0].formula == "MoS2" and result.hits[0].details["is_2d"]

@@ -2,7 +2,7 @@
 
 Gates: too few columns, no lattice, or a lattice that disagrees with the Fourier transform → stronger
 denoising and a lower threshold, then retry;
-weak retrieval → flagged; candidates that project alike → compared by formation energy (with an
+an uncertain posterior → said; candidates that project alike → compared by formation energy (with an
 energy model); a candidate that fails to reconstruct → the next one; large lattice drift during
 relaxation → flagged.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..model import AutomatError, Progress, no_progress
-from ..pipeline import MIN_COLUMNS, STAGES, WEAK_SCORE, PipelineResult, sub_progress
+from ..pipeline import MIN_COLUMNS, STAGES, PipelineResult, sub_progress
 from .tools import call_tool
 
 #: Detection retries: (denoise method, strength, threshold scale) tried in turn.
@@ -105,9 +105,9 @@ def _plan(result: PipelineResult, say, progress: Progress, stop_after: str | Non
     if "error" in out:
         raise AutomatError(out["error"])
     best = result.hits[0]
-    if best.score < WEAK_SCORE:
-        result.warn(f"weak retrieval: best candidate {best.formula} scores {best.score:.2f}")
-        say("planner", f"weak retrieval (best score {best.score:.2f} < {WEAK_SCORE}); check the candidates", None)
+    decision = result.decision
+    if decision.status != "confident":
+        say("planner", f"not sure of the candidates: {decision.line()}", None)
     finished("retrieve")
     done += weights["retrieve"] / total
     if config.energy_model != "none" and config.stability_candidates > 1:

@@ -119,7 +119,7 @@ def rerank_by_stability(hits: list[TemplateHit], lattice: Lattice2D, model: str 
     for k, i in enumerate(chosen):
         progress(k / len(chosen), f"stability of {hits[i].formula} ({hits[i].details.get('spacegroup', '?')})")
         try:
-            structure = reconstruct(hits[i], lattice).structure.get_primitive_structure()  # fewer atoms, same Ef
+            structure = reconstruct(hits[i], hits[i].lattice or lattice).structure.get_primitive_structure()  # fewer atoms, same Ef
             if overlap_ratio(structure) < MIN_DISTANCE_RATIO:
                 hits[i].details["stability_note"] = "atoms overlap: the template does not fit this lattice"
                 continue

@@ -103,7 +103,7 @@ def add_image_residuals(hits: list[TemplateHit], lattice: Lattice2D, image, colu
     width = float(np.nanmedian(sigma))
     for hit in hits:
         try:
-            hit.details["image_residual"] = round(image_residual(hit, lattice, image, width), 4)
+            hit.details["image_residual"] = round(image_residual(hit, hit.lattice or lattice, image, width), 4)
         except (AutomatError, ValueError, np.linalg.LinAlgError):
             continue
 

@@ -89,8 +89,17 @@ class ScoreParams:
     #: Z-contrast exponent of light-column signals (annular bright field, bright field, iDPC), whose
     #: column contrast grows far more slowly with Z than HAADF's.
     light_z_exponent: float = 0.25
-    #: With the signal unknown, the light-column match is kept when its best score is this much higher.
+    #: With the signal unknown, both readings are scored and the light-column one carries a prior of
+    #: 1 / ``light_margin`` (HAADF-like is the common case).
     light_margin: float = 1.25
+    #: Prior of the reading without the motif sites that completion found in the cell-averaged
+    #: residual (those sites are evidence of their own; the reading with them has prior 1).
+    first_pass_prior: float = 0.5
+    #: Motif sites fainter than this fraction of the brightest may be probe tails or bright-field
+    #: fringes: the reading without them is scored too ...
+    faint_site: float = 0.25
+    #: ... with this prior.
+    faint_dropped_prior: float = 0.5
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -469,10 +478,11 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
                   "params": params}
         dark = retrieve(lattice, light_columns=False, progress=progress, **kwargs)
         light = retrieve(lattice, light_columns=True, **kwargs)
-        best = light if light and (not dark or light[0].score > params.light_margin * dark[0].score) else dark
-        for hit in best:
-            hit.details["light_columns"] = best is light
-        return best
+        for hit in dark:
+            hit.details["light_columns"] = False
+        for hit in light:
+            hit.details["light_columns"] = True
+        return pool_readings([(dark, 1.0), (light, 1.0 / params.light_margin)], top_k)
     progress(0.0, "retrieving templates")
     hint = _normalise_hint(elements)
     if light_columns:
@@ -560,12 +570,26 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
         if improved and len(found) >= top_k:
             kth = heapq.nlargest(top_k, (h["score"] for h in found.values()))[-1]
     ranked = sorted(found.values(), key=lambda h: -h["score"])
-    hits = [_hit(library, idx, h, meas) for h in ranked[:top_k]]
+    hits = [_hit(library, idx, h, meas, lattice) for h in ranked[:top_k]]
     for i, hit in enumerate(hits):
         nxt = next((h["score"] for h in ranked[i + 1:] if _formula(library, h) != hit.formula), 0.0)
         hit.details["ambiguity_gap"] = round(hit.score - nxt, 4)
     progress(1.0, f"{len(found)} template candidates")
     return hits
+
+
+def pool_readings(readings: Sequence[tuple[list, float]], top_k: int) -> list[TemplateHit]:
+    """The best ``top_k`` hits of several readings of one image, each reading's scores times its
+    prior (``details['reading_prior']``); of one template along one axis only the best reading stays."""
+    best: dict[tuple, TemplateHit] = {}
+    for hits, prior in readings:
+        for hit in hits:
+            hit.score *= prior
+            hit.details["reading_prior"] = round(hit.details.get("reading_prior", 1.0) * prior, 4)
+            key = (hit.template_id, tuple(hit.zone_axis))
+            if key not in best or hit.score > best[key].score:
+                best[key] = hit
+    return sorted(best.values(), key=lambda h: -h.score)[:top_k]
 
 
 def _decoratable(library, idx: _Index, hint: tuple[str, ...], params: ScoreParams) -> np.ndarray:
@@ -659,7 +683,7 @@ def _rescaled(structure, scale: float, is_2d: bool):
     return Structure(Lattice.from_parameters(a * scale, b * scale, new_c, alpha, beta, gamma), structure.species, frac)
 
 
-def _hit(library, idx: _Index, h: dict, meas: tuple) -> TemplateHit:
+def _hit(library, idx: _Index, h: dict, meas: tuple, lattice: Lattice2D) -> TemplateHit:
     r, entry, m, deco = h["row"], library.entries[h["entry"]], h["motif"], h["deco"]
     pi, table = int(idx.proj[r]), library.projections
     zone = table.proj_axis[pi].tolist()
@@ -697,4 +721,4 @@ def _hit(library, idx: _Index, h: dict, meas: tuple) -> TemplateHit:
     }
     source = "; ".join(s["description"] for s in entry["sources"])
     return TemplateHit(h["tid"], _formula(library, h), tuple(zone), float(h["score"]), details,
-                       structure, source)
+                       structure, source, lattice)

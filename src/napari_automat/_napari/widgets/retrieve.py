@@ -191,7 +191,7 @@ class RetrieveWidget(StageWidget):
             return
         hit = hits[index]
         try:
-            pos, comps = template_columns_px(hit, lattice, image.data.shape[-2:], image.pixel_size_A)
+            pos, comps = template_columns_px(hit, hit.lattice or lattice, image.data.shape[-2:], image.pixel_size_A)
         except AutomatError as exc:
             self.set_status(f"⚠ {exc}", error=True)
             return
