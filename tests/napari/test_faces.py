@@ -45,7 +45,7 @@ def cases(tmp_path, data_root):
 
 def cif_text(structure, symprec, path) -> str:
     write_cif(path, structure, symprec=symprec)
-    return path.read_text()
+    return cif_body(path.read_text())
 
 
 def cif_body(text: str) -> str:
