@@ -139,17 +139,13 @@ def test_signal_names(signal, polarity):
     assert column_polarity(signal) == polarity
 
 
-def test_thousands_of_columns_per_second():
-    """Detection and refinement of ~3000 columns (a 1024² image) stay well under a second per 1000."""
-    import time
-
+def test_thousands_of_columns_in_a_large_image():
+    """Detection and refinement of ~3000 columns in a 1024² image find every column (the speed,
+    seconds per 1000 columns, is a benchmark figure: metrics.json ``detection``)."""
     micrograph, truth, _ = perovskite(shape=(1024, 1024), pixel_A=0.15, dose=100.0)
-    start = time.perf_counter()
     columns = detect_columns(micrograph)
-    seconds = time.perf_counter() - start
     recall, precision, rmse_px = _scores(columns, micrograph, truth)
     assert recall == precision == 1.0 and rmse_px * 15 < 3.0  # pm
-    assert seconds / len(columns) * 1000 < 1.0
 
 @pytest.mark.parametrize("signal, metadata, light", [
     ("ABF", None, True), ("BF", None, True), ("iDPC", None, True), ("HAADF", None, False),

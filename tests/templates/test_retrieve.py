@@ -3,7 +3,6 @@
 best hit reconstructs to the right 3D structure."""
 
 import math
-import time
 
 import pytest
 
@@ -169,13 +168,14 @@ def test_tetragonal_sheet_is_reached_through_an_exfoliated_prototype(small_libra
     assert structures_match(reconstruct(sheet, lat).structure, truth)
 
 
-def test_retrieval_is_fast(small_library):
+def test_cached_retrieval_gives_the_same_hits(small_library):
+    """The per-hint caches (decorations, element scores, index) change no result (the speed is a
+    benchmark figure: scripts/retrieval_speed.py)."""
     lat = sto_lattice()
-    retrieve(lat, ("Sr", "Ti", "O"), library=small_library)  # warm the caches
-    t = time.perf_counter()
-    for _ in range(5):
-        retrieve(lat, ("Sr", "Ti", "O"), library=small_library)
-    assert (time.perf_counter() - t) / 5 < 0.2
+    first = retrieve(lat, ("Sr", "Ti", "O"), library=small_library)
+    again = retrieve(lat, ("Sr", "Ti", "O"), library=small_library)
+    assert [(h.template_id, h.zone_axis, h.score) for h in first] == [(h.template_id, h.zone_axis, h.score)
+                                                                     for h in again]
 
 
 def test_bad_input(small_library):

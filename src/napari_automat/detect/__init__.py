@@ -1,6 +1,6 @@
 """Atom columns and the 2D lattice: detection, sub-pixel refinement, lattice basis and motif."""
 
-from .basis import reduce_basis
+from ..geometry2d import reduce_basis
 from .lattice import find_lattice
 from .peaks import detect_columns
 from .refine import refine_columns

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import median_abs_deviation
 
+from ..geometry2d import periodic_distance
 from ..model import FLAT_FEATURES, Columns, Lattice2D, Micrograph
 from .refine import refine_columns, render_gaussians
 from .signal import column_image
@@ -79,8 +80,8 @@ def complete_motif(columns: Columns, lattice: Lattice2D, image) -> tuple[Columns
     cell_A = np.stack([lattice.a_vec_A, lattice.b_vec_A])
     n_bins = np.maximum(8, np.ceil(np.linalg.norm(cell_A, axis=1) / BIN_A)).astype(int)
     folded_res, folded_img, centres = _fold(residual, flat, lattice.origin_px, cell_px, n_bins)
-    distance = np.min([_periodic_distance(centres, np.asarray(s.frac, float), cell_A) for s in lattice.motif], 0)
-    heights = [folded_img.ravel()[np.argmin(_periodic_distance(centres, np.asarray(s.frac, float), cell_A))]
+    distance = np.min([_site_distance(centres, np.asarray(s.frac, float), cell_A) for s in lattice.motif], 0)
+    heights = [folded_img.ravel()[np.argmin(_site_distance(centres, np.asarray(s.frac, float), cell_A))]
                for s in lattice.motif]
 
     new_sites: list[tuple[float, float]] = []
@@ -101,7 +102,7 @@ def complete_motif(columns: Columns, lattice: Lattice2D, image) -> tuple[Columns
             break
         out = added
         new_sites.append((float(site[0]), float(site[1])))
-        distance = np.minimum(distance, _periodic_distance(centres, site, cell_A))
+        distance = np.minimum(distance, _site_distance(centres, site, cell_A))
     return out, new_sites
 
 
@@ -126,12 +127,10 @@ def _fold(residual, flat, origin_px, cell_px, n_bins, rows_per_chunk: int = 256)
     return (sums_res / count).reshape(n_bins), (sums_img / count).reshape(n_bins), centres
 
 
-def _periodic_distance(frac_grid: np.ndarray, site: np.ndarray, cell_A: np.ndarray) -> np.ndarray:
+def _site_distance(frac_grid: np.ndarray, site, cell_A: np.ndarray) -> np.ndarray:
     """Distance [Å] from each grid point (…, 2 fractional) to ``site`` and its periodic images."""
-    d = frac_grid - site
-    d -= np.round(d)
-    images = np.array([[i, j] for i in (-1, 0, 1) for j in (-1, 0, 1)], float)
-    return np.min(np.linalg.norm((d[..., None, :] + images) @ cell_A, axis=-1), -1)
+    grid = np.asarray(frac_grid, float)
+    return periodic_distance(grid.reshape(-1, 2), np.asarray(site, float).reshape(1, 2), cell_A).reshape(grid.shape[:-1])
 
 
 def _add_site(columns: Columns, site, lattice: Lattice2D, image) -> Columns | None:

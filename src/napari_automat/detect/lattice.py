@@ -14,7 +14,7 @@ from scipy.sparse.csgraph import breadth_first_order, connected_components
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 
 from ..model import AutomatError, Columns, Lattice2D, Micrograph, MotifSite, Progress, no_progress
-from .basis import reduce_basis
+from ..geometry2d import reduce_basis
 from .spectrum import basis_from_spots, spectrum_peaks, spot_mismatch
 from .features import intensity_flags, lattice_displacements_pm
 from .sublattice import intensity_classes

@@ -10,7 +10,7 @@ from scipy import fft as sfft
 from scipy import ndimage as ndi
 
 from ..model import AutomatError, Micrograph
-from .basis import reduce_basis
+from ..geometry2d import reduce_basis
 
 #: A spot counts when its power exceeds the radial median background this many times.
 _MIN_SPOT_RATIO = 25.0

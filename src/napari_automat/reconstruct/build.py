@@ -59,7 +59,7 @@ def _template_basis(structure, zone_axis, cell: np.ndarray) -> np.ndarray:
     """The template vectors (fractional) whose projections best match the measured cell, for
     hits that do not carry them."""
     from ..templates.projection import project, visible_columns
-    from ..templates.retrieve import SETTINGS
+    from ..geometry2d import SETTINGS
 
     vis = visible_columns(project(structure, zone_axis))
     a, b = np.linalg.norm(cell, axis=1)
@@ -81,7 +81,7 @@ def reconstruct(hit: TemplateHit, lattice: Lattice2D, progress: Progress = no_pr
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
     from scipy.optimize import least_squares
 
-    from ..templates.retrieve import measured_cell
+    from ..geometry2d import measured_cell
 
     if hit.structure is None:
         raise AutomatError(f"template {hit.template_id} carries no structure to reconstruct from")

@@ -12,8 +12,7 @@ def template_columns_px(hit: TemplateHit, lattice: Lattice2D, shape, pixel_size_
     """``(positions_px (n, 2) (y, x), composition per column)`` of the template's projected columns
     inside an image of ``shape`` with ``pixel_size_A`` (y, x) [Å], placed by the hit's mapping onto
     the measured ``lattice`` (cell setting, inversion and origin shift found by retrieval)."""
-    from .projection import gauss_reduce
-    from .retrieve import SETTINGS_INV
+    from ..geometry2d import SETTINGS_INV, gauss_reduce
 
     d = hit.details
     if "columns_frac" not in d:

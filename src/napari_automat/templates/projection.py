@@ -15,6 +15,8 @@ from itertools import product
 
 import numpy as np
 
+from ..geometry2d import gauss_reduce
+
 #: Columns whose projections lie closer than this are one column [Å].
 MERGE_A = 0.2
 
@@ -104,23 +106,6 @@ def unimodular_completion(t) -> tuple[np.ndarray, np.ndarray]:
     c2 = np.array([[w, 0, s], [0, 1, 0], [-g, 0, r]])
     basis = np.round(np.linalg.inv(c1 @ c2)).astype(int)  # rows p, q, t
     return basis[0], basis[1]
-
-
-def gauss_reduce(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lagrange-Gauss reduction of a 2D basis: ``(a', b', M)`` with ``[a'; b'] = M [a; b]``,
-    ``|a'| <= |b'|`` and ``|a'·b'| <= |a'|²/2`` (gamma within 60..120°)."""
-    m = np.eye(2, dtype=int)
-    vecs = [np.asarray(a, float), np.asarray(b, float)]
-    for _ in range(100):
-        if vecs[0] @ vecs[0] > vecs[1] @ vecs[1]:
-            vecs.reverse()
-            m = m[::-1].copy()
-        k = int(round(vecs[0] @ vecs[1] / (vecs[0] @ vecs[0])))
-        if k == 0:
-            break
-        vecs[1] = vecs[1] - k * vecs[0]
-        m[1] -= k * m[0]
-    return vecs[0], vecs[1], m
 
 
 def project(structure, zone_axis, z_exponent: float = 1.7, merge_A: float = MERGE_A) -> Projection:

@@ -34,13 +34,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..geometry2d import SETTINGS, SETTINGS_INV, measured_cell, periodic_distance
 from ..model import AutomatError, Lattice2D, Progress, TemplateHit, no_progress
 from .library import STRONG_FRACTION, VISIBLE_FRACTION
 
-#: Cell settings: rows of ``[v1; v2] = M [A; B]`` for a reduced template cell (A, B).
-SETTINGS = np.array([[[1, 0], [0, 1]], [[1, 0], [0, -1]], [[0, 1], [1, 0]], [[0, 1], [-1, 0]],
-                     [[1, 0], [1, 1]], [[1, 0], [-1, 1]], [[0, 1], [1, 1]], [[0, 1], [1, -1]]])
-SETTINGS_INV = np.linalg.inv(SETTINGS)
 @dataclass(frozen=True)
 class ScoreParams:
     """Every number the retrieval score is made of (see the module docstring). Lengths in Å,
@@ -218,34 +215,6 @@ def _index(library) -> _Index:
     return library.cache["index"]
 
 
-def measured_cell(lattice: Lattice2D) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The measured cell Gauss-reduced: ``(cell (2, 2) [Å] in its own frame, motif fractional
-    positions (k, 2) in that cell, intensities (k,))``. The frame puts a along x."""
-    from .projection import gauss_reduce
-
-    va, vb = np.asarray(lattice.a_vec_A, float), np.asarray(lattice.b_vec_A, float)
-    if not (np.all(np.isfinite(va)) and np.all(np.isfinite(vb))) or \
-            abs(va[0] * vb[1] - va[1] * vb[0]) < 1e-6 * (va @ va + vb @ vb):
-        raise AutomatError("the measured lattice is degenerate (parallel, zero or undefined basis vectors)")
-    a2, b2, m = gauss_reduce(va, vb)
-    a, b = np.linalg.norm(a2), np.linalg.norm(b2)
-    cosg = float(a2 @ b2) / (a * b)
-    cell = np.array([[a, 0.0], [b * cosg, b * math.sqrt(max(0.0, 1 - cosg ** 2))]])
-    frac = np.array([s.frac for s in lattice.motif], float).reshape(-1, 2)
-    frac = np.mod(frac @ np.linalg.inv(m), 1.0) if len(frac) else frac
-    intensity = np.array([s.intensity for s in lattice.motif], float)
-    return cell, frac, intensity
-
-
-def _periodic_d(f1: np.ndarray, f2: np.ndarray, cell: np.ndarray) -> np.ndarray:
-    """Distances [Å] between (..., k, 2) and (..., n, 2) fractional positions: (..., k, n)."""
-    d = f1[..., :, None, :] - f2[..., None, :, :]
-    d -= np.round(d)
-    images = np.array(list(product((-1, 0, 1), repeat=2)), float)
-    cart = (d[..., None, :] + images) @ cell
-    return np.sqrt((cart ** 2).sum(-1)).min(-1)
-
-
 def _motif_scores(frac_t: np.ndarray, log_w: np.ndarray, settings: Sequence[int], meas: tuple,
                   params: ScoreParams = DEFAULT_PARAMS) -> list[dict]:
     """Best position and Z-contrast agreement per weight vector in ``log_w`` (P, n), over the
@@ -261,7 +230,7 @@ def _motif_scores(frac_t: np.ndarray, log_w: np.ndarray, settings: Sequence[int]
     ops = [(s, sign) for s in settings for sign in (1.0, -1.0)]
     g = np.stack([sign * frac_t @ SETTINGS_INV[s] for s, sign in ops])  # (T, n, 2)
     shifts = frac_m[anchor] - g  # (T, n, 2): the anchor site on each template column
-    d = _periodic_d(frac_m, g[:, None] + shifts[:, :, None], cell)  # (T, S, k, n)
+    d = periodic_distance(frac_m, g[:, None] + shifts[:, :, None], cell)  # (T, S, k, n)
     d = d.reshape(-1, *d.shape[2:])  # (T*S, k, n)
     nearest = d.argmin(-1)
     # Every measured site must sit on a template column ...
