@@ -136,6 +136,11 @@ def _score(row: dict, result, truth, folder: Path, steps: int, fmax: float, M, t
         row["type_matched"] = row["matched"] or M.structure_types_match(pred, truth)
         row["composition_correct"] = M.composition_correct(pred, truth)
         row["lattice_rmsd_A"] = M.lattice_rmsd_A(pred, truth) if row["matched"] else None
+        factor = (result.calibration or {}).get("scale_factor")
+        if row["matched"] and factor:  # the lattice as the recalibrated pixel size would give it
+            scaled = pred.copy()
+            scaled.scale_lattice(pred.volume * factor ** 3)
+            row["lattice_rmsd_recalibrated_A"] = M.lattice_rmsd_A(scaled, truth)
     row["e_form_exp_eV"] = M.experimental_formation_energy(truth.composition.reduced_formula)
     if result.energy is not None and result.energy.formation_energy_per_atom_eV is not None:
         row["e_form_pred_eV"] = result.energy.formation_energy_per_atom_eV
@@ -185,6 +190,7 @@ def tier_metrics(rows: list[dict]) -> dict:
     return {"n": n,
             "match_rate": sum(r["matched"] for r in rows) / n if n else None,
             "lattice_rmsd_A": _mean(r.get("lattice_rmsd_A") for r in rows),
+            "lattice_rmsd_recalibrated_A": _mean(r.get("lattice_rmsd_recalibrated_A") for r in rows),
             "formation_energy_mae_meV": _mae_meV(rows, "e_form_pred_eV", "e_form_true_eV"),
             "composition_correct_rate": sum(r["composition_correct"] for r in rows) / n if n else None,
             "formation_energy_mae_vs_reference_meV": _mae_meV(rows, "e_form_pred_eV", "e_form_exp_eV"),
