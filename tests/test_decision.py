@@ -38,6 +38,14 @@ def test_verdicts_follow_the_probability():
     assert poor.status == "no answer" and "no structure of the library fits" in poor.line()
 
 
+def test_a_failed_quality_check_withholds_a_confident_verdict():
+    hits = [hit("MgO", "Fm-3m", 0.95, 225), hit("MgO", "P6_3mc", 0.3, 186)]
+    params = PosteriorParams(temperature_hint=10.0, none_log_evidence_hint=-5.0)
+    d = decide(hits, True, params=params, caveats=["the column lattice is 12% off the Fourier transform"])
+    assert d.probability > 0.8 and d.status == "uncertain"
+    assert d.line().endswith("; but the column lattice is 12% off the Fourier transform")
+
+
 def test_without_a_hint_the_structure_type_may_be_all_that_is_stated():
     hits = [hit("SrTiO3", "Pm-3m", 0.9, 221), hit("BaTiO3", "Pm-3m", 0.9, 221), hit("KNbO3", "Pm-3m", 0.88, 221)]
     d = decide(hits, hinted=False, params=PosteriorParams(temperature_no_hint=6.0, none_log_evidence_no_hint=-6.0))

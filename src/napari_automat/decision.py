@@ -170,6 +170,9 @@ class Decision:
     runner_up: Optional[str] = None
     #: The probability from which a statement is confident (``PosteriorParams.confident``).
     confident_level: float = 0.8
+    #: Failed quality checks (columns off the Fourier transform, a large relaxation drift): with
+    #: any, a confident posterior is stated as uncertain, with the reason.
+    caveats: list[str] = field(default_factory=list)
 
     @property
     def type_only(self) -> bool:
@@ -178,6 +181,10 @@ class Decision:
 
     def line(self) -> str:
         """One line a user reads: the answer with its probability, or what the image does support."""
+        text = self._verdict()
+        return text + (f"; but {'; '.join(self.caveats)}" if self.caveats else "")
+
+    def _verdict(self) -> str:
         best = f"{self.formula} {self.spacegroup}"
         if self.status == "confident":
             return f"confident: {best} (p = {self.probability:.2f})"
@@ -197,12 +204,13 @@ class Decision:
                 "spacegroup": self.spacegroup, "structure_type": self.structure_type,
                 "type_probability": round(self.type_probability, 4), "type_only": self.type_only,
                 "none_probability": round(self.none_probability, 4), "hinted": self.hinted,
-                "runner_up": self.runner_up, "summary": self.line()}
+                "runner_up": self.runner_up, "caveats": list(self.caveats), "summary": self.line()}
 
 
 def decide(hits: Sequence[TemplateHit], hinted: bool, chosen: int = 0,
-           params: PosteriorParams = PosteriorParams()) -> Optional[Decision]:
-    """The posterior over ``hits`` (best first) and the verdict on hit ``chosen``; None without hits."""
+           params: PosteriorParams = PosteriorParams(), caveats: Sequence[str] = ()) -> Optional[Decision]:
+    """The posterior over ``hits`` (best first) and the verdict on hit ``chosen``; None without hits.
+    ``caveats``: failed quality checks, which keep the verdict from *confident*."""
     if not hits:
         return None
     beta, none_log = params.for_mode(hinted)
@@ -215,6 +223,8 @@ def decide(hits: Sequence[TemplateHit], hinted: bool, chosen: int = 0,
     hit = hits[chosen]
     p = hit_p[chosen]
     status = STATUSES[0] if p >= params.confident else STATUSES[1] if p >= params.no_answer else STATUSES[2]
+    if caveats and status == STATUSES[0]:
+        status = STATUSES[1]
     others = sorted(((m, g) for g, m in enumerate(masses) if g != groups[chosen]), reverse=True)
     runner = None
     if others:
@@ -225,7 +235,7 @@ def decide(hits: Sequence[TemplateHit], hinted: bool, chosen: int = 0,
                     structure_type=f"{anon} {hit.details.get('spacegroup') or ''}".strip(),
                     type_probability=type_masses[types[chosen]], none_probability=none_p, hinted=hinted,
                     hit_probability=hit_p, hit_log_likelihood=logs, runner_up=runner,
-                    confident_level=params.confident)
+                    confident_level=params.confident, caveats=list(caveats))
 
 
 #: Relative uncertainty of a library lattice parameter (DFT-relaxed Materials Project cells are

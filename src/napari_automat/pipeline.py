@@ -18,6 +18,9 @@ from .config import PipelineConfig
 from .model import (AutomatError, Columns, EnergyReport, Lattice2D, Micrograph, Progress,
                     Reconstruction, TemplateHit, no_progress)
 
+#: A column lattice that differs from the Fourier transform by more than this (relative) is
+#: reported, and no answer built on it is stated as confident.
+FFT_MISMATCH_WARN = 0.05
 #: Minimum number of columns for a lattice fit to mean anything.
 MIN_COLUMNS = 9
 #: Version of the ``result.json`` layout (DESIGN.md); raised when a key changes meaning.
@@ -80,7 +83,19 @@ class PipelineResult:
         """How sure the answer is (:class:`napari_automat.decision.Decision`), None before retrieval."""
         from .decision import decide
 
-        return decide(self.hits, bool(self.config.elements), self.chosen_index, self.posterior_params)
+        return decide(self.hits, bool(self.config.elements), self.chosen_index, self.posterior_params,
+                      caveats=self.caveats())
+
+    def caveats(self) -> list[str]:
+        """Quality checks that failed: the posterior assumes the columns and the structure are sound,
+        so a confident answer is withheld when they are not."""
+        out = []
+        lat = self.lattice
+        if lat is not None and np.isfinite(lat.fft_mismatch) and lat.fft_mismatch > FFT_MISMATCH_WARN:
+            out.append(f"the column lattice is {100 * lat.fft_mismatch:.0f}% off the Fourier transform")
+        if self.energy is not None and abs(self.energy.lattice_change_pct) > 100 * self.config.max_lattice_change:
+            out.append(f"relaxation changed the lattice by {self.energy.lattice_change_pct:+.1f}%")
+        return out
 
     @property
     def calibration(self) -> Optional[dict]:
@@ -242,7 +257,7 @@ def lattice_stage(result: PipelineResult, config: PipelineConfig, progress: Prog
         result.columns = measure_added(result.columns, image)
         result.lattice, result.columns = find_lattice(result.columns, image=None if image is None else image.data,
                                                       progress=progress)
-    if np.isfinite(result.lattice.fft_mismatch) and result.lattice.fft_mismatch > 0.05:
+    if np.isfinite(result.lattice.fft_mismatch) and result.lattice.fft_mismatch > FFT_MISMATCH_WARN:
         result.warn(f"the column lattice differs from the Fourier transform by "
                     f"{100 * result.lattice.fft_mismatch:.0f}%: check the detected columns")
 

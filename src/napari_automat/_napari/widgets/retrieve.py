@@ -23,6 +23,8 @@ CANDIDATE_CELL_KEY = "automat_candidate_cell"
 HEADERS = ("rank", "formula", "zone axis", "p", "score", "residual", "Δ lattice %", "space group")
 #: Colours of the verdict in the status line.
 VERDICT_COLOURS = {"confident": "#69f0ae", "uncertain": "#ffd740", "no answer": "#ff8a80"}
+#: Warnings shown under the verdict (all of them are in result.json and the agent's transcript).
+MAX_WARNINGS_SHOWN = 3
 
 
 def retrieve_stages(session, progress):
@@ -45,7 +47,8 @@ def verdict_html(session) -> str:
     if decision is None:
         return ""
     colour = VERDICT_COLOURS.get(decision.status, "")
-    return f'<span style="color: {colour};">{html.escape(decision.line())}</span>'
+    notes = "".join(f"<br>⚠ {html.escape(text)}" for text in session.warnings[:MAX_WARNINGS_SHOWN])
+    return f'<span style="color: {colour};">{html.escape(decision.line())}</span>{notes}'
 
 
 
