@@ -129,3 +129,22 @@ def test_result_json_carries_the_decision_and_a_miscalibrated_file_is_recalibrat
     assert fixed["calibration"]["applied"] and fixed["structure"]["reduced_formula"] == "SrTiO3"
     assert fixed["structure"]["a"] == pytest.approx(3.905, rel=0.015)
     assert "# lattice recalibrated" in (tmp_path / "fixed" / "structure.cif").read_text()
+
+
+def test_result_objects_read_back_from_result_json(srtio3_result, tmp_path):
+    """result.json gives back the hits (with typed geometry and score terms), the structure and the
+    decision; the retrieval rows carry their probability."""
+    from napari_automat.model import Reconstruction, TemplateHit
+
+    paths = srtio3_result.save(tmp_path)
+    d = json.loads(paths["result"].read_text())
+    hits = [TemplateHit.from_dict(h) for h in d["retrieval"]]
+    assert [h.template_id for h in hits] == [h.template_id for h in srtio3_result.hits]
+    first = srtio3_result.hits[0]
+    assert hits[0].geometry == first.geometry and hits[0].terms == first.terms
+    assert d["retrieval"][0]["terms"]["positions"] == pytest.approx(first.details["positions"])
+    assert math.prod(v for v in d["retrieval"][0]["terms"].values()) == pytest.approx(first.score, rel=1e-3)
+    rec = Reconstruction.from_dict(d["structure"])
+    assert rec.structure.composition.reduced_formula == "SrTiO3" and rec.template_id == first.template_id
+    assert d["decision"]["formula"] == "SrTiO3" and d["retrieval"][0]["probability"] == pytest.approx(
+        d["decision"]["probability"], abs=1e-4)

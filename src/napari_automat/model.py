@@ -332,6 +332,56 @@ class Lattice2D:
                    d.get("uncertainty_A") if d.get("uncertainty_A") is not None else np.nan)
 
 
+@dataclass(frozen=True)
+class HitGeometry:
+    """How a template's projection maps onto the measured cell: the cell ``setting`` (one of
+    ``geometry2d.SETTINGS``), 2D ``inverted``, the ``origin_shift`` (fractional in the measured
+    cell), the isotropic ``scale`` (measured / template length), the template vectors
+    ``basis_frac3`` whose projections are the measured a and b, and both cells ``(a, b [Å], γ [°])``."""
+
+    setting: int
+    inverted: bool
+    origin_shift: tuple[float, float]
+    scale: float
+    basis_frac3: tuple
+    template_cell_A: tuple[float, float, float]
+    measured_cell_A: tuple[float, float, float]
+
+    @classmethod
+    def from_details(cls, d: dict) -> Optional["HitGeometry"]:
+        if "setting" not in d:
+            return None
+        return cls(int(d["setting"]), bool(d.get("inverted", False)), tuple(d.get("origin_shift", (0.0, 0.0))),
+                   float(d.get("scale", 1.0)), tuple(tuple(v) for v in d.get("basis_frac3", ())),
+                   tuple(d.get("template_cell_A", ())), tuple(d.get("measured_cell_A", ())))
+
+
+@dataclass(frozen=True)
+class ScoreTerms:
+    """The factors of a hit's score (each in [0, 1]; the score is their product): likelihoods of
+    the lattice shape and scale, the column positions and the Z-contrast; priors of the elements,
+    the cell variant, simplicity, plan view and the reading of the columns."""
+
+    lattice_shape: float
+    lattice_scale: float
+    positions: float
+    z_contrast: float
+    elements: float
+    cell_variant: float = 1.0
+    simplicity: float = 1.0
+    plan_view: float = 1.0
+    reading_prior: float = 1.0
+
+    @classmethod
+    def from_details(cls, d: dict) -> Optional["ScoreTerms"]:
+        names = ("lattice_shape", "lattice_scale", "positions", "z_contrast", "elements")
+        if not all(isinstance(d.get(k), (int, float)) for k in names):
+            return None
+        extra = {k: float(d[k]) for k in ("cell_variant", "simplicity", "plan_view", "reading_prior")
+                 if isinstance(d.get(k), (int, float))}
+        return cls(*(float(d[k]) for k in names), **extra)
+
+
 @dataclass
 class TemplateHit:
     """One retrieved candidate: a (possibly re-decorated) structure seen along ``zone_axis``.
@@ -350,10 +400,30 @@ class TemplateHit:
     source: str = ""
     lattice: Any = None
 
+    @property
+    def geometry(self) -> Optional[HitGeometry]:
+        """The typed mapping of the template onto the measured cell (None for a bare hit)."""
+        return HitGeometry.from_details(self.details)
+
+    @property
+    def terms(self) -> Optional[ScoreTerms]:
+        """The typed factors of the score (None for a bare hit)."""
+        return ScoreTerms.from_details(self.details)
+
     def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        geometry, terms = self.geometry, self.terms
         return {"template_id": self.template_id, "formula": self.formula,
                 "zone_axis": [int(v) for v in self.zone_axis], "score": float(self.score),
-                "source": self.source, "details": self.details}
+                "source": self.source, "geometry": None if geometry is None else asdict(geometry),
+                "terms": None if terms is None else asdict(terms), "details": self.details}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TemplateHit":
+        """A hit read back from ``result.json`` (without its 3D structure and lattice)."""
+        return cls(d["template_id"], d["formula"], tuple(int(v) for v in d["zone_axis"]), float(d["score"]),
+                   dict(d.get("details") or {}), None, d.get("source", ""))
 
 
 @dataclass
@@ -372,6 +442,15 @@ class Reconstruction:
         from .reconstruct.cif import structure_summary  # local: pymatgen stays out of import time
 
         return {**structure_summary(self.structure, symprec=self.symprec_A), "z_contrast": self.z_contrast}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Reconstruction":
+        """A reconstruction read back from ``result.json``'s ``structure`` block (its CIF)."""
+        from pymatgen.core import Structure
+
+        return cls(Structure.from_str(d["cif"], fmt="cif"), d.get("template_id", ""),
+                   tuple(int(v) for v in d.get("zone_axis", (0, 0, 1))), float(d.get("symprec_A", 0.1)),
+                   list(d.get("warnings", [])), d.get("z_contrast"))
 
 
 @dataclass
@@ -396,3 +475,10 @@ class EnergyReport:
                 "relaxed": bool(self.relaxed), "max_force_eV_A": float(self.max_force_eV_A),
                 "steps": int(self.steps), "lattice_change_pct": float(self.lattice_change_pct),
                 "stress_GPa": self.stress_GPa, "warnings": list(self.warnings)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EnergyReport":
+        e_f = d.get("formation_energy_per_atom_eV")
+        return cls(d["model"], float(d["energy_per_atom_eV"]), None if e_f is None else float(e_f),
+                   bool(d["relaxed"]), float(d["max_force_eV_A"]), int(d.get("steps", 0)),
+                   float(d.get("lattice_change_pct", 0.0)), d.get("stress_GPa"), None, list(d.get("warnings", [])))

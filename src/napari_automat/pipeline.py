@@ -164,7 +164,8 @@ class PipelineResult:
             "retrieval": retrieval,
             "decision": None if decision is None else decision.to_dict(),
             "structure": dict(self.reconstruction.to_dict(), template_id=self.reconstruction.template_id,
-                              zone_axis=list(self.reconstruction.zone_axis))
+                              zone_axis=list(self.reconstruction.zone_axis), symprec_A=self.reconstruction.symprec_A,
+                              warnings=list(self.reconstruction.warnings))
             if self.reconstruction is not None else None,
             "energy": self.energy.to_dict() if self.energy is not None else None,
             "timings_s": {k: round(float(v), 3) for k, v in self.timings_s.items()},
