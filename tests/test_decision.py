@@ -17,7 +17,7 @@ def hit(formula, sg, score, number=None, **details):
 
 def test_probabilities_group_structures_and_keep_a_none_mass():
     hits = [hit("SrTiO3", "Pm-3m", 0.9, 221), hit("SrTiO3", "Pm-3m", 0.8, 221), hit("SrTiO3", "I4/mcm", 0.5, 140)]
-    params = PosteriorParams(temperature_hint=4.0, none_log_evidence_hint=-2.0)
+    params = PosteriorParams(temperature_hint=4.0, none_log_evidence_hint=-2.0, misrank_hint=0.0)
     d = decide(hits, hinted=True, params=params)
     w = [0.9 ** 4, 0.8 ** 4, 0.5 ** 4, math.exp(-8.0)]
     assert d.probability == pytest.approx((w[0] + w[1]) / sum(w))
@@ -25,6 +25,11 @@ def test_probabilities_group_structures_and_keep_a_none_mass():
     assert d.none_probability == pytest.approx(w[3] / sum(w))
     assert d.probability + d.hit_probability[2] + d.none_probability == pytest.approx(1.0)
     assert d.hit_log_likelihood[0] == pytest.approx(math.log(0.9))
+    # a misranking chance ε is shared evenly by the two structures
+    mixed = decide(hits, hinted=True, params=PosteriorParams(temperature_hint=4.0, none_log_evidence_hint=-2.0,
+                                                             misrank_hint=0.2))
+    assert mixed.probability == pytest.approx(0.8 * d.probability + 0.1)
+    assert mixed.none_probability == pytest.approx(0.8 * d.none_probability)
 
 
 def test_verdicts_follow_the_probability():
@@ -94,11 +99,11 @@ def test_fit_recovers_the_temperature_that_generated_the_truths():
         hits = [{"log_evidence": math.log(s), "group": k, "type_group": k,
                  "correct": k == truth, "type_correct": k == truth} for k, s in enumerate(scores)]
         rows.append({"hint": True, "hits": hits, "chosen_index": 0, "matched": truth == 0, "type_matched": truth == 0})
-    b, n = fit_mode(rows)
-    assert b == pytest.approx(beta, rel=0.3) and n == pytest.approx(none_log, abs=0.4)
-    params = PosteriorParams(temperature_hint=b, none_log_evidence_hint=n)
+    b, n, e = fit_mode(rows)
+    assert b == pytest.approx(beta, rel=0.3) and n == pytest.approx(none_log, abs=0.4) and e < 0.05
+    params = PosteriorParams(temperature_hint=b, none_log_evidence_hint=n, misrank_hint=e)
     assert reliability(rows, params)["ece_top1"] < 0.06
-    wrong = reliability(rows, PosteriorParams(temperature_hint=50.0, none_log_evidence_hint=-10.0))
+    wrong = reliability(rows, PosteriorParams(temperature_hint=50.0, none_log_evidence_hint=-10.0, misrank_hint=0.0))
     assert wrong["ece_top1"] > 0.1  # an over-confident posterior is caught
 
 

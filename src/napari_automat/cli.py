@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-hint-energy", choices=["yes", "no"], default="yes",
                        help="run: compute energies in the no-hint pass too (no: about half the run time)")
     bench.add_argument("--markdown", default="docs/benchmarks.md", help="report: page to write")
-    bench.add_argument("--images", default="docs/images", help="report: folder for the plots")
+    bench.add_argument("--images", default="docs/images", help="report, calibrate: folder for the plots")
 
     sub.add_parser("datasets", help="list the sample and real datasets")
     return p
@@ -234,7 +234,7 @@ def cmd_bench(args) -> int:
             if not args.tuning:
                 raise AutomatError("calibrate needs --tuning RESULTS_DIR (and --heldout RESULTS_DIR to judge)")
             try:
-                metrics = calibrate(args.tuning, args.heldout, out)
+                metrics = calibrate(args.tuning, args.heldout, out, figure=Path(args.images) / "reliability.png")
             except (FileNotFoundError, ValueError) as exc:
                 raise AutomatError(str(exc)) from None
             print(json.dumps(metrics["posterior"]["parameters"]))

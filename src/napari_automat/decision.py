@@ -6,12 +6,15 @@ simplicity, plan view); the stability check multiplies in a Boltzmann-like energ
 (``details['stability_weight']``). Those numbers rank well but are not probabilities. Here they
 become one, over the distinct structures among the hits plus "none of these":
 
-    p(structure j) ∝ Σ_{hits i of j} exp(β · log e_i),   p(none) ∝ exp(β · log e_0)
+    q(structure j) ∝ Σ_{hits i of j} exp(β · log e_i),   q(none) ∝ exp(β · log e_0)
+    p(structure j) = (1 − ε) q(j) + ε / J,              p(none) = (1 − ε) q(none)
 
-with ``e_i`` the hit's evidence (stability weight when checked, else score), ``β`` a temperature
-and ``log e_0`` the evidence of the truth being elsewhere (outside the library or outside the top
-hits). Two numbers per mode (with and without the element hint), fitted by maximum likelihood on
-the tuning split of the benchmark (``automat bench calibrate``), judged on a held-out split.
+with ``e_i`` the hit's evidence (stability weight when checked, else score), ``β`` a temperature,
+``log e_0`` the evidence of the truth being elsewhere (outside the library or outside the top
+hits) and ``ε`` the chance that the scores misrank the J structures altogether (a wrong column
+reading, an unmodelled contrast), shared evenly among them. Three numbers per mode (with and
+without the element hint), fitted by maximum likelihood on the tuning split of the benchmark
+(``automat bench calibrate``), judged on a held-out split.
 
 Hits are one answer when their structures match (pymatgen's ``StructureMatcher`` with
 :data:`MATCH_TOLERANCES`, the benchmark's definition of a right answer): the same structure seen
@@ -51,16 +54,30 @@ class PosteriorParams:
     temperature_no_hint: float = 6.0
     #: log e_0 without the hint.
     none_log_evidence_no_hint: float = -3.0
+    #: ε with the hint: the probability that the scores misrank the structures, spread evenly.
+    misrank_hint: float = 0.05
+    #: ε without the hint.
+    misrank_no_hint: float = 0.05
+    #: β, log e_0 and ε of the structure-type posterior without a hint (fitted against whether the
+    #: structure type is right whatever the species: what an image without a hint can tell).
+    temperature_type: float = 6.0
+    none_log_evidence_type: float = -3.0
+    misrank_type: float = 0.05
     #: A top probability from here up is stated as the answer ("confident").
     confident: float = 0.8
     #: Below this the image supports no answer; in between it is "uncertain".
     no_answer: float = 0.3
 
-    def for_mode(self, hinted: bool) -> tuple[float, float]:
-        """``(β, log e_0)`` for runs with (``hinted``) or without the element hint."""
+    def for_mode(self, hinted: bool) -> tuple[float, float, float]:
+        """``(β, log e_0, ε)`` for runs with (``hinted``) or without the element hint."""
         if hinted:
-            return self.temperature_hint, self.none_log_evidence_hint
-        return self.temperature_no_hint, self.none_log_evidence_no_hint
+            return self.temperature_hint, self.none_log_evidence_hint, self.misrank_hint
+        return self.temperature_no_hint, self.none_log_evidence_no_hint, self.misrank_no_hint
+
+    def for_type(self, hinted: bool) -> tuple[float, float, float]:
+        """``(β, log e_0, ε)`` of the structure-type posterior (with a hint, the compound's)."""
+        return self.for_mode(True) if hinted else (self.temperature_type, self.none_log_evidence_type,
+                                                   self.misrank_type)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,8 +153,9 @@ def answer_groups(hits: Sequence[TemplateHit], anonymous: bool = False) -> list[
 
 
 def posterior_masses(log_evidence: Sequence[float], groups: Sequence[int], beta: float,
-                     none_log: float) -> tuple[list[float], float]:
-    """Probability of each group of hits and of "none of these", from the hits' log-evidence."""
+                     none_log: float, misrank: float = 0.0) -> tuple[list[float], float]:
+    """Probability of each group of hits and of "none of these", from the hits' log-evidence (see
+    the module docstring for β, log e_0 and ε = ``misrank``)."""
     top = max(max(log_evidence), none_log)
     weights = [math.exp(beta * (v - top)) for v in log_evidence]
     none_w = math.exp(beta * (none_log - top))
@@ -145,7 +163,8 @@ def posterior_masses(log_evidence: Sequence[float], groups: Sequence[int], beta:
     masses = [0.0] * (max(groups) + 1)
     for g, w in zip(groups, weights):
         masses[g] += w / total
-    return masses, none_w / total
+    even = misrank / len(masses)
+    return [(1.0 - misrank) * m + even for m in masses], (1.0 - misrank) * none_w / total
 
 
 @dataclass
@@ -213,11 +232,11 @@ def decide(hits: Sequence[TemplateHit], hinted: bool, chosen: int = 0,
     ``caveats``: failed quality checks, which keep the verdict from *confident*."""
     if not hits:
         return None
-    beta, none_log = params.for_mode(hinted)
+    beta, none_log, misrank = params.for_mode(hinted)
     logs = [math.log(max(hit_evidence(h), _FLOOR)) for h in hits]
     groups, types = answer_groups(hits), answer_groups(hits, anonymous=True)
-    masses, none_p = posterior_masses(logs, groups, beta, none_log)
-    type_masses, _ = posterior_masses(logs, types, beta, none_log)
+    masses, none_p = posterior_masses(logs, groups, beta, none_log, misrank)
+    type_masses, _ = posterior_masses(logs, types, *params.for_type(hinted))
     hit_p = [masses[g] for g in groups]
     chosen = min(max(chosen, 0), len(hits) - 1)
     hit = hits[chosen]
@@ -230,10 +249,13 @@ def decide(hits: Sequence[TemplateHit], hinted: bool, chosen: int = 0,
     if others:
         other = hits[groups.index(others[0][1])]
         runner = f"{other.formula} {other.details.get('spacegroup') or '?'} (p = {others[0][0]:.2f})"
-    anon, _ = type_key(hit)
+    # the structure type the evidence favours: the chosen hit's with a hint, the most probable without
+    t = types[chosen] if hinted else max(range(len(type_masses)), key=type_masses.__getitem__)
+    typical = hits[types.index(t)]
+    anon, _ = type_key(typical)
     return Decision(status=status, probability=p, formula=hit.formula, spacegroup=hit.details.get("spacegroup"),
-                    structure_type=f"{anon} {hit.details.get('spacegroup') or ''}".strip(),
-                    type_probability=type_masses[types[chosen]], none_probability=none_p, hinted=hinted,
+                    structure_type=f"{anon} {typical.details.get('spacegroup') or ''}".strip(),
+                    type_probability=type_masses[t], none_probability=none_p, hinted=hinted,
                     hit_probability=hit_p, hit_log_likelihood=logs, runner_up=runner,
                     confident_level=params.confident, caveats=list(caveats))
 

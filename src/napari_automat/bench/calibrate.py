@@ -4,7 +4,7 @@ The rows of ``automat bench run`` keep, per sample, each hit's log-evidence, str
 type and whether its template matches the truth (``bench.run.hit_rows``). The posterior of
 :mod:`napari_automat.decision` is a function of those alone, so fitting needs no re-run:
 
-* fit: for each hint mode, ``(β, log e_0)`` maximise the likelihood of the truth — the summed
+* fit: for each hint mode, ``(β, log e_0, ε)`` maximise the likelihood of the truth — the summed
   probability of the structures among the hits that match it, or of "none of these" when none does —
   times a weak prior on ``log e_0`` (:data:`NONE_PRIOR`);
 * judge: the expected calibration error (ECE) of the reported top-1 probability against whether the
@@ -29,61 +29,69 @@ N_BINS = 10
 NONE_PRIOR = (-3.0, 3.0)
 
 
-def _masses(hits: Sequence[dict], beta: float, none_log: float) -> tuple[list, list, float]:
-    """Probabilities per answer group and per structure-type group, and of none, for one sample's hits."""
-    logs = [h["log_evidence"] for h in hits]
-    by_group, none_p = posterior_masses(logs, [h["group"] for h in hits], beta, none_log)
-    by_type, _ = posterior_masses(logs, [h["type_group"] for h in hits], beta, none_log)
-    return by_group, by_type, none_p
+def _masses(hits: Sequence[dict], params: tuple, level: str = "group") -> tuple[list, float]:
+    """Probabilities per group (``group``: answers; ``type_group``: structure types) and of none."""
+    return posterior_masses([h["log_evidence"] for h in hits], [h[level] for h in hits], *params)
 
 
-def truth_probability(hits: Sequence[dict], beta: float, none_log: float) -> float:
-    """The probability the posterior gives the truth: its answer groups' sum, or none's when absent."""
-    by_group, _, none_p = _masses(hits, beta, none_log)
-    correct = {h["group"] for h in hits if h["correct"]}
-    return sum(by_group[g] for g in correct) if correct else none_p
+def truth_probability(hits: Sequence[dict], beta: float, none_log: float, misrank: float = 0.0,
+                      level: str = "group") -> float:
+    """The probability the posterior gives the truth: its groups' sum, or none's when absent
+    (``level``: ``group`` against ``correct``, ``type_group`` against ``type_correct``)."""
+    masses, none_p = _masses(hits, (beta, none_log, misrank), level)
+    right = "correct" if level == "group" else "type_correct"
+    correct = {h[level] for h in hits if h[right]}
+    return sum(masses[g] for g in correct) if correct else none_p
 
 
-def fit_mode(rows: Sequence[dict]) -> tuple[float, float]:
-    """``(β, log e_0)`` maximising the likelihood of the truth over ``rows`` (one hint mode)."""
+def fit_mode(rows: Sequence[dict], level: str = "group") -> tuple[float, float, float]:
+    """``(β, log e_0, ε)`` maximising the likelihood of the truth over ``rows`` (one hint mode; ``level``
+    as in :func:`truth_probability`)."""
     from scipy.optimize import minimize
 
     samples = [r["hits"] for r in rows if r.get("hits")]
     if not samples:
         raise ValueError("no benchmark rows with hits to fit the posterior on")
 
-    def nll(x):  # negative log posterior of (log β, log e_0)
-        beta, none_log = math.exp(x[0]), x[1]
+    def nll(x):  # negative log posterior of (log β, log e_0, logit ε)
+        beta, none_log, misrank = math.exp(x[0]), x[1], 1.0 / (1.0 + math.exp(-x[2]))
         prior = 0.5 * ((none_log - NONE_PRIOR[0]) / NONE_PRIOR[1]) ** 2
-        return prior - sum(math.log(max(truth_probability(h, beta, none_log), 1e-12)) for h in samples)
+        return prior - sum(math.log(max(truth_probability(h, beta, none_log, misrank, level), 1e-12))
+                           for h in samples)
 
-    starts = [(math.log(b), n) for b in (1.0, 5.0, 20.0) for n in (-4.0, -1.0)]
-    best = min((minimize(nll, s, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-4})
+    starts = [(math.log(b), n, e) for b in (1.0, 5.0, 20.0) for n in (-4.0, -1.0) for e in (-3.0, -1.0)]
+    best = min((minimize(nll, s, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-4, "maxiter": 2000})
                 for s in starts), key=lambda r: r.fun)
-    return round(math.exp(best.x[0]), 4), round(float(best.x[1]), 4)
+    return (round(math.exp(best.x[0]), 4), round(float(best.x[1]), 4),
+            round(1.0 / (1.0 + math.exp(-best.x[2])), 4))
 
 
 def fit(rows: Sequence[dict], base: PosteriorParams = PosteriorParams()) -> PosteriorParams:
     """Posterior parameters fitted on ``rows`` (both hint modes; thresholds kept from ``base``)."""
-    bh, nh = fit_mode([r for r in rows if r["hint"]])
-    bn, nn = fit_mode([r for r in rows if not r["hint"]])
+    bh, nh, eh = fit_mode([r for r in rows if r["hint"]])
+    bn, nn, en = fit_mode([r for r in rows if not r["hint"]])
+    bt, nt, et = fit_mode([r for r in rows if not r["hint"]], level="type_group")
     return PosteriorParams(**{**base.to_dict(), "temperature_hint": bh, "none_log_evidence_hint": nh,
-                              "temperature_no_hint": bn, "none_log_evidence_no_hint": nn})
+                              "misrank_hint": eh, "temperature_no_hint": bn, "none_log_evidence_no_hint": nn,
+                              "misrank_no_hint": en, "temperature_type": bt, "none_log_evidence_type": nt,
+                              "misrank_type": et})
 
 
 def statement(row: dict, params: PosteriorParams) -> dict:
     """What the posterior would state for a benchmark row: top-1 probability and whether the
     reconstruction matched, and the confident statement (compound or structure type) if any."""
-    beta, none_log = params.for_mode(row["hint"])
     hits = row.get("hits") or []
     if not hits:
         return {"p": 0.0, "right": False, "claim": None, "claim_right": False}
-    by_group, by_type, _ = _masses(hits, beta, none_log)
+    by_group, _ = _masses(hits, params.for_mode(row["hint"]))
+    by_type, _ = _masses(hits, params.for_type(row["hint"]), "type_group")
     chosen = hits[min(row.get("chosen_index", 0), len(hits) - 1)]
-    p, p_type = by_group[chosen["group"]], by_type[chosen["type_group"]]
-    claim = "compound" if p >= params.confident else "type" if p_type >= params.confident else None
+    p = by_group[chosen["group"]]
+    t = chosen["type_group"] if row["hint"] else max(range(len(by_type)), key=by_type.__getitem__)
+    claim = "compound" if p >= params.confident else "type" if by_type[t] >= params.confident else None
     right = bool(row.get("matched"))
-    claim_right = right if claim == "compound" else bool(row.get("type_matched")) if claim == "type" else False
+    type_right = any(h["type_correct"] for h in hits if h["type_group"] == t)
+    claim_right = right if claim == "compound" else type_right if claim == "type" else False
     return {"p": p, "right": right, "claim": claim, "claim_right": claim_right}
 
 
@@ -111,6 +119,39 @@ def reliability(rows: Sequence[dict], params: PosteriorParams) -> dict:
             "match_rate": round(float(right.mean()), 4) if len(right) else None}
 
 
+def plot_reliability(reliability_by_split: dict, path: Union[str, Path]) -> Path:
+    """Reliability diagram: per bin of the stated top-1 probability, the fraction of right answers
+    (one panel per hint mode, one line per split; marker area ∝ samples in the bin)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 4.2), dpi=110, layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    styles = {"tuning": ("#1f77b4", "o"), "heldout": ("#d62728", "s")}
+    for ax, (mode, title) in zip(axes, (("hint", "with the element hint"), ("no_hint", "without a hint"))):
+        ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfectly calibrated")
+        for split, modes in reliability_by_split.items():
+            r = modes[mode]
+            conf = [b["confidence"] for b in r["bins"]]
+            acc = [b["accuracy"] for b in r["bins"]]
+            colour, marker = styles.get(split, ("k", "^"))
+            ax.plot(conf, acc, color=colour, lw=1)
+            ax.scatter(conf, acc, s=[8 + 4 * b["n"] for b in r["bins"]], color=colour, marker=marker,
+                       label=f"{split}: ECE {r['ece_top1']:.3f} (n = {r['n']})", zorder=3)
+        ax.set_title(title)
+        ax.set_xlabel("stated probability of the answer")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.legend(loc="upper left", fontsize=8)
+    axes[0].set_ylabel("fraction right (reconstruction matches the truth)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
 def _rows(run_dir: Union[str, Path]) -> list[dict]:
     path = Path(run_dir) / "samples.json"
     if not path.is_file():
@@ -118,7 +159,8 @@ def _rows(run_dir: Union[str, Path]) -> list[dict]:
     return json.loads(path.read_text())
 
 
-def calibrate(tuning_dir: Union[str, Path], heldout_dir: Optional[Union[str, Path]], outdir: Union[str, Path]) -> dict:
+def calibrate(tuning_dir: Union[str, Path], heldout_dir: Optional[Union[str, Path]], outdir: Union[str, Path],
+              figure: Optional[Union[str, Path]] = None) -> dict:
     """Fit on the tuning run's rows, judge on both; write ``OUTDIR/posterior.json`` (the fitted
     parameters and figures) and ``OUTDIR/metrics.json`` with the ``splits`` and
     ``calibration_error`` blocks of DESIGN.md. The held-out rows are only read to be judged."""
@@ -141,6 +183,12 @@ def calibrate(tuning_dir: Union[str, Path], heldout_dir: Optional[Union[str, Pat
     judged = "heldout" if "heldout" in splits else "tuning"
     metrics["calibration_error"] = {"split": judged, **metrics["reliability"][judged]["hint"]}
     metrics["posterior"] = out
+    for name, rows in splits.items():  # the structure type without a hint, over compounds in the library
+        known = [r for r in rows if not r["hint"] and not r.get("generalisation")]
+        metrics["splits"][name]["structure_type_no_hint_in_library"] = (
+            round(sum(bool(r.get("type_matched")) for r in known) / len(known), 4) if known else None)
+    if figure is not None:
+        metrics["reliability_figure"] = str(plot_reliability(metrics["reliability"], figure))
     write_json(Path(outdir) / "metrics.json", metrics)
     write_json(Path(outdir) / "posterior.json", out)
     return metrics
