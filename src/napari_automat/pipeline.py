@@ -371,7 +371,8 @@ def stability_stage(result: PipelineResult, config: PipelineConfig, progress: Pr
         raise AutomatError("no lattice to reconstruct the candidates on")
     result.hits = rerank_by_stability(result.hits, result.lattice, model=config.energy_model,
                                       max_candidates=config.stability_candidates,
-                                      checkpoint=config.mattersim_checkpoint, device=config.device, progress=progress)
+                                      checkpoint=config.mattersim_checkpoint, device=config.device, progress=progress,
+                                      params=result.score_params)
 
 
 def reconstruct_stage(result: PipelineResult, config: PipelineConfig, progress: Progress = no_progress) -> None:

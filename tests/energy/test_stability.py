@@ -47,6 +47,7 @@ def test_rerank_weights_score_by_formation_energy(monkeypatch):
     import napari_automat.energy.backends as B
     import napari_automat.energy.references as F
     import napari_automat.reconstruct as R
+    from napari_automat.templates.retrieve import DEFAULT_PARAMS as P
 
     energies = {"P4/mmm": -0.55, "Fm-3m": -0.74}
     monkeypatch.setattr(R, "reconstruct", lambda hit, lattice: type("Rec", (), {"structure": hit.structure})())
@@ -61,7 +62,7 @@ def test_rerank_weights_score_by_formation_energy(monkeypatch):
     assert [h.details["spacegroup"] for h in ranked] == ["Fm-3m", "P4/mmm"]
     assert ranked[0].details["formation_energy_eV"] == pytest.approx(-0.74)
     assert ranked[1].details["stability_weight"] == pytest.approx(
-        0.42 * np.exp(-(0.19 - S.METASTABLE_EV) / S.ENERGY_SCALE_EV), rel=1e-3)
+        0.42 * np.exp(-(0.19 - P.metastable_eV) / P.energy_scale_eV), rel=1e-3)
     energies["Fm-3m"] = -0.60  # within the metastability window: the image score decides
     assert S.rerank_by_stability(hits, lattice, model="fake")[0].details["spacegroup"] == "P4/mmm"
     squeezed = _rocksalt()

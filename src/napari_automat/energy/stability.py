@@ -4,8 +4,8 @@ A single projection says nothing about the atoms along the beam: rocksalt AgCl a
 AgCl show the same square Ag lattice along [001]. Among the top retrieval candidates with the
 top one's elements, each distinct structure is reconstructed and the lowest formation energy of
 its primitive cell over an isotropic volume scan (static energies, so a candidate costs a fraction
-of a second) weighs its image score: ``weight = score · exp(-max(0, Ef - Ef_min - METASTABLE_EV) /
-ENERGY_SCALE_EV)``. Polymorphs within the metastability window keep their image score (a cubic
+of a second) weighs its image score: ``weight = score · exp(-max(0, Ef - Ef_min - metastable_eV) /
+energy_scale_eV)`` (``templates.retrieve.ScoreParams``). Polymorphs within the metastability window keep their image score (a cubic
 perovskite film is not refused for its tilted bulk ground state), and a candidate whose atoms
 overlap (a bad fit of the template to the image) is dropped before its energy is trusted.
 """
@@ -19,15 +19,8 @@ import numpy as np
 
 from ..model import Lattice2D, Progress, TemplateHit, no_progress
 
-#: Formation energy [eV/atom] above the most stable candidate that costs a factor e of weight.
-ENERGY_SCALE_EV = 0.1
-#: Formation energies this close to the most stable candidate's [eV/atom] cost nothing (about the
-#: energy above the hull of most known metastable crystals).
-METASTABLE_EV = 0.07
 #: Candidates with two atoms closer than this fraction of their atomic radii's sum are unphysical.
 MIN_DISTANCE_RATIO = 0.75
-#: Candidates scoring below this fraction of the best are not considered.
-SCORE_WINDOW = 0.1
 #: Linear scale factors of the volume scan around the reconstructed cell.
 SCAN = (0.94, 0.97, 1.0, 1.03, 1.06)
 
@@ -76,9 +69,9 @@ def _same_structure(a, b) -> bool:
     return StructureMatcher(scale=True, attempt_supercell=False).fit(a, b)
 
 
-def stability_candidates(hits: list[TemplateHit], max_candidates: int) -> list[int]:
-    """Indices of the distinct hits worth checking: the top hit's elements, score within
-    :data:`SCORE_WINDOW` of the best, at most ``max_candidates``. Hits with the same formula and
+def stability_candidates(hits: list[TemplateHit], max_candidates: int, window: float = 0.1) -> list[int]:
+    """Indices of the distinct hits worth checking: the top hit's elements, score at least
+    ``window`` times the best, at most ``max_candidates``. Hits with the same formula and
     space group count as one unless their structures differ: another assignment of the species to
     a prototype's sites (Pb on the A or on the B site of a perovskite, Ni or Sn on the tetrahedral
     site of a half-Heusler) projects alike but is a different crystal."""
@@ -87,7 +80,7 @@ def stability_candidates(hits: list[TemplateHit], max_candidates: int) -> list[i
     elements = {el.symbol for el in hits[0].structure.composition} if hits[0].structure is not None else None
     out: list[int] = []
     for i, hit in enumerate(hits):
-        if len(out) >= max_candidates or hit.score < SCORE_WINDOW * hits[0].score:
+        if len(out) >= max_candidates or hit.score < window * hits[0].score:
             break
         if hit.structure is None or {el.symbol for el in hit.structure.composition} != elements:
             continue
@@ -99,17 +92,21 @@ def stability_candidates(hits: list[TemplateHit], max_candidates: int) -> list[i
 
 def rerank_by_stability(hits: list[TemplateHit], lattice: Lattice2D, model: str = "auto",
                         max_candidates: int = 5, checkpoint: Optional[str] = None, device: str = "cpu",
-                        progress: Progress = no_progress) -> list[TemplateHit]:
+                        progress: Progress = no_progress, params=None) -> list[TemplateHit]:
     """``hits`` reordered by image score × stability weight (the checked candidates first, in
     weight order; the rest keep their order). Each checked hit gets ``details['formation_energy_eV']``
     [eV/atom, lowest over the volume scan] and ``details['stability_weight']``; a candidate that
-    cannot be reconstructed or evaluated keeps weight 0 and goes after the checked ones."""
+    cannot be reconstructed or evaluated keeps weight 0 and goes after the checked ones. ``params``:
+    the ``ScoreParams`` of the energy prior (default: the defaults)."""
     from ..model import AutomatError
+    from ..templates.retrieve import DEFAULT_PARAMS
+
+    params = params or DEFAULT_PARAMS
     from ..reconstruct import reconstruct
     from .backends import get_calculator, resolve_model
     from .references import elemental_references, formation_energy_per_atom
 
-    chosen = stability_candidates(hits, max_candidates)
+    chosen = stability_candidates(hits, max_candidates, params.stability_window)
     if len(chosen) < 2:
         return list(hits)
     name, _ = resolve_model(model, checkpoint)
@@ -136,7 +133,8 @@ def rerank_by_stability(hits: list[TemplateHit], lattice: Lattice2D, model: str 
     for i in chosen:
         hit = hits[i]
         if i in energies:
-            weights[i] = hit.score * math.exp(-max(0.0, energies[i] - lowest - METASTABLE_EV) / ENERGY_SCALE_EV)
+            excess = max(0.0, energies[i] - lowest - params.metastable_eV)
+            weights[i] = hit.score * math.exp(-excess / params.energy_scale_eV)
             hit.details["formation_energy_eV"] = round(energies[i], 4)
         else:
             weights[i] = 0.0

@@ -97,6 +97,13 @@ class ScoreParams:
     faint_site: float = 0.25
     #: ... with this prior.
     faint_dropped_prior: float = 0.5
+    #: Energy prior of the stability stage: a candidate's evidence is its score times
+    #: exp(−max(0, Ef − Ef_min − ``metastable_eV``) / ``energy_scale_eV``) [eV/atom]: polymorphs within
+    #: the usual range of metastable crystals keep their score ...
+    metastable_eV: float = 0.07
+    energy_scale_eV: float = 0.1
+    #: ... among the distinct candidates scoring at least this fraction of the best.
+    stability_window: float = 0.1
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
