@@ -82,7 +82,7 @@ def statement(row: dict, params: PosteriorParams) -> dict:
     reconstruction matched, and the confident statement (compound or structure type) if any."""
     hits = row.get("hits") or []
     if not hits:
-        return {"p": 0.0, "right": False, "claim": None, "claim_right": False}
+        return {"p": 0.0, "right": False, "claim": None, "claim_right": False, "type_right": False}
     by_group, _ = _masses(hits, params.for_mode(row["hint"]))
     by_type, _ = _masses(hits, params.for_type(row["hint"]), "type_group")
     chosen = hits[min(row.get("chosen_index", 0), len(hits) - 1)]
@@ -92,7 +92,7 @@ def statement(row: dict, params: PosteriorParams) -> dict:
     right = bool(row.get("matched"))
     type_right = any(h["type_correct"] for h in hits if h["type_group"] == t)
     claim_right = right if claim == "compound" else type_right if claim == "type" else False
-    return {"p": p, "right": right, "claim": claim, "claim_right": claim_right}
+    return {"p": p, "right": right, "claim": claim, "claim_right": claim_right, "type_right": type_right}
 
 
 def reliability(rows: Sequence[dict], params: PosteriorParams) -> dict:
@@ -185,8 +185,11 @@ def calibrate(tuning_dir: Union[str, Path], heldout_dir: Optional[Union[str, Pat
     metrics["posterior"] = out
     for name, rows in splits.items():  # the structure type without a hint, over compounds in the library
         known = [r for r in rows if not r["hint"] and not r.get("generalisation")]
-        metrics["splits"][name]["structure_type_no_hint_in_library"] = (
-            round(sum(bool(r.get("type_matched")) for r in known) / len(known), 4) if known else None)
+        metrics["splits"][name]["structure_type_no_hint_in_library"] = {
+            "n": len(known),
+            "reconstruction": round(sum(bool(r.get("type_matched")) for r in known) / len(known), 4) if known else None,
+            "stated_type": round(sum(statement(r, params)["type_right"] for r in known) / len(known), 4)
+            if known else None}
     if figure is not None:
         metrics["reliability_figure"] = str(plot_reliability(metrics["reliability"], figure))
     write_json(Path(outdir) / "metrics.json", metrics)
