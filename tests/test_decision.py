@@ -53,7 +53,9 @@ def test_a_failed_quality_check_withholds_a_confident_verdict():
 
 def test_without_a_hint_the_structure_type_may_be_all_that_is_stated():
     hits = [hit("SrTiO3", "Pm-3m", 0.9, 221), hit("BaTiO3", "Pm-3m", 0.9, 221), hit("KNbO3", "Pm-3m", 0.88, 221)]
-    d = decide(hits, hinted=False, params=PosteriorParams(temperature_no_hint=6.0, none_log_evidence_no_hint=-6.0))
+    d = decide(hits, hinted=False, params=PosteriorParams(temperature_no_hint=6.0, none_log_evidence_no_hint=-6.0,
+                                                          temperature_type=6.0, none_log_evidence_type=-6.0,
+                                                          misrank_type=0.0))
     assert d.status != "confident" and d.type_only
     assert d.line().startswith("structure type only: ABC3 Pm-3m")
     assert d.type_probability > 0.99

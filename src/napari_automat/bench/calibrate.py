@@ -53,8 +53,12 @@ def fit_mode(rows: Sequence[dict], level: str = "group") -> tuple[float, float, 
     if not samples:
         raise ValueError("no benchmark rows with hits to fit the posterior on")
 
-    def nll(x):  # negative log posterior of (log β, log e_0, logit ε)
-        beta, none_log, misrank = math.exp(x[0]), x[1], 1.0 / (1.0 + math.exp(-x[2]))
+    def unpack(x) -> tuple[float, float, float]:  # (log β, log e_0, logit ε), kept in a sane range
+        return (math.exp(min(max(x[0], -5.0), 6.0)), min(max(x[1], -30.0), 30.0),
+                1.0 / (1.0 + math.exp(-min(max(x[2], -30.0), 30.0))))
+
+    def nll(x):  # negative log posterior
+        beta, none_log, misrank = unpack(x)
         prior = 0.5 * ((none_log - NONE_PRIOR[0]) / NONE_PRIOR[1]) ** 2
         return prior - sum(math.log(max(truth_probability(h, beta, none_log, misrank, level), 1e-12))
                            for h in samples)
@@ -62,8 +66,8 @@ def fit_mode(rows: Sequence[dict], level: str = "group") -> tuple[float, float, 
     starts = [(math.log(b), n, e) for b in (1.0, 5.0, 20.0) for n in (-4.0, -1.0) for e in (-3.0, -1.0)]
     best = min((minimize(nll, s, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-4, "maxiter": 2000})
                 for s in starts), key=lambda r: r.fun)
-    return (round(math.exp(best.x[0]), 4), round(float(best.x[1]), 4),
-            round(1.0 / (1.0 + math.exp(-best.x[2])), 4))
+    beta, none_log, misrank = unpack(best.x)
+    return round(beta, 4), round(none_log, 4), round(misrank, 4)
 
 
 def fit(rows: Sequence[dict], base: PosteriorParams = PosteriorParams()) -> PosteriorParams:
