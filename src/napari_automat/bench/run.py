@@ -136,11 +136,8 @@ def _score(row: dict, result, truth, folder: Path, steps: int, fmax: float, M, t
         row["type_matched"] = row["matched"] or M.structure_types_match(pred, truth)
         row["composition_correct"] = M.composition_correct(pred, truth)
         row["lattice_rmsd_A"] = M.lattice_rmsd_A(pred, truth) if row["matched"] else None
-        factor = (result.calibration or {}).get("scale_factor")
-        if row["matched"] and factor:  # the lattice as the recalibrated pixel size would give it
-            scaled = pred.copy()
-            scaled.scale_lattice(pred.volume * factor ** 3)
-            row["lattice_rmsd_recalibrated_A"] = M.lattice_rmsd_A(scaled, truth)
+        if row["matched"]:
+            row["lattice_rmsd_recalibrated_A"] = M.lattice_rmsd_A(_recalibrated(result), truth)
     row["e_form_exp_eV"] = M.experimental_formation_energy(truth.composition.reduced_formula)
     if result.energy is not None and result.energy.formation_energy_per_atom_eV is not None:
         row["e_form_pred_eV"] = result.energy.formation_energy_per_atom_eV
@@ -148,6 +145,26 @@ def _score(row: dict, result, truth, folder: Path, steps: int, fmax: float, M, t
         cif = (folder / "truth.cif").read_text()
         row["e_form_true_eV"] = _truth_formation_energy(truth, cif, result.energy.model, steps, fmax, truth_cache)
     row["warnings"] = list(result.warnings)
+
+
+def _recalibrated(result):
+    """The reconstruction as ``--recalibrate`` would write it: scaled by the calibration factor when
+    the factor is significant (``decision.calibration_warning``); a monolayer's vacuum stays as it is."""
+    from pymatgen.core import Lattice, Structure
+
+    from ..decision import calibration_warning
+
+    structure, cal = result.reconstruction.structure, result.calibration
+    if calibration_warning(cal) is None:
+        return structure
+    f = cal["scale_factor"]
+    if not result.hits[result.chosen_index].details.get("is_2d"):
+        scaled = structure.copy()
+        scaled.scale_lattice(structure.volume * f ** 3)
+        return scaled
+    m = structure.lattice.matrix.copy()
+    m[:2] *= f  # a and b in the sheet, c across the vacuum
+    return Structure(Lattice(m), structure.species, structure.frac_coords)
 
 
 def hit_rows(hits, truth, M) -> list[dict]:
