@@ -15,7 +15,8 @@ from typing import Optional
 from .config import PipelineConfig
 from .model import AutomatError
 
-SUMMARY_FIELDS = ["input", "status", "probability", "formula", "spacegroup", "structure_type", "a_A", "b_A", "c_A",
+SUMMARY_FIELDS = ["input", "status", "probability", "formula", "spacegroup", "structure_type", "type_probability",
+                  "a_A", "b_A", "c_A",
                   "formation_energy_per_atom_eV", "energy_model", "calibration_factor", "warnings", "seconds",
                   "output"]
 #: Statuses of a finished image (``decision.STATUSES``); anything else is an error or a failure.
@@ -53,7 +54,7 @@ def process_one(path: str, outdir: str, config: dict) -> dict:
         decision, cal = result.decision, result.calibration or {}
         row.update(status=decision.status, probability=round(decision.probability, 3),
                    formula=s["reduced_formula"], spacegroup=s["spacegroup_symbol"],
-                   structure_type=decision.structure_type,
+                   structure_type=decision.structure_type, type_probability=round(decision.type_probability, 3),
                    a_A=round(s["a"], 4), b_A=round(s["b"], 4), c_A=round(s["c"], 4),
                    formation_energy_per_atom_eV=None if e is None else e.formation_energy_per_atom_eV,
                    energy_model=None if e is None else e.model, calibration_factor=cal.get("scale_factor"),
