@@ -142,13 +142,13 @@ def plot_reliability(reliability_by_split: dict, path: Union[str, Path]) -> Path
             acc = [b["accuracy"] for b in r["bins"]]
             colour, marker = styles.get(split, ("k", "^"))
             ax.plot(conf, acc, color=colour, lw=1)
-            ax.scatter(conf, acc, s=[8 + 4 * b["n"] for b in r["bins"]], color=colour, marker=marker,
+            ax.scatter(conf, acc, s=[min(10 + 2 * b["n"], 120) for b in r["bins"]], color=colour, marker=marker,
                        label=f"{split}: ECE {r['ece_top1']:.3f} (n = {r['n']})", zorder=3)
         ax.set_title(title)
         ax.set_xlabel("stated probability of the answer")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
-        ax.legend(loc="upper left", fontsize=8)
+        ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
     axes[0].set_ylabel("fraction right (reconstruction matches the truth)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
