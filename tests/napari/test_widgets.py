@@ -407,3 +407,24 @@ def test_retrieval_on_uncalibrated_image_explains_instead_of_failing(viewer):
     w.run_button.click()
     assert "no spatial calibration" in w.status.text()
     assert w.table.rowCount() == 0 and w.run_button.isEnabled()
+
+
+def test_read_widget_fills_in_the_pixel_size_the_structure_implies(viewer):
+    """An SrTiO3 [001] image whose pixel size is recorded 5% too large: after retrieval, the read
+    widget offers the pixel size at which SrTiO3 fits, and applies it on request."""
+    viewer.add_image(lattice_image(n_cells=8, a_A=3.905), name="sto")  # truly 0.2 Å/px
+    read = dock(viewer, "1 Read and calibrate")
+    read.pixel_size.setValue(0.21)
+    read.run_button.click()
+    dock(viewer, "3 Detect atom columns").run_button.click()
+    w = dock(viewer, "5 Retrieve templates")
+    w.elements.setText("Sr, Ti, O")
+    w.run_button.click()
+    assert viewer.layers["sto columns"].metadata[HITS_KEY][0].formula == "SrTiO3", w.status.text()
+    read = dock(viewer, "1 Read and calibrate")
+    read.image.set_layer(viewer.layers["sto"])
+    read.from_structure.click()
+    assert read.pixel_size.value() == pytest.approx(0.2, rel=0.015), read.status.text()
+    assert "SrTiO3" in read.status.text()
+    read.run_button.click()
+    assert viewer.layers["sto"].scale[-1] == pytest.approx(0.2, rel=0.015)

@@ -10,6 +10,7 @@ from qtpy.QtWidgets import QDoubleSpinBox, QFileDialog, QLabel, QPushButton
 
 from ...model import AutomatError
 from ..layers import MICROGRAPH_KEY, micrograph_from_layer
+from ..session import SESSION_KEY
 from ._common import LayerCombo, StageWidget, fmt
 
 FILE_FILTER = ("Micrographs (*.dm3 *.dm4 *.emd *.ser *.emi *.mrc *.tif *.tiff *.hspy *.hdf5 *.h5 "
@@ -33,10 +34,15 @@ class ReadWidget(StageWidget):
         self.pixel_size.setRange(0.001, 1000.0)
         self.pixel_size.setSingleStep(0.01)
         self.pixel_size.setSuffix(" Å/px")
+        self.from_structure = QPushButton("Pixel size the structure implies")
+        self.from_structure.setToolTip("fill in the pixel size at which the structure retrieved for this image fits it "
+                                       "(result.json: calibration); 'Set pixel size' applies it")
+        self.from_structure.clicked.connect(self.fill_from_structure)
         self.form.addRow(self.open_button)
         self.form.addRow("image", self.image)
         self.form.addRow(self.info)
         self.form.addRow("pixel size", self.pixel_size)
+        self.form.addRow(self.from_structure)
         self.cancel_button.hide()
         self.image.currentIndexChanged.connect(self.update_info)
         self.update_info()
@@ -73,6 +79,26 @@ class ReadWidget(StageWidget):
                           + "</table>")
         self.info.setToolTip(str(mg.path or ""))
         self.pixel_size.setValue(mg.mean_pixel_size_A)
+
+    def fill_from_structure(self) -> None:
+        """Fill in the pixel size that the latest retrieval on this image implies (the calibration
+        factor of its chosen structure); nothing changes until 'Set pixel size'."""
+        layer = self.chosen(self.image, "image")
+        if layer is None:
+            return
+        path = micrograph_from_layer(layer).path
+        sessions = [lay.metadata[SESSION_KEY] for lay in self.viewer.layers
+                    if lay.metadata.get(SESSION_KEY) is not None and lay.metadata[SESSION_KEY].hits]
+        same = [s for s in sessions if s.micrograph.path == path]
+        cal = same[-1].calibration if same else None
+        if cal is None:
+            self.set_status("⚠ no structure retrieved for this image yet: run '5 Retrieve templates' or the agent",
+                            error=True)
+            return
+        value = same[-1].micrograph.mean_pixel_size_A * cal["scale_factor"]
+        self.pixel_size.setValue(value)
+        self.set_status(f"{cal['against']} fits this image at {value:.4f} Å/px (× {cal['scale_factor']:.3f} ± "
+                        f"{100 * cal['scale_sigma']:.1f}%): press 'Set pixel size' to apply it, then detect again")
 
     def run(self) -> None:
         """Set the pixel size of the chosen image (marks it calibrated by the user)."""
