@@ -124,6 +124,9 @@ def test_result_json_carries_the_decision_and_a_miscalibrated_file_is_recalibrat
     base = ["run", str(off), "--elements", "Sr,Ti,O", "--energy-model", "none", "-q"]
     assert main(base + ["-o", str(tmp_path / "as-is")]) == 0
     d = json.loads((tmp_path / "as-is" / "result.json").read_text())
+    design = {"schema_version", "software", "input", "calibration", "columns", "lattice2d", "retrieval", "structure",
+              "domains", "energy", "properties", "agent", "timings_s", "warnings"}  # ../shared/DESIGN.md
+    assert design <= set(d) and d["agent"]["planner"] == "rules" and d["agent"]["steps"] >= 5
     assert d["schema_version"] >= 2 and d["software"]["template_library_hash"]
     assert all(0 <= r["probability"] <= 1 and "log_likelihood" in r for r in d["retrieval"])
     assert d["decision"]["status"] in ("confident", "uncertain", "no answer")

@@ -49,6 +49,8 @@ class PipelineResult:
     chosen_index: int = 0
     reconstruction: Optional[Reconstruction] = None
     energy: Optional[EnergyReport] = None
+    #: Which planner drove the run (``{planner, model, endpoint_host, steps, fallback, transcript_file}``).
+    agent: Optional[dict] = None
     timings_s: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -167,7 +169,10 @@ class PipelineResult:
                               zone_axis=list(self.reconstruction.zone_axis), symprec_A=self.reconstruction.symprec_A,
                               warnings=list(self.reconstruction.warnings))
             if self.reconstruction is not None else None,
+            "domains": None,  # one crystal region per image until region analysis exists
             "energy": self.energy.to_dict() if self.energy is not None else None,
+            "properties": None,
+            "agent": self.agent,
             "timings_s": {k: round(float(v), 3) for k, v in self.timings_s.items()},
             "warnings": list(self.warnings),
             "config": self.config.to_dict(),

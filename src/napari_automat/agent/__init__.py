@@ -59,6 +59,11 @@ def run_agent(source: Union[str, Path, Micrograph], config: Optional[PipelineCon
     else:
         plan(result, say, sub_progress(progress, 0.02, 1.0))
     agent.result = result = recalibrated(result, say, progress)
+    fallback = use_llm and any(e["role"] == "planner" and "finishing with the rules planner" in e["content"]
+                               for e in agent.transcript)
+    result.agent = {"planner": agent.planner, "model": None, "endpoint_host": None,
+                    "steps": sum(e["role"] == "tool_call" for e in agent.transcript), "fallback": fallback,
+                    "transcript_file": None}
     for text in result.warnings:
         say("warning", text)
     return agent
