@@ -35,9 +35,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..decision import MATCH_TOLERANCES  # one definition of "the same structure"
+from ..templates.sources import SYMPREC
 
-#: Symmetry tolerance for conventional cells and point groups [Å].
-SYMPREC = 0.1
 
 
 def _matcher():

@@ -17,8 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from .library import SYMPREC
-from .sources import MONOLAYER_VACUUM_A, TemplateSource
+from .sources import MONOLAYER_VACUUM_A, SYMPREC, TemplateSource
 
 #: Tolerance of right angles [deg].
 ANGLE_TOL = 0.1

@@ -31,6 +31,7 @@ from typing import Optional
 import numpy as np
 
 from ..model import AutomatError, Progress, no_progress
+from .sources import SYMPREC
 from .table import ProjectionTable
 
 FORMAT = "napari-automat-templates"
@@ -55,8 +56,6 @@ SCENARIO_Z = (8, 26, 56, 82)
 DECORATED_SPECIES = 4
 #: Most visible-column sets stored per projection (others are computed when a query needs them).
 MAX_SUBSETS = 8
-#: Symmetry tolerance for space groups and point-group equivalence of zone axes [Å].
-SYMPREC = 0.1
 
 
 @dataclass

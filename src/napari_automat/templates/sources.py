@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+#: Symmetry tolerance for space groups, conventional cells and point-group equivalence of zone
+#: axes [Å] (the library, its monolayers and the benchmark's truths use this one).
+SYMPREC = 0.1
 #: Elemental reference states that ase.build.bulk builds without extra parameters.
 BULK_KINDS = ("fcc", "bcc", "hcp", "diamond", "sc")
 #: Vacuum added on each side of a monolayer [Å] (≈15 Å in all).
