@@ -53,12 +53,14 @@ def test_a_failed_quality_check_withholds_a_confident_verdict():
 
 def test_without_a_hint_the_structure_type_may_be_all_that_is_stated():
     hits = [hit("SrTiO3", "Pm-3m", 0.9, 221), hit("BaTiO3", "Pm-3m", 0.9, 221), hit("KNbO3", "Pm-3m", 0.88, 221)]
-    d = decide(hits, hinted=False, params=PosteriorParams(temperature_no_hint=6.0, none_log_evidence_no_hint=-6.0,
-                                                          temperature_type=6.0, none_log_evidence_type=-6.0,
-                                                          misrank_type=0.0))
+    d_params = PosteriorParams(temperature_no_hint=6.0, none_log_evidence_no_hint=-6.0, temperature_type=6.0,
+                               none_log_evidence_type=-6.0, misrank_type=0.0)
+    d = decide(hits, hinted=False, params=d_params)
     assert d.status != "confident" and d.type_only
     assert d.line().startswith("structure type only: ABC3 Pm-3m")
     assert d.type_probability > 0.99
+    with_sites = decide(hits, hinted=False, params=d_params, column_classes=[1.0, 0.45])
+    assert with_sites.line().endswith("column sites per cell at 1.00 / 0.45 of the brightest")
 
 
 def test_stability_weight_is_the_evidence_when_present():

@@ -31,6 +31,8 @@ from typing import Optional, Sequence
 
 from .model import TemplateHit
 
+#: A verdict names the "none of these" probability from this size on.
+NONE_SHOWN = 0.1
 #: ``Decision.status`` values, most to least sure.
 STATUSES = ("confident", "uncertain", "no answer")
 #: StructureMatcher tolerances (AutoMat's) that make two structures one answer: fractional length,
@@ -194,6 +196,9 @@ class Decision:
     #: Failed quality checks (columns off the Fourier transform, a large relaxation drift): with
     #: any, a confident posterior is stated as uncertain, with the reason.
     caveats: list[str] = field(default_factory=list)
+    #: Intensity of each column site of the measured cell relative to the brightest, brightest
+    #: first: what the image says about heavy and light columns whatever the compound.
+    column_classes: list[float] = field(default_factory=list)
 
     @property
     def type_only(self) -> bool:
@@ -203,6 +208,9 @@ class Decision:
     def line(self) -> str:
         """One line a user reads: the answer with its probability, or what the image does support."""
         text = self._verdict()
+        if not self.hinted and self.status != "confident" and len(self.column_classes) > 1:
+            text += ("; column sites per cell at " + " / ".join(f"{v:.2f}" for v in self.column_classes)
+                     + " of the brightest")
         return text + (f"; but {'; '.join(self.caveats)}" if self.caveats else "")
 
     def _verdict(self) -> str:
@@ -213,6 +221,8 @@ class Decision:
             return (f"structure type only: {self.structure_type} (p = {self.type_probability:.2f}); compound "
                     f"not determined (best {best}, p = {self.probability:.2f})")
         alt = f"; next {self.runner_up}" if self.runner_up else ""
+        if self.none_probability >= NONE_SHOWN:
+            alt += f"; none of these: p = {self.none_probability:.2f}"
         if self.status == "uncertain":
             return f"uncertain: {best} (p = {self.probability:.2f}{alt})"
         if self.none_probability >= self.probability:
@@ -225,13 +235,16 @@ class Decision:
                 "spacegroup": self.spacegroup, "structure_type": self.structure_type,
                 "type_probability": round(self.type_probability, 4), "type_only": self.type_only,
                 "none_probability": round(self.none_probability, 4), "hinted": self.hinted,
-                "runner_up": self.runner_up, "caveats": list(self.caveats), "summary": self.line()}
+                "runner_up": self.runner_up, "caveats": list(self.caveats),
+                "column_classes": [round(v, 3) for v in self.column_classes], "summary": self.line()}
 
 
 def decide(hits: Sequence[TemplateHit], hinted: bool, chosen: int = 0,
-           params: PosteriorParams = PosteriorParams(), caveats: Sequence[str] = ()) -> Optional[Decision]:
+           params: PosteriorParams = PosteriorParams(), caveats: Sequence[str] = (),
+           column_classes: Sequence[float] = ()) -> Optional[Decision]:
     """The posterior over ``hits`` (best first) and the verdict on hit ``chosen``; None without hits.
-    ``caveats``: failed quality checks, which keep the verdict from *confident*."""
+    ``caveats``: failed quality checks, which keep the verdict from *confident*; ``column_classes``:
+    the measured sites' relative intensities (stated without a hint)."""
     if not hits:
         return None
     beta, none_log, misrank = params.for_mode(hinted)
@@ -259,7 +272,7 @@ def decide(hits: Sequence[TemplateHit], hinted: bool, chosen: int = 0,
                     structure_type=f"{anon} {typical.details.get('spacegroup') or ''}".strip(),
                     type_probability=type_masses[t], none_probability=none_p, hinted=hinted,
                     hit_probability=hit_p, hit_log_likelihood=logs, runner_up=runner,
-                    confident_level=params.confident, caveats=list(caveats))
+                    confident_level=params.confident, caveats=list(caveats), column_classes=list(column_classes))
 
 
 #: Relative uncertainty of a library lattice parameter (DFT-relaxed Materials Project cells are

@@ -86,7 +86,13 @@ class PipelineResult:
         from .decision import decide
 
         return decide(self.hits, bool(self.config.elements), self.chosen_index, self.posterior_params,
-                      caveats=self.caveats())
+                      caveats=self.caveats(), column_classes=self.column_classes())
+
+    def column_classes(self) -> list[float]:
+        """Intensities of the measured motif sites relative to the brightest, brightest first."""
+        values = [m.intensity for m in (self.lattice.motif if self.lattice is not None else [])
+                  if np.isfinite(m.intensity) and m.intensity > 0]
+        return [v / max(values) for v in sorted(values, reverse=True)] if values else []
 
     def caveats(self) -> list[str]:
         """Quality checks that failed: the posterior assumes the columns and the structure are sound,
