@@ -102,6 +102,11 @@ def hit_evidence(hit: TemplateHit) -> float:
     return float(weight if weight is not None else hit.score)
 
 
+def log_evidence(hit: TemplateHit) -> float:
+    """log of :func:`hit_evidence`, floored so that a hit scored 0 stays finite."""
+    return math.log(max(hit_evidence(hit), _FLOOR))
+
+
 def structure_key(hit: TemplateHit) -> tuple[str, Optional[int]]:
     """A name for the structure a hit stands for: reduced formula and space-group number."""
     from pymatgen.core import Composition
@@ -127,7 +132,13 @@ def same_structure(a: TemplateHit, b: TemplateHit, anonymous: bool = False) -> b
     ka, kb = (type_key(a), type_key(b)) if anonymous else (structure_key(a), structure_key(b))
     if ka == kb:
         return True
-    if ka[0] != kb[0] or a.structure is None or b.structure is None:  # another (anonymous) formula
+    return ka[0] == kb[0] and structures_match(a, b, anonymous)  # same (anonymous) formula
+
+
+def structures_match(a: TemplateHit, b: TemplateHit, anonymous: bool = False) -> bool:
+    """Whether two hits' template structures match within :data:`MATCH_TOLERANCES` (``anonymous``:
+    with the species ignored); False without structures. Cached per pair of template ids."""
+    if a.structure is None or b.structure is None:
         return False
     key = (min(a.template_id, b.template_id), max(a.template_id, b.template_id), anonymous)
     if key not in _SAME:
@@ -248,7 +259,7 @@ def decide(hits: Sequence[TemplateHit], hinted: bool, chosen: int = 0,
     if not hits:
         return None
     beta, none_log, misrank = params.for_mode(hinted)
-    logs = [math.log(max(hit_evidence(h), _FLOOR)) for h in hits]
+    logs = [log_evidence(h) for h in hits]
     groups, types = answer_groups(hits), answer_groups(hits, anonymous=True)
     masses, none_p = posterior_masses(logs, groups, beta, none_log, misrank)
     type_masses, _ = posterior_masses(logs, types, *params.for_type(hinted))
@@ -275,18 +286,13 @@ def decide(hits: Sequence[TemplateHit], hinted: bool, chosen: int = 0,
                     confident_level=params.confident, caveats=list(caveats), column_classes=list(column_classes))
 
 
-#: Relative uncertainty of a library lattice parameter (DFT-relaxed Materials Project cells are
-#: typically 1–2 % off experiment; prototypes and ASE cells are experimental).
-TEMPLATE_LATTICE_SIGMA = 0.015
-#: Relative uncertainty of a decorated prototype's radius-predicted scale.
-DECORATED_LATTICE_SIGMA = 0.06
 #: A calibration factor is reported as off when it differs from 1 by more than this many sigma
-#: and more than :data:`CALIBRATION_MIN_OFF`.
+#: and more than :data:`CALIBRATION_MIN_OFF` (the reporting rule of issue 12, not a fitted number).
 CALIBRATION_SIGMAS = 2.0
 CALIBRATION_MIN_OFF = 0.02
 
 
-def calibration(hits: Sequence[TemplateHit], chosen: int, lattice) -> dict:
+def calibration(hits: Sequence[TemplateHit], chosen: int, lattice, params=None) -> dict:
     """The factor by which the image's pixel size must be multiplied for the chosen hit's structure to
     fit the measured ``lattice``, with its relative uncertainty, the residual shear (Δγ [rad] between
     the measured and template cells), what it was measured against, and ``applied`` (False: the
@@ -294,7 +300,11 @@ def calibration(hits: Sequence[TemplateHit], chosen: int, lattice) -> dict:
 
     A library compound's own cell is the reference: the best undecorated hit of the chosen structure
     when the chosen one is a decorated prototype; failing that, the decoration's radius-predicted
-    scale, with its far larger uncertainty (``source``: ``structure`` or ``decorated prototype``)."""
+    scale, with its far larger uncertainty (``source``: ``structure`` or ``decorated prototype``).
+    ``params``: the ``ScoreParams`` whose cell uncertainties apply (default: the defaults)."""
+    from .templates.retrieve import DEFAULT_PARAMS
+
+    params = params or DEFAULT_PARAMS
     hit = hits[chosen]
     if hit.details.get("decoration") is not None:
         twin = next((h for h in hits if h.details.get("decoration") is None and same_structure(h, hit)), None)
@@ -306,7 +316,7 @@ def calibration(hits: Sequence[TemplateHit], chosen: int, lattice) -> dict:
     a = float(getattr(lattice, "a_A", float("nan")))
     unc = float(getattr(lattice, "uncertainty_A", float("nan")))
     measured = unc / a if math.isfinite(unc) and a > 0 else 0.01
-    template = DECORATED_LATTICE_SIGMA if decoration is not None else TEMPLATE_LATTICE_SIGMA
+    template = params.sigma_scale_decorated if decoration is not None else params.sigma_cell
     cell_t, cell_m = hit.details.get("template_cell_A"), hit.details.get("measured_cell_A")
     shear = math.radians(cell_m[2] - cell_t[2]) if cell_t and cell_m else None
     return {"scale_factor": round(1.0 / scale, 5), "scale_sigma": round(math.hypot(measured, template), 5),

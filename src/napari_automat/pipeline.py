@@ -78,7 +78,7 @@ class PipelineResult:
     def posterior_params(self):
         from .decision import PosteriorParams
 
-        return PosteriorParams.from_dict({**PosteriorParams().to_dict(), **(self.config.posterior or {})})
+        return PosteriorParams.from_dict(self.config.posterior)
 
     @property
     def decision(self):
@@ -112,7 +112,7 @@ class PipelineResult:
 
         if not self.hits or self.lattice is None:
             return None
-        cal = calibration(self.hits, min(self.chosen_index, len(self.hits) - 1), self.lattice)
+        cal = calibration(self.hits, min(self.chosen_index, len(self.hits) - 1), self.lattice, self.score_params)
         before = self.micrograph.metadata.get("recalibrated_from_A")
         if before:  # relative to the file's pixel size, with the recalibration in it
             cal["scale_factor"] = round(cal["scale_factor"] * self.micrograph.mean_pixel_size_A / float(np.mean(before)), 5)

@@ -171,15 +171,13 @@ def hit_rows(hits, truth, M) -> list[dict]:
     """What the posterior fit needs of each hit: its log-evidence, its answer group and structure-type
     group (``decision.answer_groups``), and whether its template matches the truth (with and without
     species)."""
-    import math
-
-    from ..decision import answer_groups, hit_evidence, structure_key
+    from ..decision import answer_groups, log_evidence, structure_key
 
     groups, types = answer_groups(hits), answer_groups(hits, anonymous=True)
     out = []
     for hit, g, t in zip(hits, groups, types):
         correct = hit.structure is not None and M.structures_match(hit.structure, truth)
-        out.append({"log_evidence": math.log(max(hit_evidence(hit), 1e-12)), "group": g, "type_group": t,
+        out.append({"log_evidence": log_evidence(hit), "group": g, "type_group": t,
                     "structure": list(structure_key(hit)), "correct": bool(correct),
                     "type_correct": bool(correct or (hit.structure is not None
                                                      and M.structure_types_match(hit.structure, truth)))})

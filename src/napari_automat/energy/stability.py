@@ -17,6 +17,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..decision import structure_key, structures_match
 from ..model import Lattice2D, Progress, TemplateHit, no_progress
 
 #: Candidates with two atoms closer than this fraction of their atomic radii's sum are unphysical.
@@ -58,17 +59,6 @@ def overlap_ratio(structure) -> float:
     return float(np.min(dist / (radii[:, None] + radii[None, :])))
 
 
-def _structure_key(hit: TemplateHit) -> tuple:
-    return hit.formula, hit.details.get("spacegroup_number")
-
-
-def _same_structure(a, b) -> bool:
-    """Whether two template structures are one (up to scale, setting and origin)."""
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-
-    return StructureMatcher(scale=True, attempt_supercell=False).fit(a, b)
-
-
 def stability_candidates(hits: list[TemplateHit], max_candidates: int, window: float = 0.1) -> list[int]:
     """Indices of the distinct hits worth checking: the top hit's elements, score at least
     ``window`` times the best, at most ``max_candidates``. Hits with the same formula and
@@ -84,8 +74,7 @@ def stability_candidates(hits: list[TemplateHit], max_candidates: int, window: f
             break
         if hit.structure is None or {el.symbol for el in hit.structure.composition} != elements:
             continue
-        if not any(_structure_key(hits[j]) == _structure_key(hit) and _same_structure(hits[j].structure, hit.structure)
-                   for j in out):
+        if not any(structure_key(hits[j]) == structure_key(hit) and structures_match(hits[j], hit) for j in out):
             out.append(i)
     return out
 

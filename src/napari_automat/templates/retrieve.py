@@ -51,6 +51,9 @@ class ScoreParams:
     max_scale: float = math.log(1.08)
     #: Width of the isotropic-scale likelihood of a library compound (image calibration and DFT cells).
     sigma_scale: float = 0.04
+    #: Relative uncertainty of a library compound's own cell (DFT-relaxed Materials Project cells are
+    #: typically 1–2% off experiment): the floor of the calibration factor's uncertainty.
+    sigma_cell: float = 0.015
     #: Decorated prototypes: the range of scales considered ...
     decorated_scale: tuple[float, float] = (0.6, 1.6)
     #: ... and the width of the likelihood around the radius-predicted scale,
