@@ -137,20 +137,26 @@ def same_structure(a: TemplateHit, b: TemplateHit, anonymous: bool = False) -> b
 
 def structures_match(a: TemplateHit, b: TemplateHit, anonymous: bool = False) -> bool:
     """Whether two hits' template structures match within :data:`MATCH_TOLERANCES` (``anonymous``:
-    with the species ignored); False without structures. Cached per pair of template ids."""
+    with the species ignored); False without structures. Cached per pair of distinct template ids
+    (a template id names one structure up to scale, which the matcher ignores)."""
     if a.structure is None or b.structure is None:
         return False
+    if a.template_id == b.template_id:  # nothing to key a cache on: compare the structures themselves
+        return _fit(a.structure, b.structure, anonymous)
     key = (min(a.template_id, b.template_id), max(a.template_id, b.template_id), anonymous)
     if key not in _SAME:
-        from pymatgen.analysis.structure_matcher import StructureMatcher
-
-        matcher = StructureMatcher(**MATCH_TOLERANCES)
-        try:
-            _SAME[key] = bool(matcher.fit_anonymous(a.structure, b.structure) if anonymous
-                              else matcher.fit(a.structure, b.structure))
-        except Exception:  # noqa: BLE001 - an odd cell is simply another answer
-            _SAME[key] = False
+        _SAME[key] = _fit(a.structure, b.structure, anonymous)
     return _SAME[key]
+
+
+def _fit(a, b, anonymous: bool) -> bool:
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    matcher = StructureMatcher(**MATCH_TOLERANCES)
+    try:
+        return bool(matcher.fit_anonymous(a, b) if anonymous else matcher.fit(a, b))
+    except Exception:  # noqa: BLE001 - an odd cell is simply another answer
+        return False
 
 
 def answer_groups(hits: Sequence[TemplateHit], anonymous: bool = False) -> list[int]:
