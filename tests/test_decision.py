@@ -10,9 +10,30 @@ from napari_automat.decision import PosteriorParams, calibration, calibration_wa
 from napari_automat.model import TemplateHit
 
 
-def hit(formula, sg, score, number=None, **details):
+def structure_of(formula, sg):
+    """A small structure for ``formula`` in space group ``sg``: perovskites (ABX3, A at the corner),
+    AB in rock salt, zinc blende or wurtzite, anything else body-centred tetragonal; I4/mcm a distorted perovskite that matches no other."""
+    from pymatgen.core import Composition, Lattice, Structure
+
+    el = list(Composition(formula).as_dict())
+    if len(el) == 3:
+        a, b, x = el
+        if sg == "I4/mcm":  # B off centre, stretched: not a match for the cubic one
+            return Structure(Lattice.tetragonal(3.9, 5.5), [a, b, x, x, x],
+                             [[0, 0, 0], [.5, .5, .3], [.5, .5, .8], [.5, 0, .5], [0, .5, .5]])
+        return Structure(Lattice.cubic(3.9), [a, b, x, x, x], [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
+    if sg == "P6_3mc":
+        return Structure.from_spacegroup(sg, Lattice.hexagonal(3.2, 5.2), el, [[1 / 3, 2 / 3, 0], [1 / 3, 2 / 3, 0.375]])
+    if sg in ("Fm-3m", "F-43m"):
+        other = [0.5, 0.5, 0.5] if sg == "Fm-3m" else [0.25, 0.25, 0.25]
+        return Structure.from_spacegroup(sg, Lattice.cubic(4.2), el, [[0, 0, 0], other])
+    return Structure(Lattice.tetragonal(4.0, 3.0), el * (2 // len(el)), [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def hit(formula, sg, score, number=None, structure=None, **details):
     return TemplateHit(f"{formula}-{sg}", formula, (0, 0, 1), score,
-                       {"spacegroup": sg, "spacegroup_number": number or hash(sg) % 230, **details})
+                       {"spacegroup": sg, "spacegroup_number": number or hash(sg) % 230, **details},
+                       structure if structure is not None else structure_of(formula, sg))
 
 
 def test_probabilities_group_structures_and_keep_a_none_mass():
@@ -61,6 +82,28 @@ def test_without_a_hint_the_structure_type_may_be_all_that_is_stated():
     assert d.type_probability > 0.99
     with_sites = decide(hits, hinted=False, params=d_params, column_classes=[1.0, 0.45])
     assert with_sites.line().endswith("column sites per cell at 1.00 / 0.45 of the brightest")
+
+
+def test_a_type_counts_by_its_best_compound_not_by_how_many_it_has():
+    perovskites = [hit(f, "Pm-3m", 0.9, 221) for f in ("SrTiO3", "BaTiO3", "KNbO3", "CaTiO3")]
+    rock_salt = hit("MgO", "Fm-3m", 0.95, 225)
+    params = PosteriorParams(temperature_type=6.0, none_log_evidence_type=-6.0, misrank_type=0.0)
+    d = decide([rock_salt, *perovskites], hinted=False, params=params)
+    assert d.structure_type == "AB Fm-3m"  # four perovskites at 0.9 do not outweigh one rock salt at 0.95
+    w = [0.95 ** 6, 0.9 ** 6]
+    assert d.type_probability == pytest.approx(w[0] / (sum(w) + math.exp(-36.0)), rel=1e-6)
+
+
+def test_the_same_formula_and_space_group_on_other_sites_is_another_answer():
+    from pymatgen.core import Lattice, Structure
+
+    sites = [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]]
+    pb_on_a = Structure(Lattice.cubic(3.9), ["Pb", "Ti", "O", "O", "O"], sites)
+    pb_on_b = Structure(Lattice.cubic(3.9), ["Ti", "Pb", "O", "O", "O"], sites)
+    hits = [TemplateHit("pto-a", "PbTiO3", (0, 0, 1), 0.9, {"spacegroup": "Pm-3m", "spacegroup_number": 221}, pb_on_a),
+            TemplateHit("pto-b", "PbTiO3", (0, 0, 1), 0.9, {"spacegroup": "Pm-3m", "spacegroup_number": 221}, pb_on_b)]
+    d = decide(hits, True, params=PosteriorParams(temperature_hint=8.0, none_log_evidence_hint=-5.0, misrank_hint=0.0))
+    assert d.probability == pytest.approx(0.5, abs=0.01) and d.status == "uncertain"
 
 
 def test_stability_weight_is_the_evidence_when_present():

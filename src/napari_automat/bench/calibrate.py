@@ -30,8 +30,10 @@ NONE_PRIOR = (-3.0, 3.0)
 
 
 def _masses(hits: Sequence[dict], params: tuple, level: str = "group") -> tuple[list, float]:
-    """Probabilities per group (``group``: answers; ``type_group``: structure types) and of none."""
-    return posterior_masses([h["log_evidence"] for h in hits], [h[level] for h in hits], *params)
+    """Probabilities per group (``group``: answers; ``type_group``: structure types, each weighed by
+    its best hit as :func:`decision.decide` does without a hint) and of none."""
+    return posterior_masses([h["log_evidence"] for h in hits], [h[level] for h in hits], *params,
+                            profile=level == "type_group")
 
 
 def truth_probability(hits: Sequence[dict], beta: float, none_log: float, misrank: float = 0.0,

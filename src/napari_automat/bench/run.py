@@ -138,6 +138,9 @@ def _score(row: dict, result, truth, folder: Path, steps: int, fmax: float, M, t
         row["lattice_rmsd_A"] = M.lattice_rmsd_A(pred, truth) if row["matched"] else None
         if row["matched"]:
             row["lattice_rmsd_recalibrated_A"] = M.lattice_rmsd_A(_recalibrated(result), truth)
+            library_cell = _library_cell(result)
+            if library_cell is not None:
+                row["lattice_rmsd_library_A"] = M.lattice_rmsd_A(library_cell, truth)
     row["e_form_exp_eV"] = M.experimental_formation_energy(truth.composition.reduced_formula)
     if result.energy is not None and result.energy.formation_energy_per_atom_eV is not None:
         row["e_form_pred_eV"] = result.energy.formation_energy_per_atom_eV
@@ -149,21 +152,36 @@ def _score(row: dict, result, truth, folder: Path, steps: int, fmax: float, M, t
 
 def _recalibrated(result):
     """The reconstruction as ``--recalibrate`` would write it: scaled by the calibration factor when
-    the factor is significant (``decision.calibration_warning``); a monolayer's vacuum stays as it is."""
-    from pymatgen.core import Lattice, Structure
-
+    the factor is significant (``decision.calibration_warning``)."""
     from ..decision import calibration_warning
 
     structure, cal = result.reconstruction.structure, result.calibration
     if calibration_warning(cal) is None:
         return structure
-    f = cal["scale_factor"]
-    if not result.hits[result.chosen_index].details.get("is_2d"):
+    return _scaled(structure, cal["scale_factor"], result.hits[result.chosen_index].details.get("is_2d"))
+
+
+def _library_cell(result):
+    """The reconstruction scaled by the calibration factor whatever its size: the cell of the
+    library structure it was referenced to, so the floor of the recalibrated RMSD (None without a
+    factor)."""
+    cal = result.calibration or {}
+    if cal.get("scale_factor") is None:
+        return None
+    return _scaled(result.reconstruction.structure, cal["scale_factor"],
+                   result.hits[result.chosen_index].details.get("is_2d"))
+
+
+def _scaled(structure, factor: float, is_2d: bool):
+    """``structure`` with its lengths times ``factor``; a monolayer's a and b only (c spans the vacuum)."""
+    from pymatgen.core import Lattice, Structure
+
+    if not is_2d:
         scaled = structure.copy()
-        scaled.scale_lattice(structure.volume * f ** 3)
+        scaled.scale_lattice(structure.volume * factor ** 3)
         return scaled
     m = structure.lattice.matrix.copy()
-    m[:2] *= f  # a and b in the sheet, c across the vacuum
+    m[:2] *= factor
     return Structure(Lattice(m), structure.species, structure.frac_coords)
 
 
@@ -206,6 +224,7 @@ def tier_metrics(rows: list[dict]) -> dict:
             "match_rate": sum(r["matched"] for r in rows) / n if n else None,
             "lattice_rmsd_A": _mean(r.get("lattice_rmsd_A") for r in rows),
             "lattice_rmsd_recalibrated_A": _mean(r.get("lattice_rmsd_recalibrated_A") for r in rows),
+            "lattice_rmsd_library_A": _mean(r.get("lattice_rmsd_library_A") for r in rows),
             "formation_energy_mae_meV": _mae_meV(rows, "e_form_pred_eV", "e_form_true_eV"),
             "composition_correct_rate": sum(r["composition_correct"] for r in rows) / n if n else None,
             "formation_energy_mae_vs_reference_meV": _mae_meV(rows, "e_form_pred_eV", "e_form_exp_eV"),
