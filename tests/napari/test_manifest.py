@@ -26,7 +26,7 @@ def test_commands_point_at_importable_callables_in_submodules(manifest):
 def test_reader_covers_microscopy_formats(manifest):
     (reader,) = manifest.contributions.readers
     patterns = set(reader.filename_patterns)
-    for ext in ("dm3", "dm4", "emd", "ser", "emi", "mrc", "tif", "tiff", "hspy", "hdf5", "h5", "png", "jpg"):
+    for ext in ("dm3", "dm4", "emd", "ser", "emi", "mrc", "tif", "tiff", "hspy", "hdf5", "h5", "mat", "png", "jpg"):
         assert f"*.{ext}" in patterns
 
 

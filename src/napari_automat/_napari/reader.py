@@ -1,4 +1,4 @@
-"""npe2 reader: STEM micrographs (dm3/dm4, emd, ser/emi, mrc, tif, hspy/hdf5, png/jpg) as image
+"""npe2 reader: STEM micrographs (dm3/dm4, emd, ser/emi, mrc, tif, hspy/hdf5, mat, png/jpg) as image
 layers with scale = pixel size [Å] and the :class:`~napari_automat.model.Micrograph` in metadata."""
 
 from __future__ import annotations

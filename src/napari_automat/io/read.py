@@ -2,7 +2,7 @@
 
 Formats: DigitalMicrograph (dm3, dm4), EMD (Velox and Berkeley), FEI TIA (ser/emi), MRC, TIFF
 (DigitalMicrograph, FEI and ImageJ calibration tags), HyperSpy (hspy, hdf5) through rosettasciio,
-and plain png/jpg (uncalibrated). The pixel size is returned in Å per pixel as ``(y, x)``.
+MATLAB .mat files as StatSTEM and QEM save them (:mod:`.matlab`) and plain png/jpg (uncalibrated). The pixel size is returned in Å per pixel as ``(y, x)``.
 
 Calibration rules (``Micrograph.calibrated``):
 
@@ -39,7 +39,7 @@ RSCIIO_PLUGINS = {
 }
 #: Plain image formats read without calibration.
 PLAIN_IMAGE_EXTENSIONS = ("png", "jpg", "jpeg")
-SUPPORTED_EXTENSIONS = tuple(sorted(RSCIIO_PLUGINS)) + PLAIN_IMAGE_EXTENSIONS
+SUPPORTED_EXTENSIONS = tuple(sorted(RSCIIO_PLUGINS)) + ("mat",) + PLAIN_IMAGE_EXTENSIONS
 #: Smallest accepted image side [px].
 MIN_SIZE_PX = 16
 #: Unit-less scales in this range are read as nm (see module docstring).
@@ -95,6 +95,10 @@ def read_micrograph(path: Union[str, Path], progress: Progress = no_progress) ->
     try:
         if ext in PLAIN_IMAGE_EXTENSIONS:
             micrograph = _read_plain_image(path)
+        elif ext == "mat":
+            from .matlab import read_mat
+
+            micrograph = read_mat(path)
         else:
             micrograph = _read_rsciio(path, ext)
     except (AutomatError, Cancelled):
