@@ -81,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
 def _add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--elements", help="element hint, e.g. Sr,Ti,O")
     p.add_argument("--pixel-size", type=float, help="pixel size in Å (overrides the file's calibration)")
-    p.add_argument("--frame", type=int, default=0, help="frame of a stack to analyse")
+    p.add_argument("--frame", type=_frame, default=None, metavar="N|average",
+                   help="frame of a stack to analyse (from 0); 'average' (the default) registers the frames, "
+                        "leaves out those that do not correlate and analyses their average")
     p.add_argument("--denoise", default="auto", choices=["auto", "fourier", "nlm", "gaussian", "none"])
     p.add_argument("--signal", default="auto", choices=["auto", "HAADF", "ADF", "ABF", "BF"],
                    help="detector signal when the file does not say (ABF/BF: dark columns)")
@@ -94,6 +96,16 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
                         "size it implies (result.json: calibration.applied)")
     p.add_argument("--stability-candidates", type=int, default=5, metavar="N",
                    help="compare up to N top candidates that project alike by formation energy (0: off)")
+
+
+def _frame(text: str) -> Optional[int]:
+    """``--frame``: a frame index, or None for 'average'."""
+    if text.strip().lower() == "average":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a frame number or 'average', got {text!r}") from None
 
 
 def _config(args):

@@ -14,8 +14,9 @@ class PipelineConfig:
     elements: tuple[str, ...] = ()
     #: Override the pixel size [Å/px] (needed when the file has no calibration).
     pixel_size_A: Optional[float] = None
-    #: Frame of a stack to analyse.
-    frame: int = 0
+    #: Frame of a stack to analyse; ``None`` = register the frames and analyse their average
+    #: (:func:`napari_automat.io.stack.average_frames`).
+    frame: Optional[int] = None
     #: ``auto`` (chosen from the spectrum), ``fourier`` (Bragg filter), ``nlm``, ``gaussian`` or ``none``.
     denoise_method: str = "auto"
     #: Denoising strength multiplier (1 = default; the agent raises it on retries).

@@ -164,6 +164,8 @@ class PipelineResult:
             "input": {"path": m.path, "shape": list(m.shape), "pixel_size_A": float(m.mean_pixel_size_A),
                       "pixel_size_yx_A": [float(v) for v in m.pixel_size_A],
                       "calibrated": bool(m.calibrated), "frame": m.metadata.get("frame", 0),
+                      **{k: m.metadata[k] for k in ("frames_used", "frames_total", "residual_drift_px")
+                         if k in m.metadata},
                       "metadata": m.to_dict()["metadata"]},
             "denoise": self.denoise_info or None,
             "columns": dict(self.columns.to_dict(), source=self.columns_source) if self.columns is not None else None,
@@ -216,15 +218,21 @@ class PipelineResult:
 
 def load_micrograph(source: Union[str, Path, Micrograph], config: PipelineConfig,
                     progress: Progress = no_progress) -> Micrograph:
-    """Read ``source`` (unless already a Micrograph), apply the pixel-size override, pick the frame."""
+    """Read ``source`` (unless already a Micrograph), apply the pixel-size override, pick the frame
+    of a stack (``config.frame``) or register and average its frames (``config.frame = None``)."""
     from .io.read import apply_pixel_size, read_micrograph, validate_image
 
-    micrograph = source if isinstance(source, Micrograph) else read_micrograph(source, progress)
+    micrograph = source if isinstance(source, Micrograph) else read_micrograph(source, sub_progress(progress, 0, 0.3))
     if config.pixel_size_A is not None:
         if not config.pixel_size_A > 0:
             raise AutomatError(f"pixel size must be positive, got {config.pixel_size_A} Å")
         micrograph = apply_pixel_size(micrograph, config.pixel_size_A)
-    micrograph = micrograph.frame(config.frame)
+    if config.frame is not None:
+        micrograph = micrograph.frame(config.frame)
+    elif micrograph.is_stack:
+        from .io.stack import average_frames
+
+        micrograph = average_frames(micrograph, sub_progress(progress, 0.3, 1.0, "frames: "))
     validate_image(micrograph.data)
     return micrograph
 
