@@ -91,7 +91,8 @@ def test_no_2d_image_is_a_clear_error(tmp_path, version):
     path = tmp_path / "numbers.mat"
     tree = {"dx": 0.2, "coordinates": np.zeros((50, 3)), "title": "not an image"}
     scipy.io.savemat(path, tree) if version == "v5" else _write_v73(path, tree)
-    with pytest.raises(AutomatError, match=r"numbers.mat holds no 2D image of at least 16x16 pixels.*coordinates \(50x3\)"):
+    with pytest.raises(AutomatError, match=r"numbers.mat holds no 2D image of at least 16x16 pixels"
+                                            r".*coordinates \(50x3\)"):
         read_micrograph(path)
 
 
