@@ -203,3 +203,26 @@ def test_result_objects_read_back_from_result_json(srtio3_result, tmp_path):
     assert rec.structure.composition.reduced_formula == "SrTiO3" and rec.template_id == first.template_id
     assert d["decision"]["formula"] == "SrTiO3" and d["retrieval"][0]["probability"] == pytest.approx(
         d["decision"]["probability"], abs=1e-4)
+
+
+def test_prior_weight_is_recovered_from_rows_that_keep_log_priors():
+    from napari_automat.bench.calibrate import at_prior_weight, fit_prior_weight
+
+    rng = np.random.default_rng(3)
+    beta, kappa = 6.0, 0.25
+    rows = []
+    for _ in range(300):
+        loglik = np.log(rng.uniform(0.3, 1.0, 4))
+        logprior = np.log(rng.choice([1.0, 0.9, 0.5], 4))
+        w = np.exp(beta * (loglik + kappa * logprior))
+        truth = rng.choice(4, p=w / w.sum())
+        hits = [{"log_evidence": float(loglik[k] + logprior[k]), "log_prior": float(logprior[k]), "group": k,
+                 "type_group": k, "correct": k == truth, "type_correct": k == truth} for k in range(4)]
+        rows.append({"hint": True, "hits": hits, "chosen_index": 0, "matched": truth == 0, "prior_weight": 1.0})
+    best, table = fit_prior_weight(rows)
+    assert best in (0.18, 0.25, 0.35) and table[best] < table[1.0]
+    moved = at_prior_weight(rows[0], 0.5)  # evidence re-weighed, the chosen hit re-taken
+    h = rows[0]["hits"]
+    assert moved["hits"][1]["log_evidence"] == pytest.approx(h[1]["log_evidence"] - 0.5 * h[1]["log_prior"])
+    assert moved["chosen_index"] == int(np.argmax([x["log_evidence"] for x in moved["hits"]]))
+    assert at_prior_weight(rows[0], 1.0) is rows[0]

@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="a small fixed subset (minutes on 2 cores)")
     bench.add_argument("--n-per-tier", type=int, default=150, help="generate: samples per tier")
     bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--tuning", help="calibrate: results folder of the tuning split (fit on it)")
+    bench.add_argument("--tuning", action="append",
+                       help="calibrate: results folder of a tuning split (fit on it; repeat for several)")
     bench.add_argument("--heldout", help="calibrate: results folder of the held-out split (judged only)")
     bench.add_argument("--conditions", choices=["standard", "shifted"], default="standard",
                        help="generate: 'shifted' images a held-out split unlike the tuning one (miscalibrated "
@@ -250,6 +251,8 @@ def cmd_bench(args) -> int:
             except (FileNotFoundError, ValueError) as exc:
                 raise AutomatError(str(exc)) from None
             print(json.dumps(metrics["posterior"]["parameters"]))
+            print(f"prior weight κ = {metrics['posterior']['prior_weight']} "
+                  f"(negative log-likelihood per κ: {metrics['posterior']['prior_weight_nll']})")
             for split, modes in metrics["reliability"].items():
                 for mode, r in modes.items():
                     print(f"{split} {mode}: ECE {r['ece_top1']}, confident {r['confident_n']}/{r['n']} "

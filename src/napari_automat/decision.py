@@ -111,6 +111,17 @@ def log_evidence(hit: TemplateHit) -> float:
     return math.log(max(hit_evidence(hit), _FLOOR))
 
 
+#: The factors of a hit's evidence that are priors (the others are likelihoods of the image):
+#: the score's terms and the stability check's energy prior.
+PRIOR_TERMS = ("elements", "simplicity", "plan_view", "reading_prior", "energy_prior")
+
+
+def log_prior(hit: TemplateHit) -> float:
+    """The log of the hit's prior factors as stated, before ``ScoreParams.prior_weight`` (κ) raised
+    them in its evidence: ``log_evidence = log-likelihood + κ · log_prior``."""
+    return sum(math.log(max(float(hit.details.get(k) or 1.0), _FLOOR)) for k in PRIOR_TERMS)
+
+
 def structure_key(hit: TemplateHit) -> tuple[str, Optional[int]]:
     """A name for the structure a hit stands for: reduced formula and space-group number."""
     from pymatgen.core import Composition

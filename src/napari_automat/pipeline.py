@@ -308,7 +308,7 @@ def retrieve_stage(result: PipelineResult, config: PipelineConfig, progress: Pro
         scored.append((hits, prior))
     result.readings = {name: (lattice, columns) for name, lattice, columns, _ in readings}
     result.first_pass = None
-    result.hits = pool_readings(scored, config.top_k)
+    result.hits = pool_readings(scored, config.top_k, params.prior_weight)
     if not result.hits:
         raise AutomatError("no template matches the measured lattice "
                            f"(a={result.lattice.a_A:.3f} Å, b={result.lattice.b_A:.3f} Å, "

@@ -6,7 +6,10 @@ type and whether its template matches the truth (``bench.run.hit_rows``). The po
 
 * fit: for each hint mode, ``(β, log e_0, ε)`` maximise the likelihood of the truth — the summed
   probability of the structures among the hits that match it, or of "none of these" when none does —
-  times a weak prior on ``log e_0`` (:data:`NONE_PRIOR`);
+  times a weak prior on ``log e_0`` (:data:`NONE_PRIOR`); the power of the priors in the score,
+  κ (``ScoreParams.prior_weight``), is chosen on :data:`PRIOR_WEIGHTS` by the same likelihood of
+  the hinted rows, each hit's evidence re-weighed as ``log-likelihood + κ · log-prior`` (the rows
+  keep both) and the chosen answer re-taken as the best so re-weighed;
 * judge: the expected calibration error (ECE) of the reported top-1 probability against whether the
   reconstruction matched, with a reliability table, and the precision of confident statements.
 """
@@ -27,6 +30,22 @@ N_BINS = 10
 #: Weak Gaussian prior on log e_0 (mean, sd): a split where the truth is always among the hits must
 #: not drive the "none of these" mass to zero for images unlike it.
 NONE_PRIOR = (-3.0, 3.0)
+#: The values of κ (``ScoreParams.prior_weight``) tried: 1 tempers the priors with the likelihood
+#: (β · log-prior), 1/β would take them as stated.
+PRIOR_WEIGHTS = (1.0, 0.7, 0.5, 0.35, 0.25, 0.18, 0.12)
+
+
+def at_prior_weight(row: dict, kappa: float) -> dict:
+    """``row`` as if scored with prior weight ``kappa``: each hit's log-evidence re-weighed and the
+    chosen hit the best so re-weighed (unchanged at the row's own κ or without log-priors)."""
+    used = float(row.get("prior_weight", 1.0))
+    hits = row.get("hits") or []
+    if abs(kappa - used) < 1e-9 or not hits or any("log_prior" not in h for h in hits):
+        return row
+    hits = [{**h, "log_evidence": h["log_evidence"] + (kappa - used) * h["log_prior"]} for h in hits]
+    best = max(range(len(hits)), key=lambda i: hits[i]["log_evidence"])
+    return {**row, "hits": hits, "chosen_index": best, "matched": bool(hits[best]["correct"]),
+            "prior_weight": kappa}
 
 
 def _masses(hits: Sequence[dict], params: tuple, level: str = "group") -> tuple[list, float]:
@@ -72,8 +91,20 @@ def fit_mode(rows: Sequence[dict], level: str = "group") -> tuple[float, float, 
     return round(beta, 4), round(none_log, 4), round(misrank, 4)
 
 
+def fit_prior_weight(rows: Sequence[dict], weights: Sequence[float] = PRIOR_WEIGHTS) -> tuple[float, dict]:
+    """``(κ, {κ: negative log-likelihood of the hinted truths at its fitted β, e_0, ε})``."""
+    hinted = [r for r in rows if r["hint"] and r.get("hits")]
+    table = {}
+    for kappa in weights:
+        moved = [at_prior_weight(r, kappa) for r in hinted]
+        b, n, e = fit_mode(moved)
+        table[kappa] = round(-sum(math.log(max(truth_probability(r["hits"], b, n, e), 1e-12)) for r in moved), 3)
+    return min(table, key=table.get), table
+
+
 def fit(rows: Sequence[dict], base: PosteriorParams = PosteriorParams()) -> PosteriorParams:
-    """Posterior parameters fitted on ``rows`` (both hint modes; thresholds kept from ``base``)."""
+    """Posterior parameters fitted on ``rows`` (both hint modes; thresholds kept from ``base``), all
+    rows taken at one prior weight."""
     bh, nh, eh = fit_mode([r for r in rows if r["hint"]])
     bn, nn, en = fit_mode([r for r in rows if not r["hint"]])
     bt, nt, et = fit_mode([r for r in rows if not r["hint"]], level="type_group")
@@ -167,18 +198,22 @@ def _rows(run_dir: Union[str, Path]) -> list[dict]:
 
 def calibrate(tuning_dir: Union[str, Path], heldout_dir: Optional[Union[str, Path]], outdir: Union[str, Path],
               figure: Optional[Union[str, Path]] = None) -> dict:
-    """Fit on the tuning run's rows, judge on both; write ``OUTDIR/posterior.json`` (the fitted
+    """Fit on the tuning runs' rows (one folder or several), judge on both; write ``OUTDIR/posterior.json`` (the fitted
     parameters and figures) and ``OUTDIR/metrics.json`` with the ``splits`` and
     ``calibration_error`` blocks of DESIGN.md. The held-out rows are only read to be judged."""
     from ..io.write import write_json
     from .run import aggregate
 
-    tuning = _rows(tuning_dir)
+    tuning_dirs = [tuning_dir] if isinstance(tuning_dir, (str, Path)) else list(tuning_dir)
+    tuning = [r for d in tuning_dirs for r in _rows(d)]
+    kappa, kappa_nll = fit_prior_weight(tuning)
+    tuning = [at_prior_weight(r, kappa) for r in tuning]
     params = fit(tuning)
-    out = {"parameters": params.to_dict(), "tuning_dir": str(tuning_dir), "heldout_dir": str(heldout_dir)}
+    out = {"parameters": params.to_dict(), "prior_weight": kappa, "prior_weight_nll": kappa_nll,
+           "tuning_dir": [str(d) for d in tuning_dirs], "heldout_dir": str(heldout_dir)}
     splits = {"tuning": tuning}
     if heldout_dir is not None:
-        splits["heldout"] = _rows(heldout_dir)
+        splits["heldout"] = [at_prior_weight(r, kappa) for r in _rows(heldout_dir)]
     metrics: dict = {"splits": {}, "reliability": {}}
     for name, rows in splits.items():
         agg = aggregate(rows)

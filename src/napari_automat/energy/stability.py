@@ -123,8 +123,10 @@ def rerank_by_stability(hits: list[TemplateHit], lattice: Lattice2D, model: str 
         hit = hits[i]
         if i in energies:
             excess = max(0.0, energies[i] - lowest - params.metastable_eV)
-            weights[i] = hit.score * math.exp(-excess / params.energy_scale_eV)
+            prior = math.exp(-excess / params.energy_scale_eV)
+            weights[i] = hit.score * prior ** params.prior_weight
             hit.details["formation_energy_eV"] = round(energies[i], 4)
+            hit.details["energy_prior"] = round(prior, 6)
         else:
             weights[i] = 0.0
         hit.details["stability_weight"] = round(weights[i], 6)

@@ -107,6 +107,11 @@ class ScoreParams:
     energy_scale_eV: float = 0.1
     #: ... among the distinct candidates scoring at least this fraction of the best.
     stability_window: float = 0.1
+    #: κ: the power of every prior factor (elements, simplicity, plan view, reading, energy) in the
+    #: score, so that score = Π likelihood terms × Π priors^κ. The decision raises scores to β
+    #: (``decision.PosteriorParams``); κ = 1 tempers the priors with the likelihood, κ = 1/β takes
+    #: them at their stated strength. Fitted with β on the tuning split (``automat bench calibrate``).
+    prior_weight: float = 1.0
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -162,12 +167,13 @@ class _Index:
         self._visible: dict[int, tuple] = {}
 
     def priors(self, params: ScoreParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(simplicity per entry, plan-view factor per row, prior per row)`` under ``params``."""
-        key = (params.simplicity, params.plan_view_bulk)
+        """``(simplicity per entry, plan-view factor per row, prior per row)`` under ``params`` (the
+        last to the power ``params.prior_weight``)."""
+        key = (params.simplicity, params.plan_view_bulk, params.prior_weight)
         if key not in self._priors:
             simplicity = params.simplicity ** self.extra_sites
             plan_view = np.where(self.plan_view_rows, params.plan_view_bulk, 1.0)
-            self._priors[key] = (simplicity, plan_view, simplicity[self.entry] * plan_view)
+            self._priors[key] = (simplicity, plan_view, (simplicity[self.entry] * plan_view) ** params.prior_weight)
         return self._priors[key]
 
     def rows_near(self, a: float, b: float, low: float, high: float, max_shape: float) -> np.ndarray:
@@ -461,7 +467,7 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
             hit.details["light_columns"] = False
         for hit in light:
             hit.details["light_columns"] = True
-        return pool_readings([(dark, 1.0), (light, 1.0 / params.light_margin)], top_k)
+        return pool_readings([(dark, 1.0), (light, 1.0 / params.light_margin)], top_k, params.prior_weight)
     progress(0.0, "retrieving templates")
     hint = _normalise_hint(elements)
     if light_columns:
@@ -495,10 +501,11 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     # Upper bounds of the score (lattice, scale and element factors; the motif factors are at most 1)
     # of the rows taken as they are ...
     el_scores = _element_scores(library, hint, params)
+    kappa = params.prior_weight
     own = idx.own[rows] | idx.every[rows] if light_columns else idx.own[rows]
     exact = own & (np.abs(scale_best) <= params.max_scale) & ~decoratable[idx.entry[rows]]
     shape_score = np.exp(-0.5 * (shape_best / params.sigma_shape) ** 2)
-    bounds = shape_score * np.exp(-0.5 * (scale_best / params.sigma_scale) ** 2) * el_scores[idx.entry[rows]] \
+    bounds = shape_score * np.exp(-0.5 * (scale_best / params.sigma_scale) ** 2) * el_scores[idx.entry[rows]] ** kappa \
         * prior[rows]
     candidates = [(float(bounds[i]), int(rows[i]), None, None) for i in np.flatnonzero(exact & (bounds > 0))]
     # ... and of the decorated prototypes (options: decoration, z per element, expected scale,
@@ -509,7 +516,7 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
             i = at[r]
             factors = [_option_factors(idx, r, opt, scale_best[i], z_exponent, params) for opt in opts]
             bound = shape_score[i] * prior[r] * max(
-                (f[0] * f[1] * opt[3] for f, opt in zip(factors, opts) if f), default=0.0)
+                (f[0] * f[1] * opt[3] ** kappa for f, opt in zip(factors, opts) if f), default=0.0)
             if bound > 0:
                 candidates.append((bound, r, opts, factors))
 
@@ -533,7 +540,7 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
             if f is None:
                 continue
             scale_score, variant = f
-            score = shape_score[i] * scale_score * m["position"] * m["intensity"] * el_score * variant * prior[r]
+            score = shape_score[i] * scale_score * m["position"] * m["intensity"] * el_score ** kappa * variant * prior[r]
             tid = entry["id"] if deco is None else \
                 f"{entry['id']}|" + ",".join(deco["mapping"][x] for x in entry["elements"])
             key = (tid, tuple(int(x) for x in idx.table.proj_axis[pi]))
@@ -557,13 +564,14 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     return hits
 
 
-def pool_readings(readings: Sequence[tuple[list, float]], top_k: int) -> list[TemplateHit]:
+def pool_readings(readings: Sequence[tuple[list, float]], top_k: int, prior_weight: float = 1.0) -> list[TemplateHit]:
     """The best ``top_k`` hits of several readings of one image, each reading's scores times its
-    prior (``details['reading_prior']``); of one template along one axis only the best reading stays."""
+    prior (``details['reading_prior']``) to the power ``prior_weight`` (:attr:`ScoreParams.prior_weight`);
+    of one template along one axis only the best reading stays."""
     best: dict[tuple, TemplateHit] = {}
     for hits, prior in readings:
         for hit in hits:
-            hit.score *= prior
+            hit.score *= prior ** prior_weight
             hit.details["reading_prior"] = round(hit.details.get("reading_prior", 1.0) * prior, 4)
             key = (hit.template_id, tuple(hit.zone_axis))
             if key not in best or hit.score > best[key].score:
