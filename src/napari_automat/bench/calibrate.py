@@ -4,11 +4,12 @@ The rows of ``automat bench run`` keep, per sample, each hit's log-evidence, str
 type and whether its template matches the truth (``bench.run.hit_rows``). The posterior of
 :mod:`napari_automat.decision` is a function of those alone, so fitting needs no re-run:
 
-* fit: for each hint mode, ``(β, log e_0, ε)`` maximise the likelihood of the truth — the summed
-  probability of the structures among the hits that match it, or of "none of these" when none does —
-  times a weak prior on ``log e_0`` (:data:`NONE_PRIOR`); the power of the priors in the score,
-  κ (``ScoreParams.prior_weight``), is chosen on :data:`PRIOR_WEIGHTS` by the same likelihood of
-  the hinted rows, each hit's evidence re-weighed as ``log-likelihood + κ · log-prior`` (the rows
+* fit: for each hint mode, ``(β, log e_0, ε)`` maximise the likelihood of whether each stated
+  answer is right, given its stated probability (the top-1 probability a user reads is what must be
+  calibrated), times a weak prior on ``log e_0`` (:data:`NONE_PRIOR`); the power of the priors in
+  the score, κ (``ScoreParams.prior_weight``), which changes the ranking, is chosen on
+  :data:`PRIOR_WEIGHTS` by the likelihood of the truth among the hits of the hinted rows (the summed
+  probability of the structures that match it, or of "none of these" when none does), each hit's evidence re-weighed as ``log-likelihood + κ · log-prior`` (the rows
   keep both) and the chosen answer re-taken as the best so re-weighed;
 * judge: the expected calibration error (ECE) of the reported top-1 probability against whether the
   reconstruction matched, with a reliability table, and the precision of confident statements.
@@ -65,24 +66,45 @@ def truth_probability(hits: Sequence[dict], beta: float, none_log: float, misran
     return sum(masses[g] for g in correct) if correct else none_p
 
 
-def fit_mode(rows: Sequence[dict], level: str = "group") -> tuple[float, float, float]:
-    """``(β, log e_0, ε)`` maximising the likelihood of the truth over ``rows`` (one hint mode; ``level``
-    as in :func:`truth_probability`)."""
+def stated(row: dict, params: tuple, level: str = "group") -> tuple[float, bool]:
+    """The probability of the answer a row states and whether it is right: the chosen hit's
+    structure against the reconstruction's match (``group``), or without a hint the most probable
+    structure type against the truth's type (``type_group``); with a hint the type is the chosen one's."""
+    hits = row["hits"]
+    masses, _ = _masses(hits, params, level)
+    chosen = hits[min(row.get("chosen_index", 0), len(hits) - 1)]
+    if level == "group":
+        return masses[chosen["group"]], bool(row.get("matched"))
+    t = chosen["type_group"] if row["hint"] else max(range(len(masses)), key=masses.__getitem__)
+    return masses[t], any(h["type_correct"] for h in hits if h["type_group"] == t)
+
+
+def fit_mode(rows: Sequence[dict], level: str = "group", objective: str = "stated") -> tuple[float, float, float]:
+    """``(β, log e_0, ε)`` over ``rows`` (one hint mode; ``level`` as in :func:`truth_probability`)
+    maximising, with ``objective``, the likelihood of whether each stated answer is right
+    (``stated``: what the user reads, the top-1 probability, is calibrated) or of the truth among
+    the hits (``truth``)."""
     from scipy.optimize import minimize
 
-    samples = [r["hits"] for r in rows if r.get("hits")]
-    if not samples:
+    rows = [r for r in rows if r.get("hits")]
+    if not rows:
         raise ValueError("no benchmark rows with hits to fit the posterior on")
 
     def unpack(x) -> tuple[float, float, float]:  # (log β, log e_0, logit ε), kept in a sane range
         return (math.exp(min(max(x[0], -5.0), 6.0)), min(max(x[1], -30.0), 30.0),
                 1.0 / (1.0 + math.exp(-min(max(x[2], -30.0), 30.0))))
 
+    def log_likelihood(row, params) -> float:
+        if objective == "truth":
+            return math.log(max(truth_probability(row["hits"], *params, level), 1e-12))
+        p, right = stated(row, params, level)
+        p = min(max(p, 1e-12), 1.0 - 1e-12)
+        return math.log(p if right else 1.0 - p)
+
     def nll(x):  # negative log posterior
-        beta, none_log, misrank = unpack(x)
-        prior = 0.5 * ((none_log - NONE_PRIOR[0]) / NONE_PRIOR[1]) ** 2
-        return prior - sum(math.log(max(truth_probability(h, beta, none_log, misrank, level), 1e-12))
-                           for h in samples)
+        params = unpack(x)
+        prior = 0.5 * ((params[1] - NONE_PRIOR[0]) / NONE_PRIOR[1]) ** 2
+        return prior - sum(log_likelihood(r, params) for r in rows)
 
     starts = [(math.log(b), n, e) for b in (1.0, 5.0, 20.0) for n in (-4.0, -1.0) for e in (-3.0, -1.0)]
     best = min((minimize(nll, s, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-4, "maxiter": 2000})
@@ -97,7 +119,7 @@ def fit_prior_weight(rows: Sequence[dict], weights: Sequence[float] = PRIOR_WEIG
     table = {}
     for kappa in weights:
         moved = [at_prior_weight(r, kappa) for r in hinted]
-        b, n, e = fit_mode(moved)
+        b, n, e = fit_mode(moved, objective="truth")
         table[kappa] = round(-sum(math.log(max(truth_probability(r["hits"], b, n, e), 1e-12)) for r in moved), 3)
     return min(table, key=table.get), table
 
@@ -106,8 +128,11 @@ def fit(rows: Sequence[dict], base: PosteriorParams = PosteriorParams()) -> Post
     """Posterior parameters fitted on ``rows`` (both hint modes; thresholds kept from ``base``), all
     rows taken at one prior weight."""
     bh, nh, eh = fit_mode([r for r in rows if r["hint"]])
-    bn, nn, en = fit_mode([r for r in rows if not r["hint"]])
-    bt, nt, et = fit_mode([r for r in rows if not r["hint"]], level="type_group")
+    # Without a hint the truth objective: a posterior calibrated on its stated answers would still
+    # state a type or compound at 0.8 that is wrong one time in five, and there a confident wrong
+    # answer costs most; the truth among the hits keeps it conservative.
+    bn, nn, en = fit_mode([r for r in rows if not r["hint"]], objective="truth")
+    bt, nt, et = fit_mode([r for r in rows if not r["hint"]], level="type_group", objective="truth")
     return PosteriorParams(**{**base.to_dict(), "temperature_hint": bh, "none_log_evidence_hint": nh,
                               "misrank_hint": eh, "temperature_no_hint": bn, "none_log_evidence_no_hint": nn,
                               "misrank_no_hint": en, "temperature_type": bt, "none_log_evidence_type": nt,
@@ -120,23 +145,18 @@ def statement(row: dict, params: PosteriorParams) -> dict:
     hits = row.get("hits") or []
     if not hits:
         return {"p": 0.0, "right": False, "claim": None, "claim_right": False, "type_right": False}
-    by_group, _ = _masses(hits, params.for_mode(row["hint"]))
-    by_type, _ = _masses(hits, params.for_type(row["hint"]), "type_group")
-    chosen = hits[min(row.get("chosen_index", 0), len(hits) - 1)]
-    p = by_group[chosen["group"]]
-    t = chosen["type_group"] if row["hint"] else max(range(len(by_type)), key=by_type.__getitem__)
-    claim = "compound" if p >= params.confident else "type" if by_type[t] >= params.confident else None
-    right = bool(row.get("matched"))
-    type_right = any(h["type_correct"] for h in hits if h["type_group"] == t)
+    p, right = stated(row, params.for_mode(row["hint"]))
+    type_p, type_right = stated(row, params.for_type(row["hint"]), "type_group")
+    claim = "compound" if p >= params.confident else "type" if type_p >= params.confident else None
     claim_right = right if claim == "compound" else type_right if claim == "type" else False
     return {"p": p, "right": right, "claim": claim, "claim_right": claim_right, "type_right": type_right}
 
 
 def reliability(rows: Sequence[dict], params: PosteriorParams) -> dict:
     """ECE of the top-1 probability, its bins, and the precision of confident statements."""
-    stated = [statement(r, params) for r in rows]
-    p = np.array([s["p"] for s in stated], float)
-    right = np.array([s["right"] for s in stated], float)
+    statements = [statement(r, params) for r in rows]
+    p = np.array([s["p"] for s in statements], float)
+    right = np.array([s["right"] for s in statements], float)
     bins, ece = [], 0.0
     edges = np.linspace(0.0, 1.0, N_BINS + 1)
     for i in range(N_BINS):
@@ -147,8 +167,8 @@ def reliability(rows: Sequence[dict], params: PosteriorParams) -> dict:
         ece += inside.sum() / max(len(p), 1) * abs(acc - conf)
         bins.append({"low": round(float(edges[i]), 2), "high": round(float(edges[i + 1]), 2),
                      "n": int(inside.sum()), "confidence": round(conf, 4), "accuracy": round(acc, 4)})
-    claims = [s for s in stated if s["claim"]]
-    return {"ece_top1": round(float(ece), 4), "n": len(stated), "bins": bins,
+    claims = [s for s in statements if s["claim"]]
+    return {"ece_top1": round(float(ece), 4), "n": len(statements), "bins": bins,
             "confident_n": len(claims),
             "confident_precision": round(sum(s["claim_right"] for s in claims) / len(claims), 4) if claims else None,
             "confident_compound_n": sum(s["claim"] == "compound" for s in claims),
