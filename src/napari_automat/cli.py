@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
 def _add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--elements", help="element hint, e.g. Sr,Ti,O")
     p.add_argument("--pixel-size", type=float, help="pixel size in Å (overrides the file's calibration)")
+    p.add_argument("--reference-cif", metavar="PATH",
+                   help="CIF of the compound imaged: an image without calibration gets the pixel size at which one "
+                        "of its projections fits the measured lattice (without it, --elements serves)")
     p.add_argument("--frame", type=_frame, default=None, metavar="N|average",
                    help="frame of a stack to analyse (from 0); 'average' (the default) registers the frames, "
                         "leaves out those that do not correlate and analyses their average")
@@ -112,7 +115,8 @@ def _frame(text: str) -> Optional[int]:
 def _config(args):
     from .config import PipelineConfig
 
-    return PipelineConfig(elements=args.elements or (), pixel_size_A=args.pixel_size, frame=args.frame,
+    return PipelineConfig(elements=args.elements or (), pixel_size_A=args.pixel_size,
+                          reference_cif=args.reference_cif, frame=args.frame,
                           denoise_method=args.denoise, signal=args.signal, energy_model=args.energy_model,
                           mattersim_checkpoint=args.checkpoint, relax=not args.no_relax,
                           library_path=args.library, stability_candidates=args.stability_candidates,

@@ -14,6 +14,10 @@ class PipelineConfig:
     elements: tuple[str, ...] = ()
     #: Override the pixel size [Å/px] (needed when the file has no calibration).
     pixel_size_A: Optional[float] = None
+    #: CIF of the compound imaged: an uncalibrated image is calibrated from it (the pixel size at
+    #: which one of its projections fits the measured lattice; ``templates.calibrate``). Without it
+    #: the element hint serves, through the library's compounds and decorated prototypes.
+    reference_cif: Optional[str] = None
     #: Frame of a stack to analyse; ``None`` = register the frames and analyse their average
     #: (:func:`napari_automat.io.stack.average_frames`).
     frame: Optional[int] = None

@@ -26,7 +26,8 @@ MIN_COLUMNS = 9
 #: Version of the ``result.json`` layout (DESIGN.md); raised when a key changes meaning.
 SCHEMA_VERSION = 2
 UNCALIBRATED = ("the image has no spatial calibration, so lattice parameters cannot be compared with "
-                "structures: set the pixel size in Å (--pixel-size, or the calibration widget)")
+                "structures: set the pixel size in Å (--pixel-size, or the calibration widget), or name the "
+                "compound (--elements or --reference-cif) to derive it from the structure")
 
 
 @dataclass
@@ -107,16 +108,25 @@ class PipelineResult:
 
     @property
     def calibration(self) -> Optional[dict]:
-        """What the chosen structure says about the pixel size (``decision.calibration``)."""
+        """What the chosen structure says about the pixel size (``decision.calibration``); for an image
+        calibrated from a structure (:func:`calibrated_from_structure`) also that pixel size and source."""
         from .decision import calibration
 
+        derived = self.micrograph.metadata.get("structure_calibration")
         if not self.hits or self.lattice is None:
-            return None
-        cal = calibration(self.hits, min(self.chosen_index, len(self.hits) - 1), self.lattice, self.score_params)
+            if not derived:
+                return None
+            cal = {"scale_factor": 1.0, "shear": None,
+                   "scale_sigma": round(derived["pixel_size_sigma_A"] / derived["pixel_size_A"], 5)}
+        else:
+            cal = calibration(self.hits, min(self.chosen_index, len(self.hits) - 1), self.lattice, self.score_params)
         before = self.micrograph.metadata.get("recalibrated_from_A")
         if before:  # relative to the file's pixel size, with the recalibration in it
             cal["scale_factor"] = round(cal["scale_factor"] * self.micrograph.mean_pixel_size_A / float(np.mean(before)), 5)
             cal["applied"] = True
+        if derived:  # the pixel size is the structure's; scale_factor says how the chosen hit agrees with it
+            cal.update(source=derived["source"], applied=True, pixel_size_A=derived["pixel_size_A"],
+                       pixel_size_sigma_A=derived["pixel_size_sigma_A"], from_structure=derived)
         return cal
 
     def cif_comments(self) -> list[str]:
@@ -482,6 +492,8 @@ def start(source: Union[str, Path, Micrograph], config: Optional[PipelineConfig]
     result.timings_s["read"] = time.perf_counter() - t0
     if not micrograph.calibrated:
         result.warn("the image has no spatial calibration: lengths are in pixels until the pixel size is set")
+    elif config.reference_cif and "structure_calibration" not in micrograph.metadata:
+        result.warn("the image has a pixel size: the reference CIF, which calibrates images without one, is not used")
     if columns is not None:
         result.columns, result.columns_source = columns, "user"
     return result
@@ -506,17 +518,75 @@ def run(source: Union[str, Path, Micrograph], config: Optional[PipelineConfig] =
         raise AutomatError(f"unknown stage {stop_after!r}; stages are {', '.join(STAGES)}")
     config = config or PipelineConfig()
     result = start(source, config, sub_progress(progress, 0.0, 0.02, "read: "), columns)
+    begin = 0.02
     if not result.micrograph.calibrated and stop_after not in ("denoise", "detect", "lattice"):
-        raise AutomatError(UNCALIBRATED)
-    plan(result, say, sub_progress(progress, 0.02, 1.0), stop_after=stop_after)
+        result, begin = calibrated_from_structure(result, say, sub_progress(progress, 0.02, 0.3)), 0.3
+    plan(result, say, sub_progress(progress, begin, 1.0), stop_after=stop_after)
     return recalibrated(result, say, progress)
+
+
+def calibrated_from_structure(result: PipelineResult,
+                              say: Callable[[str, str, Optional[dict]], None] = lambda *a: None,
+                              progress: Progress = no_progress) -> PipelineResult:
+    """For an uncalibrated image whose compound is given (``config.reference_cif``, else
+    ``config.elements``): the lattice measured in pixels (the planner up to the lattice), the pixel
+    size the compound implies (:func:`structure_calibration`) and a fresh result at that pixel size,
+    its chain still to run, warned that its lattice comes from the structure. Raises the
+    :data:`UNCALIBRATED` error when no compound is given."""
+    from dataclasses import replace
+
+    from .agent.planner import plan
+    from .io.read import apply_pixel_size
+
+    config = result.config
+    if not (config.elements or config.reference_cif):
+        raise AutomatError(UNCALIBRATED)
+    t0 = time.perf_counter()
+    say("planner", "no spatial calibration: measuring the lattice in pixels to derive the pixel size from "
+                   f"{'the reference CIF' if config.reference_cif else 'the hinted compound'}", None)
+    plan(result, say, sub_progress(progress, 0.0, 0.6), stop_after="lattice")
+    cal = structure_calibration(result, sub_progress(progress, 0.6, 1.0))
+    say("planner", cal.summary(), cal.to_dict())
+    micrograph = apply_pixel_size(result.micrograph, cal.pixel_size_A)
+    micrograph.metadata.update(structure_calibration=cal.to_dict(), calibration_note=f"derived from {cal.best.label}")
+    columns = replace(result.columns, pixel_size_A=micrograph.pixel_size_A) if result.columns_source == "user" else None
+    again = start(micrograph, config, columns=columns)
+    again.timings_s["calibrate"] = time.perf_counter() - t0
+    again.warn(cal.warning())
+    return again
+
+
+def structure_calibration(result: PipelineResult, progress: Progress = no_progress):
+    """The pixel size [Å/px] at which the compound of ``result.config`` (``reference_cif``, else
+    ``elements``) fits the measured lattice, scored on every reading of the columns
+    (:func:`napari_automat.templates.calibrate.calibrate_pixel_size`); the lattice stage runs first
+    when it has not. Raises the :data:`UNCALIBRATED` error when no compound is given."""
+    from .detect.signal import shows_light_columns
+    from .templates.calibrate import calibrate_pixel_size
+
+    config = result.config
+    if not (config.elements or config.reference_cif):
+        raise AutomatError(UNCALIBRATED)
+    if result.lattice is None:
+        run_stage(result, "lattice", progress=sub_progress(progress, 0.0, 0.2))
+    library = None
+    if not config.reference_cif:
+        from .templates import load_library
+
+        library = load_library(config.library_path)
+    readings = [(lattice, prior) for _, lattice, _, prior in column_readings(result, result.score_params)]
+    return calibrate_pixel_size(readings, result.micrograph.mean_pixel_size_A, elements=config.elements,
+                                reference=config.reference_cif, library=library,
+                                light_columns=shows_light_columns(config.signal, result.micrograph),
+                                z_exponent=config.z_exponent, params=result.score_params,
+                                posterior=result.posterior_params, progress=sub_progress(progress, 0.2, 1.0))
 
 
 def recalibrated(result: PipelineResult, say: Callable[[str, str, Optional[dict]], None] = lambda *a: None,
                  progress: Progress = no_progress) -> PipelineResult:
     """With ``config.recalibrate``, the chain run again on the same image with the pixel size that the
     chosen structure implies, when the file's is significantly off (``decision.calibration_warning``);
-    else ``result`` itself."""
+    else ``result`` itself (also when the pixel size already comes from a structure)."""
     from dataclasses import replace
 
     from .agent.planner import plan
@@ -525,7 +595,8 @@ def recalibrated(result: PipelineResult, say: Callable[[str, str, Optional[dict]
 
     cal = result.calibration
     if not result.config.recalibrate or result.reconstruction is None or calibration_warning(cal) is None \
-            or result.micrograph.metadata.get("recalibrated_from_A"):
+            or result.micrograph.metadata.get("recalibrated_from_A") \
+            or result.micrograph.metadata.get("structure_calibration"):
         return result
     old = tuple(float(v) for v in result.micrograph.pixel_size_A)
     new = tuple(v * cal["scale_factor"] for v in old)

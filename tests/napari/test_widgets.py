@@ -428,3 +428,20 @@ def test_read_widget_fills_in_the_pixel_size_the_structure_implies(viewer):
     assert "SrTiO3" in read.status.text()
     read.run_button.click()
     assert viewer.layers["sto"].scale[-1] == pytest.approx(0.2, rel=0.015)
+
+
+def test_read_widget_derives_the_pixel_size_of_an_uncalibrated_image_from_the_compound(viewer):
+    """Issue 13: no pixel size and no retrieval possible; the compound typed in gives the pixel size at
+    which SrTiO3 [001] fits the detected columns."""
+    viewer.add_image(lattice_image(n_cells=8, a_A=3.905), name="plain")  # truly 0.2 Å/px, no scale
+    dock(viewer, "3 Detect atom columns").run_button.click()
+    read = dock(viewer, "1 Read and calibrate")
+    read.image.set_layer(viewer.layers["plain"])
+    read.from_structure.click()
+    assert "name the compound" in read.status.text()
+    read.compound.setText("Sr, Ti, O")
+    read.from_structure.click()
+    assert read.pixel_size.value() == pytest.approx(0.2, rel=0.02), read.status.text()
+    assert "SrTiO3 Pm-3m [001]" in read.status.text() and "not measured" in read.status.text()
+    read.run_button.click()
+    assert viewer.layers["plain"].scale[-1] == pytest.approx(0.2, rel=0.02)

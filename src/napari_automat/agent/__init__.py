@@ -30,8 +30,7 @@ def run_agent(source: Union[str, Path, Micrograph], config: Optional[PipelineCon
     with the openai ``chat.completions.create`` interface) or ``auto`` (llm when configured).
     Stages the LLM leaves undone are finished by the rules planner, and the transcript says so.
     """
-    from ..model import AutomatError
-    from ..pipeline import UNCALIBRATED, recalibrated
+    from ..pipeline import calibrated_from_structure, recalibrated
     from .llm import drive, llm_configured
     from .planner import plan
 
@@ -47,7 +46,7 @@ def run_agent(source: Union[str, Path, Micrograph], config: Optional[PipelineCon
 
     result = agent.result
     if not result.micrograph.calibrated:
-        raise AutomatError(UNCALIBRATED)
+        agent.result = result = calibrated_from_structure(result, say, sub_progress(progress, 0.0, 0.02))
     say("planner", f"image {result.micrograph.shape}, pixel {result.micrograph.mean_pixel_size_A:.4g} Å"
                    f"{'' if result.micrograph.calibrated else ' (uncalibrated)'}; planner: {agent.planner}")
     if use_llm:

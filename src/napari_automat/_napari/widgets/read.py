@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 
 from napari.layers import Image
-from qtpy.QtWidgets import QDoubleSpinBox, QFileDialog, QLabel, QPushButton
+from qtpy.QtWidgets import QDoubleSpinBox, QFileDialog, QLabel, QLineEdit, QPushButton
 
 from ...model import AutomatError
 from ..layers import MICROGRAPH_KEY, micrograph_from_layer
@@ -34,14 +34,20 @@ class ReadWidget(StageWidget):
         self.pixel_size.setRange(0.001, 1000.0)
         self.pixel_size.setSingleStep(0.01)
         self.pixel_size.setSuffix(" Å/px")
+        self.compound = QLineEdit()
+        self.compound.setPlaceholderText("uncalibrated: elements (Pb, Nb, O) or a .cif")
+        self.compound.setToolTip("the compound imaged, for an image without calibration: its pixel size is the one at "
+                                 "which a projection of the compound fits the detected columns")
         self.from_structure = QPushButton("Pixel size the structure implies")
         self.from_structure.setToolTip("fill in the pixel size at which the structure retrieved for this image fits it "
-                                       "(result.json: calibration); 'Set pixel size' applies it")
+                                       "(result.json: calibration), or for an uncalibrated image the one at which the "
+                                       "compound above fits its detected columns; 'Set pixel size' applies it")
         self.from_structure.clicked.connect(self.fill_from_structure)
         self.form.addRow(self.open_button)
         self.form.addRow("image", self.image)
         self.form.addRow(self.info)
         self.form.addRow("pixel size", self.pixel_size)
+        self.form.addRow("compound", self.compound)
         self.form.addRow(self.from_structure)
         self.cancel_button.hide()
         self.image.currentIndexChanged.connect(self.update_info)
@@ -82,14 +88,19 @@ class ReadWidget(StageWidget):
 
     def fill_from_structure(self) -> None:
         """Fill in the pixel size that the latest retrieval on this image implies (the calibration
-        factor of its chosen structure); nothing changes until 'Set pixel size'."""
+        factor of its chosen structure), or for an uncalibrated image the one at which the compound
+        fits its detected columns (``pipeline.structure_calibration``); nothing changes until 'Set
+        pixel size'."""
         layer = self.chosen(self.image, "image")
         if layer is None:
             return
-        path = micrograph_from_layer(layer).path
-        sessions = [lay.metadata[SESSION_KEY] for lay in self.viewer.layers
-                    if lay.metadata.get(SESSION_KEY) is not None and lay.metadata[SESSION_KEY].hits]
-        same = [s for s in sessions if s.micrograph.path == path]
+        mg = micrograph_from_layer(layer)
+        sessions = [lay.metadata.get(SESSION_KEY) for lay in self.viewer.layers]
+        sessions = [s for s in sessions if s is not None and s.micrograph.path == mg.path]
+        if not mg.calibrated:
+            self._calibrate_from_compound([s for s in sessions if s.columns is not None])
+            return
+        same = [s for s in sessions if s.hits]
         cal = same[-1].calibration if same else None
         if cal is None:
             self.set_status("⚠ no structure retrieved for this image yet: run '5 Retrieve templates' or the agent",
@@ -99,6 +110,27 @@ class ReadWidget(StageWidget):
         self.pixel_size.setValue(value)
         self.set_status(f"{cal['against']} fits this image at {value:.4f} Å/px (× {cal['scale_factor']:.3f} ± "
                         f"{100 * cal['scale_sigma']:.1f}%): press 'Set pixel size' to apply it, then detect again")
+
+    def _calibrate_from_compound(self, sessions: list) -> None:
+        """The pixel size at which the compound typed in fits the columns detected on this uncalibrated
+        image (the latest detection), computed off the GUI thread."""
+        from ...pipeline import structure_calibration
+
+        text = self.compound.text().strip()
+        if not sessions or not text:
+            self.set_status("⚠ no calibration: detect the columns ('3 Detect atom columns') and name the compound "
+                            "(elements or a .cif file) to derive the pixel size from the structure", error=True)
+            return
+        session = sessions[-1]
+        cif = text if text.lower().endswith(".cif") else None
+        session.config = session.config.replace(reference_cif=cif, elements=() if cif else text)
+
+        def done(cal) -> None:
+            self.pixel_size.setValue(cal.pixel_size_A)
+            self.set_status(f"{cal.summary()}: press 'Set pixel size' to apply it (derived from the structure, not "
+                            "measured), then detect again")
+
+        self.start(structure_calibration, session, label="pixel size from the structure", on_done=done)
 
     def run(self) -> None:
         """Set the pixel size of the chosen image (marks it calibrated by the user)."""
