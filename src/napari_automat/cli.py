@@ -259,7 +259,9 @@ def cmd_bench(args) -> int:
                   f"(negative log-likelihood per κ: {metrics['posterior']['prior_weight_nll']})")
             for split, modes in metrics["reliability"].items():
                 for mode, r in modes.items():
-                    print(f"{split} {mode}: ECE {r['ece_top1']}, confident {r['confident_n']}/{r['n']} "
+                    chance = r["ece_if_calibrated"]
+                    print(f"{split} {mode}: ECE {r['ece_top1']} (a calibrated posterior: {chance[0]} ± {chance[1]}), "
+                          f"confident {r['confident_n']}/{r['n']} "
                           f"with precision {r['confident_precision']}, match {r['match_rate']}")
             print(f"wrote {out / 'metrics.json'}")
             return 0

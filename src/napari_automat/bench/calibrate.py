@@ -28,6 +28,8 @@ from ..decision import PosteriorParams, posterior_masses
 
 #: Reliability bins of the top-1 probability.
 N_BINS = 10
+#: Outcome draws for the ECE a perfectly calibrated posterior would show by chance.
+CHANCE_DRAWS = 500
 #: Weak Gaussian prior on log e_0 (mean, sd): a split where the truth is always among the hits must
 #: not drive the "none of these" mass to zero for images unlike it.
 NONE_PRIOR = (-3.0, 3.0)
@@ -157,6 +159,24 @@ def reliability(rows: Sequence[dict], params: PosteriorParams) -> dict:
     statements = [statement(r, params) for r in rows]
     p = np.array([s["p"] for s in statements], float)
     right = np.array([s["right"] for s in statements], float)
+    ece, bins = expected_calibration_error(p, right)
+    # A perfectly calibrated posterior stating these probabilities still shows an ECE by chance
+    # (few samples per bin): its mean and sd over outcomes drawn with those probabilities.
+    rng = np.random.default_rng(0)
+    chance = [expected_calibration_error(p, rng.random(len(p)) < p)[0] for _ in range(CHANCE_DRAWS)]
+    claims = [s for s in statements if s["claim"]]
+    return {"ece_top1": round(float(ece), 4), "n": len(statements), "bins": bins,
+            "ece_if_calibrated": [round(float(np.mean(chance)), 4), round(float(np.std(chance)), 4)],
+            "confident_n": len(claims),
+            "confident_precision": round(sum(s["claim_right"] for s in claims) / len(claims), 4) if claims else None,
+            "confident_compound_n": sum(s["claim"] == "compound" for s in claims),
+            "confident_type_n": sum(s["claim"] == "type" for s in claims),
+            "match_rate": round(float(right.mean()), 4) if len(right) else None}
+
+
+def expected_calibration_error(p: np.ndarray, right: np.ndarray) -> tuple[float, list[dict]]:
+    """ECE of probabilities ``p`` against outcomes ``right`` over :data:`N_BINS` equal bins, and the bins."""
+    right = np.asarray(right, float)
     bins, ece = [], 0.0
     edges = np.linspace(0.0, 1.0, N_BINS + 1)
     for i in range(N_BINS):
@@ -167,13 +187,7 @@ def reliability(rows: Sequence[dict], params: PosteriorParams) -> dict:
         ece += inside.sum() / max(len(p), 1) * abs(acc - conf)
         bins.append({"low": round(float(edges[i]), 2), "high": round(float(edges[i + 1]), 2),
                      "n": int(inside.sum()), "confidence": round(conf, 4), "accuracy": round(acc, 4)})
-    claims = [s for s in statements if s["claim"]]
-    return {"ece_top1": round(float(ece), 4), "n": len(statements), "bins": bins,
-            "confident_n": len(claims),
-            "confident_precision": round(sum(s["claim_right"] for s in claims) / len(claims), 4) if claims else None,
-            "confident_compound_n": sum(s["claim"] == "compound" for s in claims),
-            "confident_type_n": sum(s["claim"] == "type" for s in claims),
-            "match_rate": round(float(right.mean()), 4) if len(right) else None}
+    return float(ece), bins
 
 
 def plot_reliability(reliability_by_split: dict, path: Union[str, Path]) -> Path:

@@ -203,7 +203,7 @@ def calibrate_pixel_size(readings: Sequence[tuple[Lattice2D, float]], measured_p
     :class:`AutomatError` when no projection of the compound fits.
     """
     from ..decision import NONE_SHOWN, PosteriorParams
-    from .retrieve import DEFAULT_PARAMS, _normalise_hint
+    from .retrieve import DEFAULT_PARAMS, normalise_hint
 
     params = params or DEFAULT_PARAMS
     posterior = posterior or PosteriorParams()
@@ -218,7 +218,7 @@ def calibrate_pixel_size(readings: Sequence[tuple[Lattice2D, float]], measured_p
     else:
         from .library import load_library
 
-        hint = _normalise_hint(elements)
+        hint = normalise_hint(elements)
         if not hint:
             raise AutomatError("calibrating from structure needs the compound: an element hint or a reference CIF")
         library = library if library is not None else load_library()

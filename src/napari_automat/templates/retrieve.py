@@ -421,7 +421,7 @@ def bulk_alternative(hits: Sequence[TemplateHit], index: int,
                  and h.score >= 0.99 * plan_view_bulk * sheet.score), None)
 
 
-def _normalise_hint(elements) -> tuple[str, ...]:
+def normalise_hint(elements) -> tuple[str, ...]:
     from pymatgen.core import Element
 
     out = []
@@ -469,7 +469,7 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
             hit.details["light_columns"] = True
         return pool_readings([(dark, 1.0), (light, 1.0 / params.light_margin)], top_k, params.prior_weight)
     progress(0.0, "retrieving templates")
-    hint = _normalise_hint(elements)
+    hint = normalise_hint(elements)
     if light_columns:
         z_exponent = params.light_z_exponent
     idx = _index(library)
