@@ -88,6 +88,9 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frame", type=_frame, default=None, metavar="N|average",
                    help="frame of a stack to analyse (from 0); 'average' (the default) registers the frames, "
                         "leaves out those that do not correlate and analyses their average")
+    p.add_argument("--roi", type=_roi, metavar="Y0:Y1,X0:X1",
+                   help="analyse only this rectangle [px, ends exclusive]; output positions stay in the full "
+                        "image's frame (default: the crystalline region when it covers under 70%% of the field)")
     p.add_argument("--denoise", default="auto", choices=["auto", "fourier", "nlm", "gaussian", "none"])
     p.add_argument("--signal", default="auto", choices=["auto", "HAADF", "ADF", "ABF", "BF"],
                    help="detector signal when the file does not say (ABF/BF: dark columns)")
@@ -112,11 +115,20 @@ def _frame(text: str) -> Optional[int]:
         raise argparse.ArgumentTypeError(f"expected a frame number or 'average', got {text!r}") from None
 
 
+def _roi(text: str) -> tuple[int, int, int, int]:
+    """``--roi y0:y1,x0:x1`` [px] as ``(y0, y1, x0, x1)`` (checked against the image when it is read)."""
+    try:
+        (y0, y1), (x0, x1) = (part.split(":") for part in text.split(","))
+        return int(y0), int(y1), int(x0), int(x1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected Y0:Y1,X0:X1 in pixels, e.g. 0:512,100:612, got {text!r}") from None
+
+
 def _config(args):
     from .config import PipelineConfig
 
     return PipelineConfig(elements=args.elements or (), pixel_size_A=args.pixel_size,
-                          reference_cif=args.reference_cif, frame=args.frame,
+                          reference_cif=args.reference_cif, frame=args.frame, roi=args.roi,
                           denoise_method=args.denoise, signal=args.signal, energy_model=args.energy_model,
                           mattersim_checkpoint=args.checkpoint, relax=not args.no_relax,
                           library_path=args.library, stability_candidates=args.stability_candidates,
@@ -165,6 +177,8 @@ def cmd_run(args) -> int:
         from .io.write import read_columns_csv
 
         columns = read_columns_csv(args.columns)
+        if args.roi is not None:  # columns.csv positions are full-image ones
+            columns.positions_px = columns.positions_px - (args.roi[0], args.roi[2])
     bar = _Bar(not args.quiet)
     try:
         agent = run_agent(source, _config(args), columns=columns, progress=bar, planner=args.planner)

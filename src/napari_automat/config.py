@@ -21,6 +21,11 @@ class PipelineConfig:
     #: Frame of a stack to analyse; ``None`` = register the frames and analyse their average
     #: (:func:`napari_automat.io.stack.average_frames`).
     frame: Optional[int] = None
+    #: Analyse only this rectangle ``(y0, y1, x0, x1)`` of the image [px, ends exclusive]; ``None`` = all.
+    roi: Optional[tuple[int, int, int, int]] = None
+    #: Without a ``roi``, restrict the analysis to the crystalline region (``detect.region``) when it
+    #: covers less than ``pipeline.CRYSTAL_FRACTION_MIN`` of the field.
+    crystal_region: bool = True
     #: ``auto`` (chosen from the spectrum), ``fourier`` (Bragg filter), ``nlm``, ``gaussian`` or ``none``.
     denoise_method: str = "auto"
     #: Denoising strength multiplier (1 = default; the agent raises it on retries).
@@ -69,6 +74,8 @@ class PipelineConfig:
         if isinstance(self.elements, str):
             self.elements = tuple(self.elements.replace(",", " ").replace(";", " ").split())
         self.elements = tuple(self.elements)
+        if self.roi is not None:
+            self.roi = tuple(self.roi)
 
     def replace(self, **changes) -> "PipelineConfig":
         values = asdict(self)
@@ -78,6 +85,7 @@ class PipelineConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["elements"] = list(self.elements)
+        d["roi"] = None if self.roi is None else list(self.roi)
         return d
 
     @classmethod

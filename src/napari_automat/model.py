@@ -77,6 +77,17 @@ class Micrograph:
         return Micrograph(data, self.pixel_size_A, self.calibrated, self.path,
                           dict(self.metadata, **metadata), self.true_columns_px)
 
+    def crop(self, roi, **metadata) -> "Micrograph":
+        """The 2D rectangle ``roi = (y0, y1, x0, x1)`` [px, ends exclusive], with the same pixel size;
+        ``metadata['roi']`` records it (positions in the crop plus ``(y0, x0)`` are full-image ones)."""
+        y0, y1, x0, x1 = (int(v) for v in roi)
+        truth = self.true_columns_px
+        if truth is not None:
+            truth = np.asarray(truth, float) - (y0, x0)
+            truth = truth[np.all((truth >= 0) & (truth <= (y1 - y0 - 1, x1 - x0 - 1)), axis=1)]
+        return Micrograph(np.asarray(self.data)[y0:y1, x0:x1], self.pixel_size_A, self.calibrated, self.path,
+                          dict(self.metadata, roi=[y0, y1, x0, x1], full_shape=list(self.shape), **metadata), truth)
+
     def to_dict(self) -> dict:
         return {
             "path": self.path,

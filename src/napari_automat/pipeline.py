@@ -8,7 +8,7 @@ order, the agent calls them one by one with quality gates in between.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -21,6 +21,9 @@ from .model import (AutomatError, Columns, EnergyReport, Lattice2D, Micrograph, 
 #: A column lattice that differs from the Fourier transform by more than this (relative) is
 #: reported, and no answer built on it is stated as confident.
 FFT_MISMATCH_WARN = 0.05
+#: Without a user ROI, the analysis is restricted to the crystalline region when it covers less
+#: than this fraction of the field (``detect.region``).
+CRYSTAL_FRACTION_MIN = 0.7
 #: Minimum number of columns for a lattice fit to mean anything.
 MIN_COLUMNS = 9
 #: Version of the ``result.json`` layout (DESIGN.md); raised when a key changes meaning.
@@ -159,10 +162,25 @@ class PipelineResult:
             pass
         return {"name": "napari-automat", "version": __version__, "template_library_hash": digest}
 
+    @property
+    def origin_px(self) -> np.ndarray:
+        """``(y, x)`` [px] of the analysed crop's corner in the full image (0 without a crop)."""
+        roi = self.micrograph.metadata.get("roi")
+        return np.zeros(2) if roi is None else np.array([roi[0], roi[2]], float)
+
+    def full_frame_columns(self) -> Optional[Columns]:
+        """The columns with positions in the full image's pixel frame (as written to the outputs)."""
+        if self.columns is None:
+            return None
+        return replace(self.columns, positions_px=self.columns.positions_px + self.origin_px)
+
     def to_dict(self) -> dict:
-        """The ``result.json`` document (keys fixed by DESIGN.md)."""
+        """The ``result.json`` document (keys fixed by DESIGN.md); positions in the full image's frame."""
         m = self.micrograph
         lat = self.lattice.to_dict() if self.lattice is not None else None
+        if lat is not None:
+            lat["origin_px"] = [float(v) for v in np.asarray(lat["origin_px"]) + self.origin_px]
+        columns = self.full_frame_columns()
         decision = self.decision
         retrieval = [h.to_dict() for h in self.hits]
         if decision is not None:
@@ -174,11 +192,12 @@ class PipelineResult:
             "input": {"path": m.path, "shape": list(m.shape), "pixel_size_A": float(m.mean_pixel_size_A),
                       "pixel_size_yx_A": [float(v) for v in m.pixel_size_A],
                       "calibrated": bool(m.calibrated), "frame": m.metadata.get("frame", 0),
-                      **{k: m.metadata[k] for k in ("frames_used", "frames_total", "residual_drift_px")
-                         if k in m.metadata},
+                      **{k: m.metadata[k] for k in ("frames_used", "frames_total", "residual_drift_px", "full_shape",
+                                                    "roi_source", "crystalline_fraction") if k in m.metadata},
+                      "roi": m.metadata.get("roi"),
                       "metadata": m.to_dict()["metadata"]},
             "denoise": self.denoise_info or None,
-            "columns": dict(self.columns.to_dict(), source=self.columns_source) if self.columns is not None else None,
+            "columns": dict(columns.to_dict(), source=self.columns_source) if columns is not None else None,
             "lattice2d": lat,
             "calibration": self.calibration,
             "retrieval": retrieval,
@@ -218,7 +237,7 @@ class PipelineResult:
             write.write_cif(paths["cif_relaxed"], self.energy.relaxed_structure, symprec=0.01)
         if self.columns is not None:
             paths["columns"] = outdir / "columns.csv"
-            write.write_columns_csv(paths["columns"], self.columns)
+            write.write_columns_csv(paths["columns"], self.full_frame_columns())
         paths["overview"] = outdir / "overview.png"
         save_overview(self, paths["overview"])
         paths["result"] = outdir / "result.json"
@@ -229,7 +248,8 @@ class PipelineResult:
 def load_micrograph(source: Union[str, Path, Micrograph], config: PipelineConfig,
                     progress: Progress = no_progress) -> Micrograph:
     """Read ``source`` (unless already a Micrograph), apply the pixel-size override, pick the frame
-    of a stack (``config.frame``) or register and average its frames (``config.frame = None``)."""
+    of a stack (``config.frame``) or register and average its frames (``config.frame = None``), and
+    crop to ``config.roi`` (unless ``source`` is a crop already)."""
     from .io.read import apply_pixel_size, read_micrograph, validate_image
 
     micrograph = source if isinstance(source, Micrograph) else read_micrograph(source, sub_progress(progress, 0, 0.3))
@@ -243,8 +263,40 @@ def load_micrograph(source: Union[str, Path, Micrograph], config: PipelineConfig
         from .io.stack import average_frames
 
         micrograph = average_frames(micrograph, sub_progress(progress, 0.3, 1.0, "frames: "))
+    if config.roi is not None and "roi" not in micrograph.metadata:
+        micrograph = micrograph.crop(checked_roi(config.roi, micrograph.shape), roi_source="user")
     validate_image(micrograph.data)
     return micrograph
+
+
+def checked_roi(roi, shape) -> tuple[int, int, int, int]:
+    """``roi = (y0, y1, x0, x1)`` [px] as integers, or an AutomatError when it is not a non-empty
+    rectangle inside an image of ``shape`` ``(h, w)``."""
+    try:
+        y0, y1, x0, x1 = (int(v) for v in roi)
+        if any(int(v) != float(v) for v in roi):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise AutomatError(f"the ROI must be four whole pixel numbers y0:y1,x0:x1, got {roi!r}") from None
+    h, w = shape[-2:]
+    if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+        raise AutomatError(f"the ROI y {y0}:{y1}, x {x0}:{x1} is empty or outside the {h}x{w} px image")
+    return y0, y1, x0, x1
+
+
+def crystal_crop(micrograph: Micrograph) -> Micrograph:
+    """Record the crystalline fraction (``detect.region``) and, when it is below
+    :data:`CRYSTAL_FRACTION_MIN`, crop to the region's bounding box; the crop's ``crystal_mask``
+    (metadata, not written to result.json) then says which pixels are crystalline."""
+    from .detect.region import crystalline_region
+
+    region = crystalline_region(micrograph.data)
+    fraction = round(region.fraction, 4)
+    if not 0 < fraction < CRYSTAL_FRACTION_MIN:
+        return micrograph.with_data(micrograph.data, crystalline_fraction=fraction)
+    y0, y1, x0, x1 = region.bbox
+    return micrograph.crop(region.bbox, roi_source="crystal", crystalline_fraction=fraction,
+                           crystal_mask=region.mask[y0:y1, x0:x1])
 
 
 def denoise_stage(result: PipelineResult, config: PipelineConfig, progress: Progress = no_progress) -> None:
@@ -261,6 +313,10 @@ def detect_stage(result: PipelineResult, config: PipelineConfig, progress: Progr
                                     threshold_scale=config.threshold_scale, signal=config.signal,
                                     progress=progress)
     result.columns_source = "detected"
+    mask = result.micrograph.metadata.get("crystal_mask")
+    if mask is not None and result.columns.count:  # drop columns outside the crystal (corners of its box)
+        iy, ix = np.clip(np.rint(result.columns.positions_px).astype(int), 0, np.array(mask.shape) - 1).T
+        result.columns = result.columns.subset(mask[iy, ix])
 
 
 def lattice_stage(result: PipelineResult, config: PipelineConfig, progress: Progress = no_progress) -> None:
@@ -488,12 +544,18 @@ def start(source: Union[str, Path, Micrograph], config: Optional[PipelineConfig]
     config = config or PipelineConfig()
     t0 = time.perf_counter()
     micrograph = load_micrograph(source, config, progress)
+    if (columns is None and config.roi is None and config.crystal_region
+            and not {"roi", "crystalline_fraction"} & micrograph.metadata.keys()):  # not on a restart
+        micrograph = crystal_crop(micrograph)
     result = PipelineResult(micrograph, config)
     result.timings_s["read"] = time.perf_counter() - t0
     if not micrograph.calibrated:
         result.warn("the image has no spatial calibration: lengths are in pixels until the pixel size is set")
     elif config.reference_cif and "structure_calibration" not in micrograph.metadata:
         result.warn("the image has a pixel size: the reference CIF, which calibrates images without one, is not used")
+    if micrograph.metadata.get("roi_source") == "crystal":
+        result.warn(f"the crystal covers {100 * micrograph.metadata['crystalline_fraction']:.0f}% of the field; "
+                    f"analysed that region only (y, x px {micrograph.metadata['roi']}; --roi overrides)")
     if columns is not None:
         result.columns, result.columns_source = columns, "user"
     return result
@@ -533,7 +595,6 @@ def calibrated_from_structure(result: PipelineResult,
     size the compound implies (:func:`structure_calibration`) and a fresh result at that pixel size,
     its chain still to run, warned that its lattice comes from the structure. Raises the
     :data:`UNCALIBRATED` error when no compound is given."""
-    from dataclasses import replace
 
     from .agent.planner import plan
     from .io.read import apply_pixel_size
@@ -587,7 +648,6 @@ def recalibrated(result: PipelineResult, say: Callable[[str, str, Optional[dict]
     """With ``config.recalibrate``, the chain run again on the same image with the pixel size that the
     chosen structure implies, when the file's is significantly off (``decision.calibration_warning``);
     else ``result`` itself (also when the pixel size already comes from a structure)."""
-    from dataclasses import replace
 
     from .agent.planner import plan
     from .decision import calibration_warning

@@ -60,8 +60,9 @@ class AgentWidget(StageWidget):
         self.transcript.appendHtml(f"<b>{html.escape(role)}</b>: {html.escape(str(entry.get('content', '')))}")
 
     def config(self) -> PipelineConfig:
+        # layers are drawn in the image's own frame, so the chain must not crop it to the crystal
         return PipelineConfig(elements=self.elements.text(), energy_model=self.energy_model.currentText(),
-                              relax=self.relax.isChecked())
+                              relax=self.relax.isChecked(), crystal_region=False)
 
     def run(self) -> None:
         from ...agent import run_agent
