@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from napari_automat.decision import PosteriorParams, calibration, calibration_warning, decide
+from napari_automat.decision import PosteriorParams, calibration, calibration_warning, decide, species_log_prior
 from napari_automat.model import TemplateHit
 
 
@@ -90,8 +90,11 @@ def test_a_type_counts_by_its_best_compound_not_by_how_many_it_has():
     params = PosteriorParams(temperature_type=6.0, none_log_evidence_type=-6.0, misrank_type=0.0)
     d = decide([rock_salt, *perovskites], hinted=False, params=params)
     assert d.structure_type == "AB Fm-3m"  # four perovskites at 0.9 do not outweigh one rock salt at 0.95
-    w = [0.95 ** 6, 0.9 ** 6]
+    # each type by its best compound, times the species-count prior (a binary and a ternary)
+    w = [0.95 ** 6 * math.exp(species_log_prior("MgO")), 0.9 ** 6 * math.exp(species_log_prior("SrTiO3"))]
     assert d.type_probability == pytest.approx(w[0] / (sum(w) + math.exp(-36.0)), rel=1e-6)
+    assert species_log_prior("Cu") > species_log_prior("MgO") > species_log_prior("SrTiO3")
+    assert species_log_prior("NaMgAlSiO4") == species_log_prior("Li2MnNiO4")  # four or more: one class
 
 
 def test_the_same_formula_and_space_group_on_other_sites_is_another_answer():

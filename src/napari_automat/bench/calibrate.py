@@ -24,7 +24,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..decision import PosteriorParams, posterior_masses
+from ..decision import PosteriorParams, posterior_masses, species_log_prior
 
 #: Reliability bins of the top-1 probability.
 N_BINS = 10
@@ -51,11 +51,16 @@ def at_prior_weight(row: dict, kappa: float) -> dict:
             "prior_weight": kappa}
 
 
-def _masses(hits: Sequence[dict], params: tuple, level: str = "group") -> tuple[list, float]:
+def _masses(hits: Sequence[dict], params: tuple, level: str = "group", hinted: bool = False) -> tuple[list, float]:
     """Probabilities per group (``group``: answers; ``type_group``: structure types, each weighed by
-    its best hit as :func:`decision.decide` does without a hint) and of none."""
-    return posterior_masses([h["log_evidence"] for h in hits], [h[level] for h in hits], *params,
-                            profile=level == "type_group")
+    its best hit and, without a hint, by the species-count prior, as :func:`decision.decide` does)
+    and of none."""
+    types = level == "type_group"
+    prior = None
+    if types and not hinted and all("structure" in h for h in hits):
+        prior = [species_log_prior(h["structure"][0]) for h in hits]
+    return posterior_masses([h["log_evidence"] for h in hits], [h[level] for h in hits], *params, profile=types,
+                            log_prior=prior)
 
 
 def truth_probability(hits: Sequence[dict], beta: float, none_log: float, misrank: float = 0.0,
@@ -73,7 +78,7 @@ def stated(row: dict, params: tuple, level: str = "group") -> tuple[float, bool]
     structure against the reconstruction's match (``group``), or without a hint the most probable
     structure type against the truth's type (``type_group``); with a hint the type is the chosen one's."""
     hits = row["hits"]
-    masses, _ = _masses(hits, params, level)
+    masses, _ = _masses(hits, params, level, row["hint"])
     chosen = hits[min(row.get("chosen_index", 0), len(hits) - 1)]
     if level == "group":
         return masses[chosen["group"]], bool(row.get("matched"))
