@@ -215,7 +215,8 @@ def plot_reliability(reliability_by_split: dict, path: Union[str, Path]) -> Path
             colour, marker = styles.get(split, ("k", "^"))
             ax.plot(conf, acc, color=colour, lw=1)
             ax.scatter(conf, acc, s=[min(10 + 2 * b["n"], 120) for b in r["bins"]], color=colour, marker=marker,
-                       label=f"{split}: ECE {r['ece_top1']:.3f} (n = {r['n']})", zorder=3)
+                       label=f"{split}: ECE {r['ece_top1']:.3f} (n = {r['n']}; calibrated, by chance: "
+                             f"{r['ece_if_calibrated'][0]:.3f})", zorder=3)
         ax.set_title(title)
         ax.set_xlabel("stated probability of the answer")
         ax.set_xlim(0, 1)
