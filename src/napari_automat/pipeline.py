@@ -24,6 +24,10 @@ FFT_MISMATCH_WARN = 0.05
 #: Without a user ROI, the analysis is restricted to the crystalline region when it covers less
 #: than this fraction of the field (``detect.region``).
 CRYSTAL_FRACTION_MIN = 0.7
+#: The crystalline-region map's tiles span at least this many lattice cells (a power of two
+#: pixels, at least :data:`REGION_MIN_TILE_PX`).
+REGION_TILE_PERIODS = 6.0
+REGION_MIN_TILE_PX = 64
 #: Minimum number of columns for a lattice fit to mean anything.
 MIN_COLUMNS = 9
 #: Version of the ``result.json`` layout (DESIGN.md); raised when a key changes meaning.
@@ -287,10 +291,25 @@ def checked_roi(roi, shape) -> tuple[int, int, int, int]:
 def crystal_crop(micrograph: Micrograph) -> Micrograph:
     """Record the crystalline fraction (``detect.region``) and, when it is below
     :data:`CRYSTAL_FRACTION_MIN`, crop to the region's bounding box; the crop's ``crystal_mask``
-    (metadata, not written to result.json) then says which pixels are crystalline."""
-    from .detect.region import crystalline_region
+    (metadata, not written to result.json) then says which pixels are crystalline.
 
-    region = crystalline_region(micrograph.data)
+    The map's tiles span :data:`REGION_TILE_PERIODS` cells (the longer basis vector of the whole
+    image's Bragg spots); an image not two tiles wide, or without a clear lattice, is taken whole and
+    its fraction is not measured (None): a finely sampled crystal filling the field must not be
+    cut to a few tiles that happen to hold too few periods."""
+    from .detect.region import crystalline_region
+    from .detect.spectrum import fft_basis
+
+    tile_px = None
+    basis = fft_basis(micrograph.data, micrograph.mean_pixel_size_A) if micrograph.calibrated else None
+    if basis is not None:
+        cell_A = max(float(np.linalg.norm(v)) for v in basis)
+        if cell_A > 0:
+            periods_px = REGION_TILE_PERIODS * cell_A / micrograph.mean_pixel_size_A
+            tile_px = max(REGION_MIN_TILE_PX, 2 ** int(np.ceil(np.log2(periods_px))))
+    if tile_px is None or min(micrograph.shape[-2:]) < 2 * tile_px:
+        return micrograph.with_data(micrograph.data, crystalline_fraction=None)
+    region = crystalline_region(micrograph.data, tile_px=tile_px)
     fraction = round(region.fraction, 4)
     if not 0 < fraction < CRYSTAL_FRACTION_MIN:
         return micrograph.with_data(micrograph.data, crystalline_fraction=fraction)
