@@ -69,6 +69,8 @@ class PipelineConfig:
     score: Optional[dict] = None
     #: Overrides of :class:`napari_automat.decision.PosteriorParams` (field → value); ``None`` = fitted defaults.
     posterior: Optional[dict] = None
+    #: Overrides of :class:`napari_automat.detect.params.DetectParams` (field → value); ``None`` = defaults.
+    detect: Optional[dict] = None
 
     def __post_init__(self):
         if isinstance(self.elements, str):

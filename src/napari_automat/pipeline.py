@@ -83,6 +83,12 @@ class PipelineResult:
         return ScoreParams.from_dict(self.config.score)
 
     @property
+    def detect_params(self):
+        from .detect.params import DetectParams
+
+        return DetectParams.from_dict(self.config.detect)
+
+    @property
     def posterior_params(self):
         from .decision import PosteriorParams
 
@@ -217,7 +223,8 @@ class PipelineResult:
             "timings_s": {k: round(float(v), 3) for k, v in self.timings_s.items()},
             "warnings": list(self.warnings),
             "config": self.config.to_dict(),
-            "parameters": {"score": self.score_params.to_dict(), "posterior": self.posterior_params.to_dict()},
+            "parameters": {"score": self.score_params.to_dict(), "posterior": self.posterior_params.to_dict(),
+                           "detect": self.detect_params.to_dict()},
         }
 
     def save(self, outdir: Union[str, Path]) -> dict[str, Path]:
@@ -330,7 +337,7 @@ def detect_stage(result: PipelineResult, config: PipelineConfig, progress: Progr
 
     result.columns = detect_columns(result.analysed, min_separation_A=config.min_separation_A,
                                     threshold_scale=config.threshold_scale, signal=config.signal,
-                                    progress=progress)
+                                    progress=progress, params=result.detect_params)
     result.columns_source = "detected"
     mask = result.micrograph.metadata.get("crystal_mask")
     if mask is not None and result.columns.count:  # drop columns outside the crystal (corners of its box)
@@ -347,7 +354,8 @@ def lattice_stage(result: PipelineResult, config: PipelineConfig, progress: Prog
     if result.columns_source == "detected":
         from .detect.complete import find_lattice_completed
 
-        result.lattice, result.columns, changes = find_lattice_completed(result.columns, result.analysed, progress)
+        result.lattice, result.columns, changes = find_lattice_completed(result.columns, result.analysed, progress,
+                                                                         result.detect_params)
         if changes["dropped"]:
             result.warn(f"{changes['dropped']} faint maxima that fit no column shape (where the tails of surrounding "
                         "columns add up) were dropped")
@@ -361,7 +369,7 @@ def lattice_stage(result: PipelineResult, config: PipelineConfig, progress: Prog
         image = result.image
         result.columns = measure_added(result.columns, image)
         result.lattice, result.columns = find_lattice(result.columns, image=None if image is None else image.data,
-                                                      progress=progress)
+                                                      progress=progress, params=result.detect_params)
     if np.isfinite(result.lattice.fft_mismatch) and result.lattice.fft_mismatch > FFT_MISMATCH_WARN:
         result.warn(f"the column lattice differs from the Fourier transform by "
                     f"{100 * result.lattice.fft_mismatch:.0f}%: check the detected columns")
@@ -431,7 +439,7 @@ def column_readings(result: PipelineResult, params) -> list[tuple[str, Lattice2D
     if result.first_pass is not None:
         readings.append((FIRST_PASS, *result.first_pass, params.first_pass_prior))
     for name, lattice, columns, prior in list(readings):
-        dropped = _without_faint_sites(lattice, columns, result.image, params.faint_site)
+        dropped = _without_faint_sites(lattice, columns, result.image, params.faint_site, result.detect_params)
         if dropped is not None and not any(c.count == dropped[1].count for _, _, c, _ in readings):
             label = WITHOUT_FAINT if name == primary else f"{name}, {WITHOUT_FAINT}"
             readings.append((label, *dropped, prior * params.faint_dropped_prior))
@@ -439,7 +447,7 @@ def column_readings(result: PipelineResult, params) -> list[tuple[str, Lattice2D
 
 
 def _without_faint_sites(lattice: Lattice2D, columns: Columns, image: Optional[Micrograph],
-                         fraction: float) -> Optional[tuple[Lattice2D, Columns]]:
+                         fraction: float, detect_params) -> Optional[tuple[Lattice2D, Columns]]:
     """The lattice refitted without the motif sites under ``fraction`` of the brightest, or None when
     there are none, all are, or the bright columns alone make no lattice."""
     from .detect import find_lattice
@@ -452,7 +460,7 @@ def _without_faint_sites(lattice: Lattice2D, columns: Columns, image: Optional[M
     if kept.count < MIN_COLUMNS:
         return None
     try:
-        return find_lattice(kept, image=image)
+        return find_lattice(kept, image=image, params=detect_params)
     except AutomatError:  # the bright columns alone are no lattice
         return None
 

@@ -15,13 +15,8 @@ from ..model import AutomatError, Progress, no_progress
 from ..pipeline import MIN_COLUMNS, STAGES, PipelineResult, sub_progress
 from .tools import call_tool
 
-#: Detection retries: (denoise method, strength, threshold scale) tried in turn.
-DETECTION_ATTEMPTS = [(None, None, None), ("auto", 2.0, 0.8), ("nlm", 3.0, 0.6)]
 #: How many candidates to try when reconstruction fails.
 MAX_CANDIDATES = 3
-#: A lattice whose basis differs from the Fourier transform's by more than this (relative) is
-#: detected again with the stronger settings; the first one is kept if no retry agrees better.
-FFT_RETRY = 0.2
 #: Result fields the detection attempts set.
 _DETECTION_FIELDS = ("denoised", "denoise_info", "columns", "lattice", "first_pass", "warnings")
 
@@ -63,7 +58,8 @@ def _plan(result: PipelineResult, say, progress: Progress, stop_after: str | Non
     # Denoise, detect and fit the lattice, retrying with stronger settings when too little is found
     # or the lattice disagrees with the Fourier transform.
     base_warnings, first_found = list(result.warnings), None
-    for attempt, (method, strength, threshold) in enumerate(DETECTION_ATTEMPTS):
+    detect_params = result.detect_params
+    for attempt, (method, strength, threshold) in enumerate(detect_params.detection_attempts):
         result.warnings = list(base_warnings)
         if attempt:
             say("planner", f"retry {attempt}: stronger denoising ({method}, ×{strength}) and threshold ×{threshold}", None)
@@ -83,7 +79,7 @@ def _plan(result: PipelineResult, say, progress: Progress, stop_after: str | Non
                 raise AutomatError(out["error"])
             continue
         mismatch = result.lattice.fft_mismatch
-        if user_columns or not mismatch > FFT_RETRY:  # NaN (no clear spectrum) passes
+        if user_columns or not mismatch > detect_params.fft_retry:  # NaN (no clear spectrum) passes
             first_found = None
             break
         say("planner", f"the column lattice differs from the Fourier transform by {100 * mismatch:.0f}%", None)

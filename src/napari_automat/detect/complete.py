@@ -21,46 +21,20 @@ from scipy.stats import median_abs_deviation
 from ..geometry2d import periodic_distance
 from ..model import FLAT_FEATURES, Columns, Lattice2D, Micrograph
 from .refine import refine_columns, render_gaussians
+from .params import DEFAULT_DETECT, DetectParams
 from .signal import column_image
 
-#: Folded-residual peaks must be at least this far from known sites [Å] ...
-MIN_DISTANCE_A = 0.7
-#: ... this many robust standard deviations of the folded residual above its median ...
-MIN_SNR = 6.0
-#: ... and this fraction of the weakest known site's folded height.
-MIN_FRACTION = 0.08
 #: Folding grid step [Å].
 BIN_A = 0.1
-#: Most sites added.
-MAX_NEW_SITES = 2
-#: An added column whose fit ends farther than this from its predicted place is dropped [Å].
-MAX_SHIFT_A = 0.25
-#: A site is kept when this fraction of its columns fit, with a median width in this range of
-#: the known columns' and a median R² of at least MIN_R2.
-MIN_FITTED = 0.8
-WIDTH_RANGE = (0.6, 1.6)
-MIN_R2 = 0.9
-#: ... and an integrated intensity at least this fraction of the bright columns' (90th percentile).
-#: The template library takes columns under 10% as invisible and 10–40% as optional
-#: (``templates.library.VISIBLE_FRACTION``, ``STRONG_FRACTION``); adding sites near 10% (O beside
-#: Sr in SrTiO3 [001] is 7%) would make the motif disagree with templates that leave them out.
-MIN_VISIBLE = 0.2
-#: A sublattice is a tail artefact when its median intensity is under ARTEFACT_FRACTION of the
-#: brightest sublattice's, its median fit R² under ARTEFACT_R2, and the bright sublattices' (at least
-#: half the brightest) median R² over CLEAN_R2 (in a noisy image nothing fits well: no verdict) ...
-ARTEFACT_FRACTION = 0.25
-ARTEFACT_R2 = 0.85
-CLEAN_R2 = 0.95
-#: ... and its columns sit amid three or more others (third-nearest over nearest distance below this).
-EQUIDISTANT = 1.15
 #: Predicted columns closer than this to the image edge are not added [px].
 EDGE_PX = 2.0
 
 
-def complete_motif(columns: Columns, lattice: Lattice2D, image) -> tuple[Columns, list[tuple[float, float]]]:
+def complete_motif(columns: Columns, lattice: Lattice2D, image,
+                   params: DetectParams = DEFAULT_DETECT) -> tuple[Columns, list[tuple[float, float]]]:
     """``columns`` plus the columns of motif sites the detection missed, and those sites
     (fractional). ``image`` is the Micrograph (or array) the columns were found on. Nothing is
-    added when the folded residual shows no such site."""
+    added when the folded residual shows no such site (``params.completion_*``)."""
     data, signal = ((np.asarray(image.data, float), image.metadata.get("signal", "auto"))
                     if isinstance(image, Micrograph) else (np.asarray(image, float), "auto"))
     if columns.count < 8 or not lattice.motif:
@@ -86,18 +60,19 @@ def complete_motif(columns: Columns, lattice: Lattice2D, image) -> tuple[Columns
 
     new_sites: list[tuple[float, float]] = []
     out = columns
-    for _ in range(MAX_NEW_SITES):
-        far = distance > MIN_DISTANCE_A
+    for _ in range(params.completion_max_sites):
+        far = distance > params.completion_min_distance_A
         if far.sum() < 10:
             break
         level = np.median(folded_res[far])
         noise = median_abs_deviation(folded_res[far], scale="normal")
         k = int(np.argmax(np.where(far, folded_res, -np.inf)))
         height = folded_res.ravel()[k] - level
-        if not (height > MIN_SNR * noise and height > MIN_FRACTION * (min(heights) - np.median(folded_img))):
+        if not (height > params.completion_min_snr * noise
+                and height > params.completion_min_fraction * (min(heights) - np.median(folded_img))):
             break
         site = centres.reshape(-1, 2)[k]
-        added = _add_site(out, site, lattice, image)
+        added = _add_site(out, site, lattice, image, params)
         if added is None:
             break
         out = added
@@ -133,7 +108,7 @@ def _site_distance(frac_grid: np.ndarray, site, cell_A: np.ndarray) -> np.ndarra
     return periodic_distance(grid.reshape(-1, 2), np.asarray(site, float).reshape(1, 2), cell_A).reshape(grid.shape[:-1])
 
 
-def _add_site(columns: Columns, site, lattice: Lattice2D, image) -> Columns | None:
+def _add_site(columns: Columns, site, lattice: Lattice2D, image, params: DetectParams) -> Columns | None:
     """``columns`` with ``site`` added in every cell inside the image and fitted (only the fits
     that stay near their predicted place and find a positive intensity are kept); None if none."""
     shape = np.shape(image.data if isinstance(image, Micrograph) else image)
@@ -156,7 +131,7 @@ def _add_site(columns: Columns, site, lattice: Lattice2D, image) -> Columns | No
     new = np.arange(columns.count, grown.count)
     fitted = refine_columns(image, grown, new)
     shift_A = np.linalg.norm((fitted.positions_px[new] - predicted) * px, axis=1)
-    keep_new = (shift_A <= MAX_SHIFT_A) & np.isfinite(fitted.intensity[new]) & (fitted.intensity[new] > 0)
+    keep_new = (shift_A <= params.completion_max_shift_A) & np.isfinite(fitted.intensity[new]) & (fitted.intensity[new] > 0)
     # A real site looks like the other columns: a fitted width like theirs and a good fit.
     fitted_width = fitted.sigma_px[new][keep_new & np.isfinite(fitted.sigma_px[new])]
     fitted_r2 = fitted.fit_r2[new][keep_new & np.isfinite(fitted.fit_r2[new])]
@@ -164,13 +139,15 @@ def _add_site(columns: Columns, site, lattice: Lattice2D, image) -> Columns | No
     r2 = np.median(fitted_r2) if len(fitted_r2) else np.nan
     brightness = np.median(fitted.intensity[new][keep_new]) / np.nanpercentile(columns.intensity, 90) \
         if keep_new.any() else 0.0
-    if not (keep_new.mean() >= MIN_FITTED and WIDTH_RANGE[0] <= width <= WIDTH_RANGE[1] and r2 >= MIN_R2
-            and brightness >= MIN_VISIBLE):
+    low, high = params.completion_width_range
+    if not (keep_new.mean() >= params.completion_min_fitted and low <= width <= high
+            and r2 >= params.completion_min_r2 and brightness >= params.completion_min_visible):
         return None
     return fitted.subset(np.concatenate([np.arange(columns.count), new[keep_new]]))
 
 
-def find_lattice_completed(columns: Columns, image, progress=None) -> tuple[Lattice2D, Columns, dict]:
+def find_lattice_completed(columns: Columns, image, progress=None,
+                           params: DetectParams = DEFAULT_DETECT) -> tuple[Lattice2D, Columns, dict]:
     """:func:`~.lattice.find_lattice`, then :func:`drop_tail_artefacts` and :func:`complete_motif`,
     fitting the lattice again after each change. Returns ``(lattice, columns, changes)`` with
     ``changes = {"dropped": columns removed, "sites": motif sites added, "added": columns added,
@@ -179,22 +156,24 @@ def find_lattice_completed(columns: Columns, image, progress=None) -> tuple[Latt
     from .lattice import find_lattice
 
     progress = progress or no_progress
-    lattice, labelled = find_lattice(columns, image=image, progress=lambda f, m="": progress(0.7 * f, m))
-    kept, dropped = drop_tail_artefacts(labelled)
+    lattice, labelled = find_lattice(columns, image=image, progress=lambda f, m="": progress(0.7 * f, m),
+                                     params=params)
+    kept, dropped = drop_tail_artefacts(labelled, params)
     changes = {"dropped": labelled.count - kept.count, "sites": [], "added": 0}
     if dropped:
-        lattice, labelled = find_lattice(kept, image=image)
+        lattice, labelled = find_lattice(kept, image=image, params=params)
     changes["first_pass"] = (lattice, labelled)
     progress(0.7, "looking for columns merged into brighter neighbours")
-    completed, sites = complete_motif(labelled, lattice, image)
+    completed, sites = complete_motif(labelled, lattice, image, params)
     if sites:
         changes.update(sites=sites, added=completed.count - labelled.count)
-        lattice, labelled = find_lattice(completed, image=image, progress=lambda f, m="": progress(0.8 + 0.2 * f, m))
+        lattice, labelled = find_lattice(completed, image=image, progress=lambda f, m="": progress(0.8 + 0.2 * f, m),
+                                         params=params)
     progress(1.0, f"lattice: {len(lattice.motif)} sites")
     return lattice, labelled, changes
 
 
-def drop_tail_artefacts(columns: Columns) -> tuple[Columns, list[int]]:
+def drop_tail_artefacts(columns: Columns, params: DetectParams = DEFAULT_DETECT) -> tuple[Columns, list[int]]:
     """``columns`` without the sublattices that are tail artefacts (see the module docstring), and
     the sublattices dropped. Needs sublattices and fit R² (``find_lattice`` after refinement)."""
     labels = [int(s) for s in np.unique(columns.sublattice) if s >= 0]
@@ -206,18 +185,18 @@ def drop_tail_artefacts(columns: Columns) -> tuple[Columns, list[int]]:
     if not np.isfinite(top) or top <= 0:
         return columns, []
     bright_r2 = [median_r2[s] for s in labels if median_i[s] >= 0.5 * top]
-    if not bright_r2 or not np.nanmax(bright_r2) > CLEAN_R2:
+    if not bright_r2 or not np.nanmax(bright_r2) > params.clean_r2:
         return columns, []
-    dropped = [s for s in labels if median_i[s] < ARTEFACT_FRACTION * top and median_r2[s] < ARTEFACT_R2
-               and _surrounded(columns, s)]
+    dropped = [s for s in labels if median_i[s] < params.artefact_fraction * top
+               and median_r2[s] < params.artefact_r2 and _surrounded(columns, s, params.artefact_equidistant)]
     if not dropped:
         return columns, []
     return columns.subset(np.flatnonzero(~np.isin(columns.sublattice, dropped))), dropped
 
 
-def _surrounded(columns: Columns, sublattice: int) -> bool:
+def _surrounded(columns: Columns, sublattice: int, equidistant: float) -> bool:
     """Whether the columns of ``sublattice`` typically sit at the centre of three or more other
-    columns (the third-nearest within :data:`EQUIDISTANT` of the nearest), as where tails add up;
+    columns (the third-nearest within ``equidistant`` times the nearest), as where tails add up;
     a light partner beside one heavy column (a dumbbell) does not."""
     from scipy.spatial import cKDTree
 
@@ -226,4 +205,4 @@ def _surrounded(columns: Columns, sublattice: int) -> bool:
     if len(others) < 3:
         return False
     d, _ = cKDTree(others).query(columns.positions_A[mine], k=3)
-    return bool(np.median(d[:, 2] / np.maximum(d[:, 0], 1e-9)) < EQUIDISTANT)
+    return bool(np.median(d[:, 2] / np.maximum(d[:, 0], 1e-9)) < equidistant)

@@ -7,14 +7,7 @@ import numpy as np
 from scipy.stats import median_abs_deviation
 
 from ..model import Columns, Lattice2D
-
-#: A column is an outlier of its sublattice beyond this many robust standard deviations of log intensity.
-OUTLIER_Z = 4.0
-#: ... and only if it differs from the sublattice median by at least this fraction (shot noise on
-#: very clean images gives tiny spreads).
-OUTLIER_MIN_CHANGE = 0.15
-#: Sublattices with fewer columns are not tested for outliers.
-MIN_MEMBERS = 8
+from .params import DEFAULT_DETECT, DetectParams
 
 
 def lattice_displacements_pm(columns: Columns, lattice: Lattice2D) -> np.ndarray:
@@ -37,9 +30,10 @@ def lattice_displacements_pm(columns: Columns, lattice: Lattice2D) -> np.ndarray
     return out
 
 
-def intensity_flags(columns: Columns, shape=None) -> list[str]:
+def intensity_flags(columns: Columns, shape=None, params: DetectParams = DEFAULT_DETECT) -> list[str]:
     """``"dim"``/``"bright"`` for columns whose integrated intensity is an outlier of their sublattice
-    (robust z of log intensity beyond :data:`OUTLIER_Z`), ``""`` otherwise.
+    (robust z of log intensity beyond ``params.outlier_z`` and at least ``params.outlier_min_change``
+    from the median: shot noise on very clean images gives tiny spreads), ``""`` otherwise.
 
     With the image ``shape`` (rows, cols), columns within half a neighbour distance of the border
     (their fit is cut off, so their intensity is biased) are neither flagged nor used as reference.
@@ -55,12 +49,12 @@ def intensity_flags(columns: Columns, shape=None) -> list[str]:
         log_i[~inside] = np.nan
     for s in np.unique(columns.sublattice[columns.sublattice >= 0]):
         sel = np.flatnonzero((columns.sublattice == s) & np.isfinite(log_i))
-        if len(sel) < MIN_MEMBERS:
+        if len(sel) < params.outlier_min_members:
             continue
         med = np.median(log_i[sel])
         spread = median_abs_deviation(log_i[sel], scale="normal")
         dev = log_i[sel] - med
-        limit = max(OUTLIER_Z * spread, np.log1p(OUTLIER_MIN_CHANGE))
+        limit = max(params.outlier_z * spread, np.log1p(params.outlier_min_change))
         flags[sel[dev < -limit]] = "dim"
         flags[sel[dev > limit]] = "bright"
     return flags.tolist()

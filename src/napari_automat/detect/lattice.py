@@ -17,18 +17,14 @@ from ..model import AutomatError, Columns, Lattice2D, Micrograph, MotifSite, Pro
 from ..geometry2d import reduce_basis
 from .spectrum import basis_from_spots, spectrum_peaks, spot_mismatch
 from .features import intensity_flags, lattice_displacements_pm
+from .params import DEFAULT_DETECT, DetectParams
 from .sublattice import intensity_classes
 
-#: Fraction of columns (per intensity class) a translation must map onto columns of their class.
-MIN_INVARIANCE = 0.8
-#: Matching tolerance as a fraction of the median nearest-neighbour distance.
-TOLERANCE = 0.25
-#: Largest relative distance of the strongest Bragg spots from the reciprocal lattice deemed a match.
-MAX_FFT_MISMATCH = 0.05
 _MIN_SIN = np.sin(np.radians(15))
 
 
-def find_lattice(columns: Columns, image=None, progress: Progress = no_progress) -> tuple[Lattice2D, Columns]:
+def find_lattice(columns: Columns, image=None, progress: Progress = no_progress,
+                 params: DetectParams = DEFAULT_DETECT) -> tuple[Lattice2D, Columns]:
     """The 2D lattice of ``columns`` and the columns with ``sublattice`` set to their motif site.
 
     Intensity classes (from ``columns.intensity``) restrict the lattice to translations that keep
@@ -42,7 +38,7 @@ def find_lattice(columns: Columns, image=None, progress: Progress = no_progress)
         raise AutomatError(f"need at least 4 columns to find a lattice, got {len(columns)}")
     pts = columns.positions_A
     nn = cKDTree(pts).query(pts, k=2)[0][:, 1]
-    tol = TOLERANCE * float(np.median(nn))
+    tol = params.tolerance * float(np.median(nn))
     try:
         hull = ConvexHull(pts)
     except QhullError as err:
@@ -51,10 +47,10 @@ def find_lattice(columns: Columns, image=None, progress: Progress = no_progress)
     progress(0.1, "lattice basis")
     basis, tried = None, set()
     for max_classes in (3, 2, 1):  # fewer classes when a split breaks every translation
-        classes = intensity_classes(columns.intensity, max_classes)
+        classes = intensity_classes(columns.intensity, max_classes, params)
         if classes.max() not in tried:
             tried.add(classes.max())
-            basis = _basis(pts, classes, tol, hull)
+            basis = _basis(pts, classes, tol, hull, params.min_invariance)
             if basis is not None:
                 break
     if basis is None:
@@ -65,7 +61,7 @@ def find_lattice(columns: Columns, image=None, progress: Progress = no_progress)
         data = image.data if isinstance(image, Micrograph) else np.asarray(image)
         if data.ndim == 2:
             spots = spectrum_peaks(data, columns.pixel_size_A)
-            a, b = _superlattice_from_spots(a, b, *spots)
+            a, b = _superlattice_from_spots(a, b, *spots, params.max_fft_mismatch)
 
     progress(0.5, "motif")
     site, idx = _sites(pts, classes, a, b, tol)
@@ -98,12 +94,12 @@ def find_lattice(columns: Columns, image=None, progress: Progress = no_progress)
     out.sublattice = sublattice
     lattice = Lattice2D(a, b, origin_px, motif, mismatch, uncertainty)
     out.displacement_pm = lattice_displacements_pm(out, lattice)
-    out.flag = intensity_flags(out, None if spots is None else data.shape)
+    out.flag = intensity_flags(out, None if spots is None else data.shape, params)
     progress(1.0, "lattice found")
     return lattice, out
 
 
-def _superlattice_from_spots(a, b, g, strength):
+def _superlattice_from_spots(a, b, g, strength, max_mismatch: float):
     """A larger cell when Bragg spots that ``(a, b)`` cannot index show one.
 
     Columns whose intensities do not separate into classes (a varying background, mixed
@@ -111,7 +107,7 @@ def _superlattice_from_spots(a, b, g, strength):
     between its reciprocal points. The cell of the spots is taken when it is built from 2 to 4
     of the current cells (integer combinations of ``a`` and ``b``).
     """
-    if spot_mismatch(g, strength, a, b) <= MAX_FFT_MISMATCH:
+    if spot_mismatch(g, strength, a, b) <= max_mismatch:
         return a, b
     spot_basis = basis_from_spots(g, strength)
     if spot_basis is None:
@@ -121,19 +117,19 @@ def _superlattice_from_spots(a, b, g, strength):
     if np.max(np.abs(combo - whole)) > 0.1 or not 2 <= abs(round(np.linalg.det(whole))) <= 4:
         return a, b
     new = np.stack([a, b], axis=1) @ whole
-    if spot_mismatch(g, strength, new[:, 0], new[:, 1]) > MAX_FFT_MISMATCH:
+    if spot_mismatch(g, strength, new[:, 0], new[:, 1]) > max_mismatch:
         return a, b
     return reduce_basis(new[:, 0], new[:, 1])
 
 
-def _basis(pts, classes, tol, hull):
+def _basis(pts, classes, tol, hull, min_invariance: float):
     """The two shortest non-collinear translations that keep every class invariant, or None."""
     found = []
     groups = _Classes(pts, classes)
     for t in _candidate_vectors(pts, classes, tol):
         if found and abs(np.cross(found[0], t)) < _MIN_SIN * np.linalg.norm(found[0]) * np.linalg.norm(t):
             continue
-        if _invariance(groups, t, tol, hull) >= MIN_INVARIANCE:
+        if _invariance(groups, t, tol, hull) >= min_invariance:
             found.append(t)
             if len(found) == 2:
                 return found

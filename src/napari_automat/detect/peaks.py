@@ -9,18 +9,13 @@ from scipy.spatial import cKDTree
 from ..model import AutomatError, Columns, Micrograph, Progress, no_progress
 from .refine import fit_gaussians, patch_radii_px
 from .signal import check_signal, column_image
+from .params import DEFAULT_DETECT, DetectParams
 from .spectrum import lattice_period_from_fft
-
-#: Minimum separation as a fraction of the dominant lattice spacing seen in the Fourier transform.
-SEPARATION_PER_PERIOD = 0.4
-#: A column must stand this many noise deviations above its surroundings ...
-_NOISE_SIGMAS = 5.0
-#: ... and reach this fraction of the contrast of the bright columns (95th percentile).
-_RELATIVE_CONTRAST = 0.1
 
 
 def detect_columns(micrograph: Micrograph, min_separation_A: float | None = None, threshold_scale: float = 1.0,
-                   signal: str = "auto", progress: Progress = no_progress) -> Columns:
+                   signal: str = "auto", progress: Progress = no_progress,
+                   params: DetectParams = DEFAULT_DETECT) -> Columns:
     """Find atom columns in a 2D micrograph, refined to sub-pixel precision.
 
     ``min_separation_A`` [Å] is the closest two columns may be (default: 0.4 times the dominant
@@ -55,7 +50,7 @@ def detect_columns(micrograph: Micrograph, min_separation_A: float | None = None
         period = lattice_period_from_fft(data, pixel)
         if period is None:
             raise AutomatError("no lattice periodicity in the Fourier transform: give min_separation_A")
-        min_separation_A = SEPARATION_PER_PERIOD * period
+        min_separation_A = params.separation_per_period * period
     sep_px = float(min_separation_A) / pixel.mean()  # in mean pixels
     if not sep_px >= 1.5:
         raise AutomatError(f"min_separation_A={min_separation_A:.3g} Å is under 1.5 pixels: "
@@ -66,7 +61,7 @@ def detect_columns(micrograph: Micrograph, min_separation_A: float | None = None
     candidates, contrast, noise = _candidates(flat, scale, sep_px)
     if len(candidates):
         reference = np.percentile(contrast, 95)
-        threshold = threshold_scale * max(_NOISE_SIGMAS * noise, _RELATIVE_CONTRAST * reference)
+        threshold = threshold_scale * max(params.noise_sigmas * noise, params.relative_contrast * reference)
         candidates = candidates[contrast > threshold]
 
     progress(0.5, f"refining {len(candidates)} columns")

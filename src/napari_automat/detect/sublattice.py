@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Neighbouring classes must differ by this ratio of mean intensities ...
-MIN_RATIO = 1.25
-#: ... and by this many pooled standard deviations (Ashman's D; k-means halves of one Gaussian
-#: class reach 2.7, of a uniform one 3.5).
-MIN_SEPARATION = 4.0
-#: Smallest class, as a fraction of the columns.
-MIN_FRACTION = 0.05
+from .params import DEFAULT_DETECT, DetectParams
 
 
-def intensity_classes(intensity, max_classes: int = 3) -> np.ndarray:
+def intensity_classes(intensity, max_classes: int = 3, params: DetectParams = DEFAULT_DETECT) -> np.ndarray:
     """Class of each column by integrated intensity: 0 = brightest, -1 where the intensity is unknown.
 
     The largest number of classes (up to ``max_classes``) is chosen whose neighbours all differ by
-    more than ``MIN_RATIO`` in mean and ``MIN_SEPARATION`` in Ashman's D, each holding at least
-    ``MIN_FRACTION`` of the columns (and 3); otherwise everything is one class.
+    more than ``params.class_min_ratio`` in mean and ``params.class_min_separation`` in Ashman's D,
+    each holding at least ``params.class_min_fraction`` of the columns (and 3); otherwise
+    everything is one class.
     """
     values = np.asarray(intensity, dtype=float)
     labels = np.full(len(values), -1, dtype=int)
@@ -29,7 +24,7 @@ def intensity_classes(intensity, max_classes: int = 3) -> np.ndarray:
         if len(v) < 3 * k:
             continue
         lab, means = _kmeans_1d(v, k)
-        if _separated(v, lab, means):
+        if _separated(v, lab, means, params):
             labels[ok] = (k - 1) - lab  # k-means labels ascend with intensity; brightest -> 0
             break
     return labels
@@ -49,14 +44,14 @@ def _kmeans_1d(v: np.ndarray, k: int, iterations: int = 100) -> tuple[np.ndarray
     return lab, means
 
 
-def _separated(v: np.ndarray, lab: np.ndarray, means: np.ndarray) -> bool:
+def _separated(v: np.ndarray, lab: np.ndarray, means: np.ndarray, params: DetectParams) -> bool:
     k = len(means)
-    if min(np.sum(lab == j) for j in range(k)) < max(3, MIN_FRACTION * len(v)):
+    if min(np.sum(lab == j) for j in range(k)) < max(3, params.class_min_fraction * len(v)):
         return False
     for j in range(k - 1):
         lo, hi = v[lab == j], v[lab == j + 1]
-        ratio_ok = means[j] <= 0 or means[j + 1] / means[j] > MIN_RATIO
+        ratio_ok = means[j] <= 0 or means[j + 1] / means[j] > params.class_min_ratio
         pooled = np.sqrt(0.5 * (lo.var() + hi.var()))
-        if not (ratio_ok and (means[j + 1] - means[j]) > MIN_SEPARATION * max(pooled, 1e-12)):
+        if not (ratio_ok and (means[j + 1] - means[j]) > params.class_min_separation * max(pooled, 1e-12)):
             return False
     return True
