@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from napari_automat.io.read import (angstrom_per_unit, apply_pixel_size, micrograph_from_array, read_micrograph,
-                                    supported_path, validate_image)
+                                    read_signals, supported_path, validate_image)
 from napari_automat.io.write import write_tiff_calibrated
 from napari_automat.model import AutomatError
 
@@ -263,3 +263,65 @@ def test_micrograph_from_array_and_pixel_size():
     for bad in (0, -1.0, float("nan"), "abc", (1.0, 2.0, 3.0)):
         with pytest.raises(AutomatError, match="pixel size"):
             apply_pixel_size(m, bad)
+
+
+DPC_TITLES = "formats/rsciio_fei_example_dpc_titles.emd"  # RosettaSciIO test data, GPL-3.0
+
+
+def test_read_signals_lists_every_detector_of_a_dpc_file(data_dir):
+    signals = read_signals(data_dir / DPC_TITLES)
+    titles = [m.metadata["title"] for m in signals]
+    assert sorted(titles) == sorted(["DF4-A", "DF4-B", "DF4-C", "DF4-D", "A-C", "B-D", "DPC", "iDPC",
+                                     "Filtered iDPC"])
+    assert titles[:2] == ["iDPC", "Filtered iDPC"]  # no HAADF: iDPC first, segments and DPC after
+    assert signals[0].metadata["signal"] == "iDPC" and signals[titles.index("DPC")].metadata["signal"] == "DPC"
+    for m in signals:
+        assert m.shape == (2, 2) and m.calibrated
+        assert m.pixel_size_A == pytest.approx((0.99619916, 0.99619916), rel=1e-6)  # 99.6 pm/px
+    dpc = signals[titles.index("DPC")]
+    assert not np.iscomplexobj(dpc.data) and dpc.metadata["complex_shown_as"] == "magnitude"
+    assert dpc.data[0, 0] == pytest.approx(abs(-32.84666 - 214.79666j), rel=1e-5)
+    with pytest.raises(AutomatError, match="2x2 pixels"):  # too small to analyse
+        read_micrograph(data_dir / DPC_TITLES)
+
+
+def test_read_signals_of_a_single_image_file_is_read_micrograph(data_dir):
+    path = data_dir / "real/temul_Cropped_PTO-SRO_Aligned.hspy"
+    (only,) = read_signals(path)
+    single = read_micrograph(path)
+    assert only.pixel_size_A == single.pixel_size_A and only.metadata == single.metadata
+    np.testing.assert_array_equal(only.data, single.data)
+
+
+def _signal(title, data, detector=""):
+    axes = [{"name": n, "scale": 0.01, "units": "nm", "navigate": False, "size": s}
+            for n, s in zip("yx", np.shape(data)[-2:])]
+    if np.ndim(data) == 1:
+        axes = [{"name": "E", "scale": 1.0, "units": "eV", "navigate": False, "size": len(data)}]
+    return {"data": np.asarray(data), "axes": axes, "metadata": {"General": {"title": title}, "Signal": {}},
+            "original_metadata": {"Detector": detector} if detector else {}}
+
+
+@pytest.mark.parametrize("titles, best", [
+    (["DF4-A", "A-C", "DPC", "ABF", "iDPC", "HAADF"], "HAADF"),
+    (["DF4-A", "A-C", "DPC", "ABF", "iDPC"], "iDPC"),
+    (["DF4-B", "B-D", "DPC", "ABF"], "ABF"),
+    (["DPC", "B-D", "BF"], "BF"),
+])
+def test_multi_signal_files_rank_signals_for_analysis(tmp_path, monkeypatch, titles, best):
+    import rsciio.emd
+
+    rng = np.random.default_rng(0)
+    signals = [_signal(t, rng.random((32, 24)) + (1j if t == "DPC" else 0), detector="DF4") for t in titles]
+    signals.append(_signal("EDS", np.ones(10)))  # a spectrum: not an image, skipped
+    monkeypatch.setattr(rsciio.emd, "file_reader", lambda *args, **kwargs: signals)
+    path = tmp_path / "scan.emd"
+    path.write_bytes(b"stand-in")
+    listed = read_signals(path)
+    order = [m.metadata["title"] for m in listed]
+    assert order[0] == best and sorted(order) == sorted(titles)
+    assert listed[0].metadata["signal"] == best  # the title, not the shared detector DF4
+    derived = [i for i, t in enumerate(order) if t == "DPC" or "-" in t]
+    assert derived == list(range(len(order) - len(derived), len(order)))  # DPC and segments last
+    assert read_micrograph(path).metadata["title"] == best
+    assert all(m.pixel_size_A == pytest.approx((0.1, 0.1)) for m in listed)

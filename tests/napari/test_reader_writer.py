@@ -27,6 +27,7 @@ def test_real_file_opens_with_angstrom_scale(make_napari_viewer, real_file):
     assert get_reader(str(path)) is not None
     viewer = make_napari_viewer()
     (layer,) = viewer.open(str(path), plugin="napari-automat")
+    assert layer.name == "atomap_test_ADF_cropped"  # a single-signal file: named after the file
     assert layer.data.shape == (400, 380)
     # 9.33 pm/px in the file -> 0.0933 Å/px on both axes
     np.testing.assert_allclose(layer.scale, [0.0933, 0.0933], rtol=0.01)
@@ -99,3 +100,23 @@ def test_structure_writer_needs_a_structure_layer(make_napari_viewer, tmp_path):
     with pytest.warns(UserWarning, match="did not return any written paths"):
         assert napari.save_layers(str(tmp_path / "x.cif"), [layer], plugin="napari-automat") == []
     assert not (tmp_path / "x.cif").exists()
+
+
+def test_multi_detector_file_opens_one_layer_per_signal(make_napari_viewer, real_file):
+    # RosettaSciIO test data (hyperspy/rosettasciio, GPL-3.0): nine 2x2 signals of one scan
+    path = real_file("formats/rsciio_fei_example_dpc_titles.emd")
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin="napari-automat")
+    names = [layer.name for layer in layers]
+    stem = path.stem
+    assert sorted(names) == sorted(f"{stem} {t}" for t in ["DF4-A", "DF4-B", "DF4-C", "DF4-D", "A-C", "B-D",
+                                                            "DPC", "iDPC", "Filtered iDPC"])
+    # no HAADF in the file: iDPC is the one for analysis, on top of the layer list and alone visible
+    assert names[-1] == f"{stem} iDPC" and viewer.layers[-1].name == f"{stem} iDPC"
+    assert names[0] in {f"{stem} {t}" for t in ["DF4-A", "DF4-B", "DF4-C", "DF4-D", "A-C", "B-D", "DPC"]}
+    assert [layer.visible for layer in layers] == [False] * 8 + [True]
+    assert viewer.layers.selection.active is layers[-1]
+    for layer in layers:
+        assert layer.data.shape == (2, 2) and not np.iscomplexobj(layer.data)
+        np.testing.assert_allclose(layer.scale, [0.996, 0.996], rtol=1e-3)  # 99.6 pm/px
+        assert layer.metadata[MICROGRAPH_KEY].metadata["title"] == layer.name[len(stem) + 1:]

@@ -56,7 +56,9 @@ _PRINT_UNITS = {"mm", "cm", "in", "inch", "millimeter", "millimetre", "centimete
                 "px", "pixel", "pix"}
 _NO_UNIT = {"", "undefined", "<undefined>", "none", "unknown", "au", "arb", "arbitrary"}
 _SIGNAL_PATTERNS = [("HAADF", r"HAADF\d*"), ("ABF", r"ABF\d*|LAABF\d*"), ("ADF", r"(LA|MA)?ADF\d*"),
-                    ("BF", r"BF\d*"), ("DF", r"DF\d*")]
+                    ("iDPC", r"IDPC"), ("DPC", r"DPC"), ("BF", r"BF\d*"), ("DF", r"DF\d*")]
+#: Titles of derived signals (segment differences such as ``A-C``, single segments such as ``DF4-A``).
+_DERIVED_TITLE = re.compile(r"[A-D]\s*-\s*[A-D]|\w*\d\s*-\s*[A-D]", re.IGNORECASE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,7 +82,22 @@ def read_micrograph(path: Union[str, Path], progress: Progress = no_progress) ->
     Raises :class:`AutomatError` with a one-line reason for missing, empty, damaged or unsupported
     files and for data that are not a usable grayscale image.
     """
-    path = Path(path)
+    return _read_file(Path(path), progress, every_signal=False)[0]
+
+
+def read_signals(path: Union[str, Path], progress: Progress = no_progress) -> list[Micrograph]:
+    """Every 2D image signal of a file (the detectors of one scan), best for analysis first.
+
+    Order: HAADF, ADF, iDPC, ABF, other detectors, then DPC, segment differences and single
+    segments. Calibration [Å/px] and metadata as in :func:`read_micrograph`; ``metadata['title']``
+    (else ``'detector'``) names each signal. Pixels are not validated (tiny or constant images are
+    listed): call :func:`validate_image` before analysis. A complex (vector) DPC image is returned as
+    its magnitude. Files with one image give a list of one, validated as by :func:`read_micrograph`.
+    """
+    return _read_file(Path(path), progress, every_signal=True)
+
+
+def _read_file(path: Path, progress: Progress, every_signal: bool) -> list[Micrograph]:
     ext = path.suffix.lower().lstrip(".")
     if ext not in SUPPORTED_EXTENSIONS:
         raise AutomatError(f"unsupported file type '{path.suffix or path.name}': use one of "
@@ -94,20 +111,20 @@ def read_micrograph(path: Union[str, Path], progress: Progress = no_progress) ->
     progress(0.0, f"reading {path.name}")
     try:
         if ext in PLAIN_IMAGE_EXTENSIONS:
-            micrograph = _read_plain_image(path)
+            micrographs = [_read_plain_image(path)]
         elif ext == "mat":
             from .matlab import read_mat
 
-            micrograph = read_mat(path)
+            micrographs = [read_mat(path)]
         else:
-            micrograph = _read_rsciio(path, ext)
+            micrographs = _read_rsciio(path, ext, every_signal)
     except (AutomatError, Cancelled):
         raise
     except Exception as exc:  # any reader failure on a bad file becomes one line for the user
         raise AutomatError(f"cannot read {path.name}: damaged, truncated or not a valid .{ext} file "
                            f"({_one_line(exc)})") from None
     progress(1.0, f"read {path.name}")
-    return micrograph
+    return micrographs
 
 
 def validate_image(data: Any) -> None:
@@ -235,7 +252,8 @@ def _read_plain_image(path: Path) -> Micrograph:
     return Micrograph(arr, (1.0, 1.0), False, str(path), metadata)
 
 
-def _read_rsciio(path: Path, ext: str) -> Micrograph:
+def _read_rsciio(path: Path, ext: str, every_signal: bool) -> list[Micrograph]:
+    """The best image of the file, or with ``every_signal`` all its images best first."""
     import importlib
 
     plugin = importlib.import_module(f"rsciio.{RSCIIO_PLUGINS[ext]}")
@@ -264,8 +282,12 @@ def _read_rsciio(path: Path, ext: str) -> Micrograph:
     if want_name:
         chosen = [s for s in signals if _get(s, "metadata", "General", "original_filename") == want_name]
         signals = chosen or signals
-    signal = _pick_image(signals, path)
-    return _to_micrograph(signal, path, RSCIIO_PLUGINS[ext])
+    images = _image_signals(signals, path)
+    images.sort(key=lambda s: _analysis_rank(_metadata_of(s, path)))  # stable: file order within a rank
+    fmt = RSCIIO_PLUGINS[ext]
+    if not every_signal or len(images) == 1:
+        return [_to_micrograph(images[0], path, fmt)]
+    return [_to_micrograph(s, path, fmt, validate=False) for s in images]
 
 
 @contextmanager
@@ -281,8 +303,8 @@ def _quiet_readers() -> Iterator[None]:
         log.disabled = was_disabled
 
 
-def _pick_image(signals: list[dict], path: Path) -> dict:
-    """The image signal to use: 2 signal dims, at most 1 navigation dim; HAADF/ADF preferred."""
+def _image_signals(signals: list[dict], path: Path) -> list[dict]:
+    """The image signals (2 signal dims, at most 1 navigation dim, not spectra or diffraction)."""
     images, rejected = [], []
     for s in signals:
         axes = s.get("axes") or []
@@ -297,8 +319,17 @@ def _pick_image(signals: list[dict], path: Path) -> dict:
         what = rejected[0] if rejected else "no data"
         raise AutomatError(f"{path.name} holds no 2D image ({what}): spectra, diffraction and 4D data "
                            "are not supported")
-    rank = {"HAADF": 0, "ADF": 1}
-    return min(images, key=lambda s: rank.get(_metadata_of(s, path).get("signal", ""), 2))
+    return images
+
+
+def _analysis_rank(metadata: dict) -> int:
+    """0 (best for column finding) to 5: HAADF, ADF, iDPC, ABF, other detectors, then DPC and
+    segment or difference images (titles such as ``DF4-A``, ``A-C``)."""
+    title = str(metadata.get("title", ""))
+    signal = metadata.get("signal", "")
+    if signal == "DPC" or _DERIVED_TITLE.fullmatch(title.strip()):
+        return 5
+    return {"HAADF": 0, "ADF": 1, "iDPC": 2, "ABF": 3}.get(signal, 4)
 
 
 def _describe_shape(n_nav: int, n_sig: int, kind: str) -> str:
@@ -311,12 +342,17 @@ def _describe_shape(n_nav: int, n_sig: int, kind: str) -> str:
     return f"{n_sig} signal and {n_nav} navigation dimensions"
 
 
-def _to_micrograph(signal: dict, path: Path, fmt: str) -> Micrograph:
+def _to_micrograph(signal: dict, path: Path, fmt: str, validate: bool = True) -> Micrograph:
+    """One rsciio signal as a Micrograph; without ``validate`` pixels are not checked and a
+    complex image becomes its magnitude."""
     axes = signal.get("axes") or []
     data = signal["data"]
     if hasattr(data, "compute"):
         data = data.compute()
     data = np.array(data)  # a copy: memory-mapped readers release the file
+    complex_data = not validate and np.iscomplexobj(data)
+    if complex_data:
+        data = np.abs(data)
     if axes and len(axes) == data.ndim:
         order = [i for i, a in enumerate(axes) if a.get("navigate", False)]
         order += [i for i, a in enumerate(axes) if not a.get("navigate", False)]
@@ -325,9 +361,12 @@ def _to_micrograph(signal: dict, path: Path, fmt: str) -> Micrograph:
     else:
         image_axes = [{}, {}]
     data = _as_image_array(data)
-    validate_image(data)
+    if validate:
+        validate_image(data)
     metadata = _metadata_of(signal, path)
     metadata["format"] = fmt
+    if complex_data:
+        metadata["complex_shown_as"] = "magnitude"
     units = [a.get("units") for a in image_axes]
     units = [_imagej_unit(signal) if _unit_key(u) in _NO_UNIT else u for u in units]
     scales = [a.get("scale", 1.0) for a in image_axes]
@@ -392,19 +431,20 @@ def _metadata_of(signal: dict, path: Path) -> dict:
         out["detector"] = detector
     if title:
         out["title"] = title
-    for text in (detector, title, path.stem):
-        found = _recognise_signal(text or "")
+    # a title names one signal of a multi-detector file; (i)DPC is not read from file names
+    for text, dpc in ((title, True), (detector, True), (path.stem, False)):
+        found = _recognise_signal(text or "", dpc)
         if found:
             out["signal"] = found
             break
     return out
 
 
-def _recognise_signal(text: str) -> str:
-    """HAADF/ADF/ABF/BF/DF when a word of ``text`` names that detector, else ''."""
+def _recognise_signal(text: str, dpc: bool = False) -> str:
+    """HAADF/ADF/ABF/BF/DF (with ``dpc`` also iDPC/DPC) when a word of ``text`` names it, else ''."""
     tokens = re.split(r"[^A-Z0-9]+", text.upper())
     for name, pattern in _SIGNAL_PATTERNS:
-        if any(re.fullmatch(pattern, t) for t in tokens if t):
+        if (dpc or "DPC" not in name) and any(re.fullmatch(pattern, t) for t in tokens if t):
             return name
     return ""
 
