@@ -109,6 +109,45 @@ def test_the_same_formula_and_space_group_on_other_sites_is_another_answer():
     assert d.probability == pytest.approx(0.5, abs=0.01) and d.status == "uncertain"
 
 
+def terms(shape=1.0, scale=1.0, positions=1.0, z=1.0, elements=1.0, **priors):
+    return {"lattice_shape": shape, "lattice_scale": scale, "positions": positions, "z_contrast": z,
+            "elements": elements, **priors}
+
+
+def test_a_polymorph_the_image_cannot_tell_apart_is_named():
+    params = PosteriorParams(temperature_hint=6.0, none_log_evidence_hint=-5.0, misrank_hint=0.0)
+    # the tilted library compound and the cubic decorated prototype fit the pattern alike; the
+    # cell-size prediction and the priors separate them
+    tilted = hit("SrZrO3", "I4/mcm", 0.89, 140, **terms(scale=0.99, simplicity=0.9))
+    cubic = hit("SrZrO3", "Pm-3m", 0.58, 221, **terms(scale=0.667, elements=0.87))
+    d = decide([tilted, cubic], True, params=params)
+    assert d.alike == [f"SrZrO3 Pm-3m (p = {d.hit_probability[1]:.2f})"]
+    assert d.status == "confident"
+    assert f"the image fits {d.alike[0]} alike: the polymorph rests on the priors" in d.line()
+    close = decide([tilted, hit("SrZrO3", "Pm-3m", 0.8, 221, **terms(elements=0.8))], True, params=params)
+    assert close.status == "uncertain" and "the image fits both alike" in close.line()
+    assert d.to_dict()["alike"] == d.alike
+    # a polymorph whose columns fit worse, or another compound, is not alike
+    worse = hit("SrZrO3", "Pm-3m", 0.5, 221, **terms(z=0.9, elements=0.87))
+    other = hit("SrHfO3", "I4/mcm", 0.6, 140, **terms(simplicity=0.9))
+    assert decide([tilted, worse, other], True, params=params).alike == []
+    assert "alike" not in decide([tilted, worse], True, params=params).line()
+
+
+def test_benchmark_rows_say_whether_a_stated_answer_had_an_alike_polymorph():
+    from napari_automat.bench.calibrate import has_alike
+
+    def row_hit(formula, sg, group, fit):
+        return {"structure": [formula, sg], "group": group, "image_fit": fit}
+
+    hits = [row_hit("SrZrO3", 140, 0, [1.0, 1.0, 1.0]), row_hit("SrZrO3", 221, 1, [1.0, 0.995, 1.0]),
+            row_hit("SrHfO3", 140, 2, [1.0, 1.0, 1.0])]
+    assert has_alike(hits, 0) is True
+    hits[1]["image_fit"] = [1.0, 1.0, 0.9]
+    assert has_alike(hits, 0) is False
+    assert has_alike([{"structure": ["X", 1], "group": 0}], 0) is None  # rows of older runs
+
+
 def test_stability_weight_is_the_evidence_when_present():
     a = hit("AgCl", "Fm-3m", 0.9, 225, stability_weight=0.05)
     b = hit("AgCl", "P4/mmm", 0.8, 123, stability_weight=0.8)

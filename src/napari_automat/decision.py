@@ -25,6 +25,12 @@ The structure-type posterior (fitted on its own β, log e_0, ε) weighs each typ
 only: the compound within a type is a nuisance profiled out, so that a type the library holds
 many compounds of does not win for that alone (on the tuning split's no-hint rows, type top-1
 55% summed, 68% profiled).
+
+Two structures of one formula whose projected patterns fit the image equally (:func:`alike_in_image`:
+lattice shape, column positions and Z-contrast) are told apart by the priors alone (library
+compound or decorated prototype, simpler cell, energy): a cubic perovskite and its tilted
+polymorphs seen in HAADF, a monolayer and its bulk crystal in plan view. The verdict names such
+an alternative, whatever the probability, so that a user knows the polymorph is not read from the image.
 """
 
 from __future__ import annotations
@@ -43,6 +49,11 @@ STATUSES = ("confident", "uncertain", "no answer")
 #: StructureMatcher tolerances (AutoMat's) that make two structures one answer: fractional length,
 #: site and angle [degrees]; the benchmark's match uses the same.
 MATCH_TOLERANCES = {"ltol": 0.2, "stol": 0.3, "angle_tol": 5.0}
+#: The factors of a hit's score that say how its projected pattern fits the image (the others are
+#: the cell size, which a decorated prototype only predicts, and priors) ...
+IMAGE_TERMS = ("lattice_shape", "positions", "z_contrast")
+#: ... and the largest difference of their logs at which two fits are alike (2%).
+ALIKE_LOG = 0.02
 
 
 @dataclass(frozen=True)
@@ -263,6 +274,9 @@ class Decision:
     #: Intensity of each column site of the measured cell relative to the brightest, brightest
     #: first: what the image says about heavy and light columns whatever the compound.
     column_classes: list[float] = field(default_factory=list)
+    #: Other structures of the chosen formula that fit the image alike (:func:`alike_in_image`),
+    #: as "formula space group (p = …)", most probable first.
+    alike: list[str] = field(default_factory=list)
 
     @property
     def type_only(self) -> bool:
@@ -275,6 +289,10 @@ class Decision:
         if not self.hinted and self.status != "confident" and len(self.column_classes) > 1:
             text += ("; column sites per cell at " + " / ".join(f"{v:.2f}" for v in self.column_classes)
                      + " of the brightest")
+        if self.alike and not self.type_only:
+            named = self.status != STATUSES[0] and self.alike[0] == self.runner_up
+            text += (f"; the image fits {'both' if named else self.alike[0]} alike: the polymorph rests on "
+                     "the priors (library compound, simpler cell, energy)")
         return text + (f"; but {'; '.join(self.caveats)}" if self.caveats else "")
 
     def _verdict(self) -> str:
@@ -300,7 +318,8 @@ class Decision:
                 "type_probability": round(self.type_probability, 4), "type_only": self.type_only,
                 "none_probability": round(self.none_probability, 4), "hinted": self.hinted,
                 "runner_up": self.runner_up, "caveats": list(self.caveats),
-                "column_classes": [round(v, 3) for v in self.column_classes], "summary": self.line()}
+                "column_classes": [round(v, 3) for v in self.column_classes], "alike": list(self.alike),
+                "summary": self.line()}
 
 
 def decide(hits: Sequence[TemplateHit], hinted: bool, chosen: int = 0,
@@ -329,6 +348,8 @@ def decide(hits: Sequence[TemplateHit], hinted: bool, chosen: int = 0,
     if others:
         other = hits[groups.index(others[0][1])]
         runner = f"{other.formula} {other.details.get('spacegroup') or '?'} (p = {others[0][0]:.2f})"
+    alike_groups = {groups[i] for i, h in enumerate(hits) if groups[i] != groups[chosen] and alike_in_image(hit, h)}
+    alike = sorted(((masses[g], groups.index(g)) for g in alike_groups), reverse=True)
     # the structure type the evidence favours: the chosen hit's with a hint, the most probable without
     t = types[chosen] if hinted else max(range(len(type_masses)), key=type_masses.__getitem__)
     typical = hits[types.index(t)]
@@ -337,7 +358,23 @@ def decide(hits: Sequence[TemplateHit], hinted: bool, chosen: int = 0,
                     structure_type=f"{anon} {typical.details.get('spacegroup') or ''}".strip(),
                     type_probability=type_masses[t], none_probability=none_p, hinted=hinted,
                     hit_probability=hit_p, hit_log_likelihood=logs, runner_up=runner,
-                    confident_level=params.confident, caveats=list(caveats), column_classes=list(column_classes))
+                    confident_level=params.confident, caveats=list(caveats), column_classes=list(column_classes),
+                    alike=[f"{hits[i].formula} {hits[i].details.get('spacegroup') or '?'} (p = {m:.2f})"
+                           for m, i in alike])
+
+
+def alike_in_image(a: TemplateHit, b: TemplateHit) -> bool:
+    """Whether two hits of one formula fit the image alike: each of :data:`IMAGE_TERMS` within
+    :data:`ALIKE_LOG` in log (False when either lacks them)."""
+    from pymatgen.core import Composition
+
+    if Composition(a.formula).reduced_formula != Composition(b.formula).reduced_formula:
+        return False
+    ta, tb = a.terms, b.terms
+    if ta is None or tb is None:
+        return False
+    return all(abs(math.log(max(getattr(ta, k), _FLOOR)) - math.log(max(getattr(tb, k), _FLOOR))) <= ALIKE_LOG
+               for k in IMAGE_TERMS)
 
 
 #: A calibration factor is reported as off when it differs from 1 by more than this many sigma

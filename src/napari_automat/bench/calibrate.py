@@ -156,7 +156,22 @@ def statement(row: dict, params: PosteriorParams) -> dict:
     type_p, type_right = stated(row, params.for_type(row["hint"]), "type_group")
     claim = "compound" if p >= params.confident else "type" if type_p >= params.confident else None
     claim_right = right if claim == "compound" else type_right if claim == "type" else False
-    return {"p": p, "right": right, "claim": claim, "claim_right": claim_right, "type_right": type_right}
+    return {"p": p, "right": right, "claim": claim, "claim_right": claim_right, "type_right": type_right,
+            "alike": has_alike(hits, min(row.get("chosen_index", 0), len(hits) - 1))}
+
+
+def has_alike(hits: Sequence[dict], chosen: int) -> Optional[bool]:
+    """Whether another structure of the chosen hit's formula fits the image alike
+    (``decision.alike_in_image`` on the rows' ``image_fit``); None for rows without it."""
+    from ..decision import ALIKE_LOG
+
+    fit = hits[chosen].get("image_fit")
+    if fit is None:
+        return None
+    formula, group = hits[chosen]["structure"][0], hits[chosen]["group"]
+    return any(h["group"] != group and h["structure"][0] == formula and h.get("image_fit") is not None
+               and all(abs(math.log(max(a, 1e-12)) - math.log(max(b, 1e-12))) <= ALIKE_LOG
+                       for a, b in zip(fit, h["image_fit"])) for h in hits)
 
 
 def reliability(rows: Sequence[dict], params: PosteriorParams) -> dict:
@@ -176,6 +191,10 @@ def reliability(rows: Sequence[dict], params: PosteriorParams) -> dict:
             "confident_precision": round(sum(s["claim_right"] for s in claims) / len(claims), 4) if claims else None,
             "confident_compound_n": sum(s["claim"] == "compound" for s in claims),
             "confident_type_n": sum(s["claim"] == "type" for s in claims),
+            # confident compounds with a polymorph the image fits alike: told apart by the priors
+            "confident_alike_n": sum(s["claim"] == "compound" and bool(s["alike"]) for s in claims),
+            "confident_alike_right": sum(s["claim"] == "compound" and bool(s["alike"]) and s["claim_right"]
+                                         for s in claims),
             "match_rate": round(float(right.mean()), 4) if len(right) else None}
 
 

@@ -128,7 +128,7 @@ def _score(row: dict, result, truth, folder: Path, steps: int, fmax: float, M, t
         row["chosen_index"] = result.chosen_index
         row["prior_weight"] = result.score_params.prior_weight
         decision = result.decision
-        row["probability"], row["status"] = decision.probability, decision.status
+        row["probability"], row["status"], row["alike"] = decision.probability, decision.status, decision.alike
         row["calibration_factor"] = (result.calibration or {}).get("scale_factor")
     if result.reconstruction is not None:
         pred = result.reconstruction.structure
@@ -188,15 +188,17 @@ def _scaled(structure, factor: float, is_2d: bool):
 
 def hit_rows(hits, truth, M) -> list[dict]:
     """What the posterior fit needs of each hit: its log-evidence and log-prior, its answer group and
-    structure-type group (``decision.answer_groups``), and whether its template matches the truth
-    (with and without species)."""
-    from ..decision import answer_groups, log_evidence, log_prior, structure_key
+    structure-type group (``decision.answer_groups``), how its pattern fits the image
+    (``decision.IMAGE_TERMS``), and whether its template matches the truth (with and without species)."""
+    from ..decision import IMAGE_TERMS, answer_groups, log_evidence, log_prior, structure_key
 
     groups, types = answer_groups(hits), answer_groups(hits, anonymous=True)
     out = []
     for hit, g, t in zip(hits, groups, types):
         correct = hit.structure is not None and M.structures_match(hit.structure, truth)
+        terms = hit.terms
         out.append({"log_evidence": log_evidence(hit), "log_prior": log_prior(hit), "group": g, "type_group": t,
+                    "image_fit": None if terms is None else [getattr(terms, k) for k in IMAGE_TERMS],
                     "structure": list(structure_key(hit)), "correct": bool(correct),
                     "type_correct": bool(correct or (hit.structure is not None
                                                      and M.structure_types_match(hit.structure, truth)))})
