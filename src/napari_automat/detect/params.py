@@ -72,6 +72,23 @@ class DetectParams:
     #: ... when no lattice is found, or when its basis differs from the Fourier transform's by more
     #: than this (relative); the first one is kept if no retry agrees better.
     fft_retry: float = 0.2
+    #: Domains (``detect.domains``): the image's Bragg spots used, at most this many ...
+    domain_max_spots: int = 8
+    #: ... each with at least this fraction of the strongest spot's excess power.
+    domain_min_spot: float = 0.02
+    #: Width (Gaussian sigma) of the local spot-amplitude maps, in periods of the longest lattice
+    #: spacing: the boundary is resolved to about this.
+    domain_sigma_periods: float = 1.0
+    #: Spot amplitudes are compared on a log scale after adding this fraction of each spot's strong
+    #: level (95th percentile over the field), so a weak or absent spot's noise does not count.
+    domain_amplitude_floor: float = 0.25
+    #: Two places are one crystal when no spot's floored amplitude differs by more than this factor
+    #: (average linkage).
+    domain_tolerance: float = 2.0
+    #: Domains under this fraction of the analysed field join their nearest neighbour.
+    domain_min_fraction: float = 0.05
+    #: At most this many sample points are clustered (the rest take the nearest cluster).
+    domain_samples: int = 2000
 
     def to_dict(self) -> dict:
         d = asdict(self)

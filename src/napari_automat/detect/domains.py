@@ -1,0 +1,235 @@
+"""More than one crystal: segment the field into domains by local lattice.
+
+The image's Bragg spots (:func:`napari_automat.detect.spectrum.spectrum_peaks`) cover every
+crystal in it. For each spot, the local amplitude of that reflection (a dark-field image: the
+spectrum under a Gaussian window around the spot, transformed back) says where it is, so the
+vector of log spot amplitudes describes the local lattice at every pixel: its orientation and
+spacing (which spots light up) and its motif (their relative strengths: in PbTiO3 the A and B
+columns differ strongly in Z and the ``(100)`` reflections are strong, in SrRuO3 they nearly
+cancel). Sample points are clustered on that vector (average linkage cut at a stated
+tolerance), every pixel takes its nearest cluster, and domains under a useful size join their
+neighbours. Lengths are in pixels unless the name says ``_A``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import fft as sfft
+from scipy import ndimage
+
+from .params import DEFAULT_DETECT, DetectParams
+from .spectrum import basis_from_spots, spectrum_peaks
+
+
+@dataclass
+class Interface:
+    """The boundary between two domains: a straight line fitted to their touching pixels.
+
+    ``centre_px``: ``(y, x)`` of its centroid [px]; ``angle_deg``: direction of the line from the
+    image's x axis towards +y [deg, -90..90]; ``length_px``: its extent along the line;
+    ``rms_px``: RMS distance of the boundary pixels from the line (roughness, steps).
+    """
+
+    labels: tuple[int, int]
+    centre_px: tuple[float, float]
+    angle_deg: float
+    length_px: float
+    rms_px: float
+
+    def to_dict(self, origin_px=(0.0, 0.0)) -> dict:
+        return {"labels": list(self.labels),
+                "centre_px": [round(float(c + o), 2) for c, o in zip(self.centre_px, origin_px)],
+                "angle_deg": round(self.angle_deg, 2), "length_px": round(self.length_px, 1),
+                "rms_px": round(self.rms_px, 2)}
+
+
+@dataclass
+class Domain:
+    """One domain: ``label`` in the label image, ``area_fraction`` of the field (0–1), ``bbox``
+    ``[y0, y1, x0, x1]`` [px, ends exclusive], its local lattice from the spots that are strong in
+    it (``a_A``, ``b_A`` [Å], ``gamma_deg``, ``angle_deg`` of ``a`` from the x axis; None when
+    fewer than two independent spots are), ``brightness`` (mean intensity over the field's) and
+    ``spot_amplitude`` (mean local amplitude of each spot over the field's median)."""
+
+    label: int
+    area_fraction: float
+    bbox: list[int]
+    a_A: float | None
+    b_A: float | None
+    gamma_deg: float | None
+    angle_deg: float | None
+    brightness: float
+    spot_amplitude: list[float]
+
+    def to_dict(self, origin_px=(0.0, 0.0)) -> dict:
+        y0, x0 = (int(v) for v in origin_px)
+        d = {k: v for k, v in self.__dict__.items() if k != "bbox"}
+        return dict(d, bbox=[self.bbox[0] + y0, self.bbox[1] + y0, self.bbox[2] + x0, self.bbox[3] + x0])
+
+
+@dataclass
+class DomainMap:
+    """``labels``: int ``(y, x)`` image, 0 outside the analysed crystal, domains 1.. by area;
+    ``domains`` and ``interfaces`` as above; ``spots_A``: the Bragg spots used ``(m, 2)``
+    [Å⁻¹, ``(ky, kx)``]; ``sigma_px``: width of the local amplitude maps."""
+
+    labels: np.ndarray
+    domains: list[Domain] = field(default_factory=list)
+    interfaces: list[Interface] = field(default_factory=list)
+    spots_A: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    sigma_px: float = 0.0
+
+
+def spot_amplitudes(image: np.ndarray, spots_px: np.ndarray, sigma_px: float, mask=None) -> np.ndarray:
+    """Local amplitude ``(m, y, x)`` of each spot (``spots_px`` ``(m, 2)`` [cycles/px, ``(ky, kx)``]):
+    the image's spectrum under a Gaussian around the spot whose real-space width is ``sigma_px``,
+    transformed back; normalised by the equally smoothed support (``mask``, default all), so
+    edges and the mask's border are not dimmed."""
+    img = np.asarray(image, float)
+    support = np.ones(img.shape) if mask is None else np.asarray(mask, float)
+    img = (img - img[support > 0].mean()) * support
+    pad = int(np.ceil(3 * sigma_px))
+    shape = tuple(sfft.next_fast_len(n + 2 * pad) for n in img.shape)
+    ky, kx = sfft.fftfreq(shape[0])[:, None], sfft.fftfreq(shape[1])[None, :]
+    width = 1.0 / (2 * np.pi * sigma_px)  # the Gaussian's width in cycles/px
+
+    def smoothed(spectrum, k):
+        window = np.exp(-((ky - k[0]) ** 2 + (kx - k[1]) ** 2) / (2 * width ** 2))
+        return sfft.ifft2(spectrum * window)[:img.shape[0], :img.shape[1]]
+
+    weight = np.maximum(smoothed(sfft.fft2(support, s=shape), (0.0, 0.0)).real, 1e-3)
+    spectrum = sfft.fft2(img, s=shape)
+    return np.stack([np.abs(smoothed(spectrum, k)) / weight for k in spots_px])
+
+
+def segment_domains(image: np.ndarray, pixel_size_A, mask=None,
+                    params: DetectParams = DEFAULT_DETECT) -> DomainMap:
+    """Domains of a 2D image by local lattice (module docstring); ``pixel_size_A``: one size or
+    ``(y, x)`` [Å/px]; ``mask``: the crystalline pixels (default all). One domain when the image
+    shows a single lattice, none (all-zero labels) when it shows no Bragg spot."""
+    img = np.asarray(image, float)
+    pixel = np.broadcast_to(np.asarray(pixel_size_A, float), (2,))
+    mask = np.ones(img.shape, bool) if mask is None else np.asarray(mask, bool)
+    g_A, strength = spectrum_peaks(img, pixel)
+    keep = strength >= params.domain_min_spot * strength[0] if len(g_A) else np.zeros(0, bool)
+    g_A, strength = g_A[keep][:params.domain_max_spots], strength[keep][:params.domain_max_spots]
+    if len(g_A) == 0 or not mask.any():
+        return DomainMap(np.zeros(img.shape, int))
+    spots_px = g_A * pixel
+    sigma_px = params.domain_sigma_periods / float(np.min(np.linalg.norm(spots_px, axis=1)))
+    amp = spot_amplitudes(img, spots_px, sigma_px, mask)
+    labels = _cluster(amp, mask, sigma_px, params) if len(g_A) > 1 else mask.astype(int)
+    labels = _merge_small(labels, params.domain_min_fraction * mask.sum())
+    domains = [_describe(labels == k, img, amp, g_A, sigma_px, k) for k in range(1, labels.max() + 1)]
+    return DomainMap(labels, domains, interfaces(labels), g_A, sigma_px)
+
+
+def _cluster(amp: np.ndarray, mask: np.ndarray, sigma_px: float, params: DetectParams) -> np.ndarray:
+    """Label image from the spot amplitudes ``amp`` ``(m, y, x)``: sample points ``sigma_px`` apart (at
+    most ``params.domain_samples``) are clustered on their log amplitudes, each spot's floored at
+    ``params.domain_amplitude_floor`` of its strong level (95th percentile over the mask), by average
+    linkage on the largest difference over the spots, cut at ``log(params.domain_tolerance)``. Each
+    masked pixel takes the cluster whose mean amplitudes (over its samples at least two steps from
+    another cluster's), scaled by the spots' strong levels, are nearest its own on a linear scale, so that a boundary falls where the amplitudes are halfway
+    between the two sides' (the log's midpoint would lean into the weaker side)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    step = max(1, int(sigma_px), int(np.ceil(np.sqrt(mask.sum() / params.domain_samples))))
+    iy, ix = np.nonzero(mask[::step, ::step])
+    strong = np.percentile(amp[:, mask], 95, axis=1)
+    samples = amp[:, iy * step, ix * step].T / strong
+    if len(samples) < 2:
+        return mask.astype(int)
+    log = np.log(samples + params.domain_amplitude_floor)
+    cluster = fcluster(linkage(log, "average", metric="chebyshev"), np.log(params.domain_tolerance),
+                       criterion="distance")
+    grid = np.zeros(mask[::step, ::step].shape, int)
+    grid[iy, ix] = cluster
+    centres = np.stack([samples[_core(grid == c, 2)[iy, ix]].mean(axis=0) for c in np.unique(cluster)])
+    pixels = amp[:, mask].T / strong
+    nearest = np.concatenate([np.argmin(((pixels[i:i + 65536, None, :] - centres[None]) ** 2).sum(axis=2), axis=1)
+                              for i in range(0, len(pixels), 65536)])
+    labels = np.zeros(mask.shape, int)
+    labels[mask] = nearest + 1
+    return labels
+
+
+def _core(inside: np.ndarray, depth: int) -> np.ndarray:
+    """``inside`` eroded by ``depth`` steps (away from its own edges, not the image's), or itself when
+    that leaves nothing: the part of a domain its neighbours' smoothed amplitudes do not reach."""
+    core = ndimage.binary_erosion(inside, iterations=depth, border_value=1)
+    return core if core.any() else inside
+
+
+def _merge_small(labels: np.ndarray, min_area: float) -> np.ndarray:
+    """Connected domains (4-connected pieces of each cluster) numbered 1.. by decreasing area; pieces
+    under ``min_area`` pixels take the label of the nearest piece that is not."""
+    pieces = np.zeros_like(labels)
+    count = 0
+    for c in range(1, labels.max() + 1):
+        lab, n = ndimage.label(labels == c)
+        pieces[lab > 0] = lab[lab > 0] + count
+        count += n
+    if count == 0:
+        return pieces
+    area = ndimage.sum(np.ones_like(pieces), pieces, index=np.arange(1, count + 1))
+    big = 1 + np.flatnonzero(area >= min_area)
+    if len(big) == 0:
+        big = np.array([1 + int(np.argmax(area))])
+    small = (pieces > 0) & ~np.isin(pieces, big)
+    if small.any():
+        _, (ny, nx) = ndimage.distance_transform_edt(~np.isin(pieces, big), return_indices=True)
+        pieces = np.where(small, pieces[ny, nx], pieces)
+    order = big[np.argsort(-area[big - 1], kind="stable")]
+    relabel = np.zeros(count + 1, int)
+    relabel[order] = np.arange(1, len(order) + 1)
+    return relabel[pieces]
+
+
+def _describe(inside: np.ndarray, image: np.ndarray, amp: np.ndarray, g_A: np.ndarray, sigma_px: float,
+              label: int) -> Domain:
+    """A :class:`Domain` for the pixels ``inside``: bbox, brightness, mean spot amplitudes (over the
+    field's median) and the lattice of the spots strong in its core, ``2 sigma_px`` in from its
+    edge where it has one (``spectrum.basis_from_spots`` on their mean power)."""
+    ys, xs = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    power = (amp[:, _core(inside, int(2 * sigma_px))] ** 2).mean(axis=1)
+    order = np.argsort(-power)
+    basis = basis_from_spots(g_A[order], power[order])
+    a_A = b_A = gamma = angle = None
+    if basis is not None:
+        a, b = basis
+        a_A, b_A = round(float(np.linalg.norm(a)), 4), round(float(np.linalg.norm(b)), 4)
+        gamma = round(float(np.degrees(np.arccos(np.clip(a @ b / (a_A * b_A), -1, 1)))), 2)
+        angle = round(float(np.degrees(np.arctan2(a[0], a[1]))), 2)
+    return Domain(label, round(float(inside.mean()), 4), [int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1], a_A, b_A, gamma, angle,
+                  round(float(image[inside].mean() / np.mean(image)), 4),
+                  [round(float(v), 3) for v in amp[:, inside].mean(axis=1) / np.median(amp, axis=(1, 2))])
+
+
+def interfaces(labels: np.ndarray) -> list[Interface]:
+    """The boundary of each pair of touching domains, as a line fitted (principal axis) to the
+    midpoints between 4-neighbour pixels of the two labels."""
+    points: dict[tuple[int, int], list[np.ndarray]] = {}
+    for axis in (0, 1):
+        a = labels[:-1, :] if axis == 0 else labels[:, :-1]
+        b = labels[1:, :] if axis == 0 else labels[:, 1:]
+        edge = (a != b) & (a > 0) & (b > 0)
+        iy, ix = np.nonzero(edge)
+        mid = np.stack([iy + 0.5 * (axis == 0), ix + 0.5 * (axis == 1)], axis=1)
+        lo, hi = np.minimum(a[edge], b[edge]), np.maximum(a[edge], b[edge])
+        for pair in set(zip(lo.tolist(), hi.tolist())):
+            points.setdefault(pair, []).append(mid[(lo == pair[0]) & (hi == pair[1])])
+    out = []
+    for pair, chunks in sorted(points.items()):
+        p = np.concatenate(chunks)
+        centre = p.mean(axis=0)
+        _, s, vt = np.linalg.svd(p - centre, full_matrices=False)
+        direction = vt[0] if vt[0][1] >= 0 else -vt[0]
+        along = (p - centre) @ direction
+        across = (p - centre) @ np.array([-direction[1], direction[0]])
+        out.append(Interface(pair, (float(centre[0]), float(centre[1])),
+                             float(np.degrees(np.arctan2(direction[0], direction[1]))),
+                             float(np.ptp(along)) if len(p) > 1 else 0.0, float(np.sqrt(np.mean(across ** 2)))))
+    return out

@@ -1,0 +1,63 @@
+"""Domains (detect.domains): two lattices side by side are two domains with the boundary where it
+is; one lattice is one domain."""
+
+import numpy as np
+import pytest
+from detect_synth import lattice_points, perovskite, render
+
+from napari_automat.detect.domains import segment_domains
+from napari_automat.model import Micrograph
+
+PIXEL_A = 0.2
+A_A = 3.9
+
+
+def bicrystal(shape=(192, 320), boundary_x=150.5, ratios=(0.15, 0.85), angles_deg=(0.0, 0.0), dose=100, seed=1):
+    """Perovskite [001] columns (A at (0, 0), B at (½, ½) with ``ratios`` of the A amplitude): the
+    left of ``boundary_x`` [px] with the first ratio and angle, the right with the second. Returns
+    the micrograph and the true boundary [px]: halfway between the last B column on the left and the
+    first on the right (where only the B columns differ, the A column between them is shared)."""
+    pos, amp, b_x = [], [], []
+    for side, (ratio, angle) in enumerate(zip(ratios, angles_deg)):
+        t = np.radians(angle)
+        a, b = A_A * np.array([np.sin(t), np.cos(t)]), A_A * np.array([np.cos(t), -np.sin(t)])
+        p, site = lattice_points(shape, PIXEL_A, a, b, [(0, 0), (0.5, 0.5)], origin_px=(4.2, 7.1))
+        keep = (p[:, 1] < boundary_x) if side == 0 else (p[:, 1] >= boundary_x)
+        pos.append(p[keep])
+        amp.append(np.array([1.0, ratio])[site[keep]])
+        b_x.append(p[keep & (site == 1), 1])
+    img = render(shape, np.concatenate(pos), np.concatenate(amp), 0.45 / PIXEL_A, dose=dose, seed=seed)
+    return Micrograph(img, (PIXEL_A, PIXEL_A), True, path="bicrystal"), (b_x[0].max() + b_x[1].min()) / 2
+
+
+@pytest.mark.parametrize("kind", ["motif", "orientation"])
+def test_two_lattices_give_two_domains_split_at_the_boundary(kind):
+    mg, truth = bicrystal() if kind == "motif" else bicrystal(ratios=(0.5, 0.5), angles_deg=(0.0, 30.0))
+    truth = truth if kind == "motif" else 150.5
+    dm = segment_domains(mg.data, mg.pixel_size_A)
+    assert len(dm.domains) == 2
+    assert sum(d.area_fraction for d in dm.domains) == pytest.approx(1.0)
+    sides = np.unique(dm.labels[:, :int(truth) - 20]), np.unique(dm.labels[:, int(truth) + 20:])
+    assert len(sides[0]) == len(sides[1]) == 1 and sides[0] != sides[1]  # each side is one domain
+    (edge,) = dm.interfaces
+    assert edge.centre_px[1] == pytest.approx(truth, abs=3.0)
+    assert abs(abs(edge.angle_deg) - 90) < 5 and edge.rms_px < 4
+    columns = [np.argmax(np.diff(row) != 0) + 0.5 for row in dm.labels]
+    assert np.median(np.abs(np.array(columns) - truth)) < 3.0  # the boundary within 3 px along its length
+    if kind == "orientation":
+        turn = (dm.domains[0].angle_deg - dm.domains[1].angle_deg) % 90  # the grains are 30° apart
+        assert min(abs(turn - 30), abs(turn - 60)) < 1.0
+        assert all(min(abs(d.a_A / A_A - 1), abs(d.a_A * 2 ** 0.5 / A_A - 1)) < 0.02 for d in dm.domains)
+
+
+def test_one_lattice_is_one_domain():
+    mg, _, _ = perovskite(shape=(256, 256), pixel_A=PIXEL_A, ratio=0.3)
+    dm = segment_domains(mg.data, mg.pixel_size_A)
+    assert len(dm.domains) == 1 and dm.domains[0].area_fraction == 1.0 and not dm.interfaces
+    assert dm.domains[0].a_A == pytest.approx(3.905, rel=0.02)
+
+
+def test_no_lattice_no_domain():
+    noise = np.random.default_rng(0).poisson(50, (128, 128)).astype(float)
+    dm = segment_domains(noise, 0.2)
+    assert dm.domains == [] or len(dm.domains) == 1  # at most the whole field, never fragments
