@@ -31,7 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     _add_config_options(run)
     run.add_argument("--columns", help="CSV of (edited) columns to use instead of detecting them")
     run.add_argument("--planner", choices=["rules", "llm", "auto"], default="rules",
-                     help="rules: deterministic planner; llm: OpenAI tool calling; auto: llm when configured")
+                     help="rules: deterministic planner; llm: tool calling on an OpenAI-compatible endpoint "
+                          "(OPENAI_BASE_URL, OPENAI_API_KEY, AUTOMAT_LLM_MODEL), finished by the rules planner "
+                          "if it fails; auto: llm only when AUTOMAT_PLANNER=llm")
+    run.add_argument("--llm-timeout", type=float, metavar="S",
+                     help="seconds to wait for each LLM reply (default: AUTOMAT_LLM_TIMEOUT, else 60)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or transcript")
 
     batch = sub.add_parser("batch", help="analyse many images on dask")
@@ -162,7 +166,7 @@ class _Bar:
 
 
 def cmd_run(args) -> int:
-    from .agent import run_agent
+    from .agent import agent_line, model_words, run_agent
 
     if bool(args.image) == bool(args.sample):
         raise AutomatError("give either an IMAGE or --sample")
@@ -181,15 +185,20 @@ def cmd_run(args) -> int:
             columns.positions_px = columns.positions_px - (args.roi[0], args.roi[2])
     bar = _Bar(not args.quiet)
     try:
-        agent = run_agent(source, _config(args), columns=columns, progress=bar, planner=args.planner)
+        agent = run_agent(source, _config(args), columns=columns, progress=bar, planner=args.planner,
+                          llm=_llm_settings(args))
     finally:
         bar.close()
     result = agent.result
-    paths = result.save(args.output)
+    paths = agent.save(args.output)
     if not args.quiet:
         for entry in agent.transcript:
-            if entry["role"] in ("tool_result", "planner", "warning", "assistant"):
+            if entry["role"] in ("tool_result", "planner", "warning"):
                 print(f"  [{entry['role']}] {entry['content']}", file=sys.stderr)
+    if agent.summary:
+        print(model_words(agent), file=sys.stderr)
+    if result.agent["model"]:
+        print(agent_line(agent), file=sys.stderr)
     s = result.reconstruction.to_dict()
     energy = result.energy
     line = f"{s['reduced_formula']} {s['spacegroup_symbol']} a={s['a']:.4f} b={s['b']:.4f} c={s['c']:.4f} Å"
@@ -199,6 +208,17 @@ def cmd_run(args) -> int:
     print(f"wrote {paths['cif']} and {paths['result']}")
     print(verdict_line(result))
     return 0
+
+
+def _llm_settings(args):
+    """The LLM endpoint from the environment and ``--llm-timeout`` (None for the rules planner)."""
+    if args.planner == "rules":
+        return None
+    from .agent.llm import LLMSettings
+
+    if args.llm_timeout is not None and not args.llm_timeout > 0:
+        raise AutomatError(f"--llm-timeout must be a positive number of seconds, got {args.llm_timeout}")
+    return LLMSettings.from_env(timeout_s=args.llm_timeout)
 
 
 def verdict_line(result) -> str:

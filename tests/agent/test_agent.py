@@ -15,18 +15,6 @@ from napari_automat.pipeline import start
 CONFIG = PipelineConfig(elements=("Sr", "Ti", "O"), energy_model="none")
 
 
-@pytest.fixture(scope="module")
-def srtio3_image():
-    """A noisy SrTiO3 [001] image from the fast incoherent model (a = 3.905 Å)."""
-    from pymatgen.core import Lattice, Structure
-
-    from napari_automat.simulate import incoherent_image
-
-    sto = Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.905), ["Sr", "Ti", "O"],
-                                    [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0]])
-    return incoherent_image(sto, (0, 0, 1), pixel_size_A=0.15, field_of_view_A=40, dose=5e4, seed=1)
-
-
 class ScriptedClient:
     """Stands in for ``openai.OpenAI``: replies with a fixed list of tool calls, records the messages."""
 
@@ -35,7 +23,7 @@ class ScriptedClient:
         self.requests = []
         self.chat = SimpleNamespace(completions=SimpleNamespace(create=self._create))
 
-    def _create(self, model, messages, tools):
+    def _create(self, model, messages, tools, **options):
         self.requests.append({"model": model, "messages": [dict(m) for m in messages], "tools": tools})
         calls = self.script.pop(0) if self.script else []
         if isinstance(calls, str):
@@ -116,10 +104,13 @@ def test_llm_drives_the_tools(srtio3_image):
 
 
 def test_llm_that_stops_early_is_completed_by_the_rules(srtio3_image):
-    client = ScriptedClient([[("denoise", {})], "I am done."])
+    client = ScriptedClient([[("denoise", {"method": "auto"})], "I am done."])
     agent = run_agent(srtio3_image, CONFIG, planner="llm", client=client)
     assert agent.result.reconstruction is not None
-    assert any("finishing with the rules planner" in e["content"] for e in agent.transcript)
+    assert agent.planner == "llm+rules"
+    assert agent.result.agent["fallback"] == {"reason": "gate: detect was not run", "kept": ["denoise"],
+                                              "redone": ["detect", "lattice", "retrieve", "reconstruct"]}
+    assert "the rules planner finished detect" in agent.note
 
 
 def test_tool_errors_come_back_as_data(srtio3_image):

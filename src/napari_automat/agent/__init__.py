@@ -1,46 +1,85 @@
-"""The agent: runs the whole chain with quality gates, by a deterministic planner or an LLM."""
+"""The agent: runs the whole chain with quality gates, by a deterministic planner or an LLM.
+
+The LLM proposes, the gates check: when it ends (its answer, a fault of the endpoint, a spent
+budget), the stages it ran are checked by the rules planner's gates (:func:`planner.verified`) and
+the rules planner finishes from the first that does not stand, with the user's config.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from ..config import PipelineConfig
-from ..model import Columns, Micrograph, Progress, no_progress
-from ..pipeline import PipelineResult, start, sub_progress
+from ..model import AutomatError, Columns, Micrograph, Progress, no_progress
+from ..pipeline import STAGES, PipelineResult, start, sub_progress
+
+#: The transcript's file name in the output folder.
+TRANSCRIPT_FILE = "transcript.jsonl"
+PLANNERS = ("rules", "llm", "auto")
 
 
 @dataclass
 class AgentResult:
-    """The filled pipeline result and the transcript (``{role, content, data}`` entries)."""
+    """The filled pipeline result and the transcript (``{role, content, data, by}`` entries)."""
 
     result: PipelineResult
     transcript: list[dict] = field(default_factory=list)
+    #: The planner that produced the result: ``rules``, ``llm`` or ``llm+rules``.
     planner: str = "rules"
+    #: The model's final words, unchecked (None: no LLM, or it did not finish).
+    summary: Optional[str] = None
+    #: One line on what happened to the LLM (None: rules only).
+    note: Optional[str] = None
+    secrets: tuple = field(default=(), repr=False)
+
+    def save(self, outdir: Union[str, Path]) -> dict[str, Path]:
+        """Write ``transcript.jsonl`` (API key and home folder redacted) and the result's files."""
+        from ..io.write import to_jsonable, write_text_atomic
+        from .text import redacted
+
+        path = Path(outdir) / TRANSCRIPT_FILE
+        lines = [json.dumps(redacted(to_jsonable(e), self.secrets), allow_nan=False) for e in self.transcript]
+        write_text_atomic(path, "".join(line + "\n" for line in lines))
+        if self.result.agent is not None:
+            self.result.agent["transcript_file"] = TRANSCRIPT_FILE
+        return dict(self.result.save(outdir), transcript=path)
+
+
+def wants_llm(planner: str, client: Any = None) -> bool:
+    """Whether ``planner`` means the LLM: ``llm``, or ``auto`` with a client given or the user's
+    setting ``AUTOMAT_PLANNER=llm`` (an API key in the environment alone is no choice)."""
+    if planner not in PLANNERS:
+        raise AutomatError(f"unknown planner {planner!r}; planners are {', '.join(PLANNERS)}")
+    return planner == "llm" or (planner == "auto" and (
+        client is not None or os.environ.get("AUTOMAT_PLANNER", "").strip().lower() == "llm"))
 
 
 def run_agent(source: Union[str, Path, Micrograph], config: Optional[PipelineConfig] = None,
               columns: Optional[Columns] = None, progress: Progress = no_progress,
               on_message: Callable[[dict], None] = lambda entry: None, planner: str = "auto",
-              client: Any = None) -> AgentResult:
+              client: Any = None, llm: Any = None) -> AgentResult:
     """Run the full chain on one image.
 
     ``planner``: ``rules`` (deterministic), ``llm`` (openai tool calling; ``client`` may be any object
-    with the openai ``chat.completions.create`` interface) or ``auto`` (llm when configured).
-    Stages the LLM leaves undone are finished by the rules planner, and the transcript says so.
+    with the openai ``chat.completions.create`` interface; ``llm``: :class:`llm.LLMSettings`, default
+    from the environment) or ``auto`` (see :func:`wants_llm`). Whatever the LLM does or fails to do,
+    the rules planner finishes the chain from the last stage that passes its gates.
     """
     from ..pipeline import calibrated_from_structure, recalibrated
-    from .llm import drive, llm_configured
     from .planner import plan
+    from .text import shown
 
     config = config or PipelineConfig()
-    use_llm = planner == "llm" or (planner == "auto" and (client is not None or llm_configured()))
-    agent = AgentResult(start(source, config, sub_progress(progress, 0, 0.02, "read: "), columns),
-                        planner="llm" if use_llm else "rules")
+    use_llm = wants_llm(planner, client)
+    agent = AgentResult(start(source, config, sub_progress(progress, 0, 0.02, "read: "), columns))
+    actor = ["rules"]
 
     def say(role: str, content: str, data: Any = None) -> None:
-        entry = {"role": role, "content": content, "data": data}
+        entry = {"role": role, "content": shown(content, 800), "data": data, "by": actor[0]}
         agent.transcript.append(entry)
         on_message(entry)
 
@@ -48,24 +87,111 @@ def run_agent(source: Union[str, Path, Micrograph], config: Optional[PipelineCon
     if not result.micrograph.calibrated:
         agent.result = result = calibrated_from_structure(result, say, sub_progress(progress, 0.0, 0.02))
     say("planner", f"image {result.micrograph.shape}, pixel {result.micrograph.mean_pixel_size_A:.4g} Å"
-                   f"{'' if result.micrograph.calibrated else ' (uncalibrated)'}; planner: {agent.planner}")
+                   f"{'' if result.micrograph.calibrated else ' (uncalibrated)'}; planner: "
+                   f"{'llm' if use_llm else 'rules'}")
+    provenance = {"model": None, "endpoint_host": None, "fallback": None}
     if use_llm:
-        drive(result, say, client=client, progress=sub_progress(progress, 0.02, 0.9, "agent: "))
-        if result.reconstruction is None:
-            say("planner", "the LLM stopped before reconstruction; finishing with the rules planner")
-            result.columns = columns
-            plan(result, say, sub_progress(progress, 0.9, 1.0))
+        provenance.update(_llm_then_rules(agent, config, say, actor, client, llm, progress))
     else:
         plan(result, say, sub_progress(progress, 0.02, 1.0))
-    agent.result = result = recalibrated(result, say, progress)
-    fallback = use_llm and any(e["role"] == "planner" and "finishing with the rules planner" in e["content"]
-                               for e in agent.transcript)
-    result.agent = {"planner": agent.planner, "model": None, "endpoint_host": None,
-                    "steps": sum(e["role"] == "tool_call" for e in agent.transcript), "fallback": fallback,
+    agent.result = result = recalibrated(agent.result, say, progress)
+    _check_summary(agent, say)
+    steps = {who: sum(e["role"] == "tool_call" and e["by"] == who for e in agent.transcript) for who in ("llm", "rules")}
+    result.agent = {"planner": agent.planner, **provenance, "steps": sum(steps.values()), "steps_by": steps,
                     "transcript_file": None}
     for text in result.warnings:
         say("warning", text)
     return agent
 
 
-__all__ = ["AgentResult", "run_agent"]
+def _llm_then_rules(agent: AgentResult, config: PipelineConfig, say, actor: list, client, settings,
+                    progress: Progress) -> dict:
+    """The LLM loop, its stages checked by the gates, and the rules planner from the first that fails.
+    Sets ``agent.planner``, ``agent.note`` and ``agent.summary``; returns the provenance fields."""
+    from .llm import LLMRun, LLMSettings, LLMStopped, drive
+    from .planner import needed, plan, verified
+    from .text import redacted
+
+    settings = settings or LLMSettings.from_env()
+    agent.secrets = (settings.api_key,)
+    result, run = agent.result, LLMRun(settings)
+    base_warnings, stopped = list(result.warnings), None
+    actor[0] = "llm"
+    try:
+        agent.summary = drive(result, say, run, client, sub_progress(progress, 0.02, 0.9, "agent: "))
+    except LLMStopped as exc:
+        stopped = str(exc)
+    actor[0] = "rules"
+    kept, problem = verified(result, run.ran, config)
+    by_llm = [s for s in STAGES if s in kept and s in run.ran]
+    _gate_verdicts(result, kept, say)
+    provenance = {"model": settings.model, "endpoint_host": settings.endpoint_host}
+    if stopped is None and problem is None:
+        agent.planner, agent.note = "llm", f"the LLM ran {', '.join(by_llm)}; the gates passed"
+        say("planner", agent.note)
+        return provenance
+    reason = f"LLM stopped: {stopped}" if stopped else f"gate: {problem}"
+    redone = [s for s in STAGES if s not in kept and needed(result, s, config)]
+    agent.planner = "llm+rules" if by_llm else "rules"
+    agent.note = (f"{reason}; the rules planner finished {', '.join(redone)}"
+                  + (f" (kept the LLM's {', '.join(by_llm)})" if by_llm else " (the whole chain)"))
+    agent.note = redacted(agent.note, agent.secrets)
+    say("planner", agent.note)
+    _forget(result, kept, base_warnings)
+    result.config = config
+    plan(result, say, sub_progress(progress, 0.9, 1.0), done=kept)
+    return dict(provenance, fallback={"reason": reason, "kept": by_llm, "redone": redone})
+
+
+def _gate_verdicts(result: PipelineResult, kept: frozenset, say) -> None:
+    """The rules' verdicts on the stages kept from the LLM: doubt about the candidates, lattice drift."""
+    from .planner import flag_drift, say_doubt
+
+    if "retrieve" in kept and result.hits:
+        say_doubt(result, say)
+    if "energy" in kept:
+        flag_drift(result, say)
+
+
+def _forget(result: PipelineResult, kept: frozenset, base_warnings: list[str]) -> None:
+    """Drop what the LLM's stages that are redone produced (their warnings too, when detection is)."""
+    if "lattice" not in kept:
+        result.warnings = list(base_warnings)
+    if "retrieve" not in kept:
+        result.hits = []
+    if "reconstruct" not in kept:
+        result.reconstruction = None
+    if "energy" not in kept:
+        result.energy = None
+
+
+def _check_summary(agent: AgentResult, say) -> None:
+    """Warn when the model's summary names a compound other than the structure found."""
+    from .text import contradicted_formulas
+
+    rec = agent.result.reconstruction
+    if not agent.summary or rec is None:
+        return
+    formula = rec.structure.composition.reduced_formula
+    named = contradicted_formulas(agent.summary, formula)
+    if named:
+        agent.result.warn(f"the LLM's summary names {', '.join(named)}, but the structure found is {formula}: "
+                          "its words are not the result")
+        say("planner", agent.result.warnings[-1])
+
+
+def agent_line(agent: AgentResult) -> str:
+    """One line on which planner produced the result, and what happened to the LLM."""
+    info = agent.result.agent or {}
+    where = f" ({info.get('model')} at {info.get('endpoint_host')})" if info.get("model") else ""
+    return f"planner: {agent.planner}{where}" + (f" — {agent.note}" if agent.note else "")
+
+
+def model_words(agent: AgentResult, limit: int = 400) -> Optional[str]:
+    """The model's final words, escaped and bounded, labelled as its words (None: none)."""
+    from .text import shown
+
+    return f"the model's words (not the result): «{shown(agent.summary, limit)}»" if agent.summary else None
+
+
+__all__ = ["AgentResult", "TRANSCRIPT_FILE", "agent_line", "model_words", "run_agent", "wants_llm"]

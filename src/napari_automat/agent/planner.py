@@ -26,20 +26,22 @@ class _Stop(Exception):
 
 
 def plan(result: PipelineResult, say: Callable[[str, str, dict | None], None],
-         progress: Progress = no_progress, stop_after: str | None = None) -> PipelineResult:
+         progress: Progress = no_progress, stop_after: str | None = None,
+         done: frozenset = frozenset()) -> PipelineResult:
     """Drive ``result`` through the chain; ``say(role, text, data)`` records the transcript.
-    ``stop_after``: the last stage to run (its gates included)."""
+    ``stop_after``: the last stage to run (its gates included). ``done``: stages already run and
+    checked (:func:`verified`), kept as they are: the planner finishes from there."""
     try:
-        _plan(result, say, progress, stop_after)
+        _plan(result, say, progress, stop_after, done)
     except _Stop:
         pass
     progress(1.0, "done")
     return result
 
 
-def _plan(result: PipelineResult, say, progress: Progress, stop_after: str | None) -> None:
+def _plan(result: PipelineResult, say, progress: Progress, stop_after: str | None, done_stages: frozenset) -> None:
     config = result.config
-    user_columns = result.columns is not None
+    user_columns = result.columns_source == "user"
     weights = {name: w for name, (_, w) in STAGES.items()}
     total = sum(weights.values())
     done = 0.0
@@ -55,8 +57,47 @@ def _plan(result: PipelineResult, say, progress: Progress, stop_after: str | Non
         if name == stop_after:
             raise _Stop
 
-    # Denoise, detect and fit the lattice, retrying with stronger settings when too little is found
-    # or the lattice disagrees with the Fourier transform.
+    if not {"denoise", "detect", "lattice"} <= done_stages:
+        _detect(result, step, say, user_columns)
+    for name in ("denoise", "detect", "lattice"):
+        finished(name)
+    done = sum(weights[n] for n in ("denoise", "detect", "lattice")) / total
+
+    if "retrieve" not in done_stages:
+        out = step("retrieve", "retrieve_templates", {"elements": list(config.elements)} if config.elements else None)
+        if "error" in out:
+            raise AutomatError(out["error"])
+        say_doubt(result, say)
+    finished("retrieve")
+    done += weights["retrieve"] / total
+    if stability_needed(config) and "stability" not in done_stages:
+        before = result.hits[0]
+        out = step("stability", "check_stability")
+        if "error" in out:
+            result.warn(f"stability check skipped: {out['error']}")
+        elif result.hits[0] is not before:
+            say("planner", f"stability: {result.hits[0].formula} ({result.hits[0].details.get('spacegroup')}) is "
+                           f"preferred to {before.formula} ({before.details.get('spacegroup')})", None)
+    finished("stability")
+    done += weights["stability"] / total
+
+    if "reconstruct" not in done_stages:
+        _reconstruct(result, step, say)
+    finished("reconstruct")
+    done += weights["reconstruct"] / total
+
+    if config.energy_model != "none" and "energy" not in done_stages:
+        out = step("energy", "compute_energy", {"model": config.energy_model, "relax": config.relax})
+        if "error" in out:
+            result.warn(f"energy not computed: {out['error']}")
+        else:
+            flag_drift(result, say)
+
+
+def _detect(result: PipelineResult, step, say, user_columns: bool) -> None:
+    """Denoise, detect and fit the lattice, retrying with stronger settings when too little is found
+    or the lattice disagrees with the Fourier transform."""
+    config = result.config
     base_warnings, first_found = list(result.warnings), None
     detect_params = result.detect_params
     for attempt, (method, strength, threshold) in enumerate(detect_params.detection_attempts):
@@ -93,48 +134,76 @@ def _plan(result: PipelineResult, say, progress: Progress, stop_after: str | Non
         say("planner", "no retry agrees better with the Fourier transform: the first lattice is kept", None)
         for name, value in first_found.items():
             setattr(result, name, value)
-    for name in ("denoise", "detect", "lattice"):
-        finished(name)
-    done = sum(weights[n] for n in ("denoise", "detect", "lattice")) / total
 
-    out = step("retrieve", "retrieve_templates", {"elements": list(config.elements)} if config.elements else None)
-    if "error" in out:
-        raise AutomatError(out["error"])
-    best = result.hits[0]
-    decision = result.decision
-    if decision.status != "confident":
-        say("planner", f"not sure of the candidates: {decision.line()}", None)
-    finished("retrieve")
-    done += weights["retrieve"] / total
-    if config.energy_model != "none" and config.stability_candidates > 1:
-        before = best
-        out = step("stability", "check_stability")
-        if "error" in out:
-            result.warn(f"stability check skipped: {out['error']}")
-        elif result.hits[0] is not before:
-            say("planner", f"stability: {result.hits[0].formula} ({result.hits[0].details.get('spacegroup')}) is "
-                           f"preferred to {before.formula} ({before.details.get('spacegroup')})", None)
-    finished("stability")
-    done += weights["stability"] / total
 
+def _reconstruct(result: PipelineResult, step, say) -> None:
+    """Reconstruct the best candidate that can be, from the top ``MAX_CANDIDATES``."""
     for index in range(min(MAX_CANDIDATES, len(result.hits))):
         out = step("reconstruct", "reconstruct", {"candidate_index": index})
         if "error" not in out:
-            break
+            return
         say("planner", f"candidate {index} failed to reconstruct; trying the next one", None)
-    else:
-        raise AutomatError("none of the top candidates could be reconstructed")
-    finished("reconstruct")
-    done += weights["reconstruct"] / total
+    raise AutomatError("none of the top candidates could be reconstructed")
 
-    if config.energy_model != "none":
-        out = step("energy", "compute_energy", {"model": config.energy_model, "relax": config.relax})
-        if "error" in out:
-            result.warn(f"energy not computed: {out['error']}")
-        elif result.energy is not None and abs(result.energy.lattice_change_pct) > 100 * config.max_lattice_change:
-            drift = f"relaxation changed the lattice by {result.energy.lattice_change_pct:+.1f}%"
-            result.warn(f"{drift}: the reconstructed structure may be wrong")
-            say("planner", f"flag: {drift} (> {100 * config.max_lattice_change:.0f}%)", None)
+
+def verified(result: PipelineResult, ran: list[str], config) -> tuple[frozenset, str | None]:
+    """The stages another planner (the LLM) ran that pass the rules' gates, in chain order, and why
+    the first other one does not (None: all pass). ``ran``: the stages it completed that no earlier
+    stage ran after; ``config``: the user's. The rules planner redoes that stage and all that follow."""
+    kept = set()
+    for stage in STAGES:
+        problem = _gate(result, stage, ran, config)
+        if problem is not None:
+            return frozenset(kept), problem
+        kept.add(stage)
+    return frozenset(kept), None
+
+
+def _gate(result: PipelineResult, stage: str, ran: list[str], config) -> str | None:
+    """Why the LLM's ``stage`` cannot stand (None: it can, or the user's config does not need it)."""
+    if not needed(result, stage, config):
+        return None
+    if stage not in ran:
+        return f"{stage} was not run"
+    if stage == "lattice" and result.columns.count < MIN_COLUMNS:
+        return f"only {result.columns.count} columns (< {MIN_COLUMNS})"
+    if stage == "lattice" and result.lattice.fft_mismatch > result.detect_params.fft_retry:
+        return f"the column lattice differs from the Fourier transform by {100 * result.lattice.fft_mismatch:.0f}%"
+    if stage == "retrieve" and set(result.config.elements) != set(config.elements):
+        return (f"candidates were retrieved for elements {list(result.config.elements)}, "
+                f"the user's are {list(config.elements)}")
+    if stage == "reconstruct" and result.chosen_index != 0:
+        return (f"candidate {result.chosen_index} ({result.hits[result.chosen_index].formula}) was built, "
+                f"not the most probable one ({result.hits[0].formula})")
+    return None
+
+
+def needed(result: PipelineResult, stage: str, config) -> bool:
+    """Whether the chain runs ``stage`` under ``config`` (not detection of the user's columns,
+    nor stability or energy without an energy model)."""
+    return not (stage == "detect" and result.columns_source == "user" or stage == "energy"
+                and config.energy_model == "none" or stage == "stability" and not stability_needed(config))
+
+
+def stability_needed(config) -> bool:
+    """Whether the chain compares candidates by stability (an energy model and two candidates)."""
+    return config.energy_model != "none" and config.stability_candidates > 1
+
+
+def say_doubt(result: PipelineResult, say) -> None:
+    """Say so when the decision core is not sure of the candidates."""
+    decision = result.decision
+    if decision.status != "confident":
+        say("planner", f"not sure of the candidates: {decision.line()}", None)
+
+
+def flag_drift(result: PipelineResult, say) -> None:
+    """Warn when relaxation moved the lattice more than ``config.max_lattice_change``."""
+    limit = 100 * result.config.max_lattice_change
+    if result.energy is not None and abs(result.energy.lattice_change_pct) > limit:
+        drift = f"relaxation changed the lattice by {result.energy.lattice_change_pct:+.1f}%"
+        result.warn(f"{drift}: the reconstructed structure may be wrong")
+        say("planner", f"flag: {drift} (> {limit:.0f}%)", None)
 
 
 def _args_text(args: dict | None) -> str:
