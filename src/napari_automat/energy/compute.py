@@ -6,8 +6,6 @@ from typing import Optional
 
 from ..model import AutomatError, EnergyReport, Progress, no_progress
 
-#: Lattice change during relaxation [%] above which the report warns (the structure moved far).
-MAX_LATTICE_CHANGE_PCT = 5.0
 #: Share of the progress bar given to the relaxation; the elemental references get the rest.
 _RELAX_SHARE = 0.8
 
@@ -44,7 +42,8 @@ def compute_energy(structure, model: str = "auto", relax: bool = True, fmax_eV_A
     into ``warnings``), ``mattersim`` or ``chgnet``. ``checkpoint`` is MatterSim's (path or
     pretrained name). With ``relax``, positions and cell are relaxed with the space group kept
     until forces < ``fmax_eV_A`` or ``max_steps``; ``lattice_change_pct`` is the signed change of
-    the lattice parameter that moved most. Formation energies use elemental references relaxed
+    the lattice parameter that moved most (the workflow judges it against
+    ``PipelineConfig.max_lattice_change``). Formation energies use elemental references relaxed
     with the same model (see ``references``); when they cannot be had it is None, with a warning.
     ``progress`` may raise ``model.Cancelled``.
     """
@@ -63,9 +62,6 @@ def compute_energy(structure, model: str = "auto", relax: bool = True, fmax_eV_A
         if not result.converged:
             warnings.append(f"relaxation did not converge in {max_steps} steps: max force "
                             f"{result.max_force_eV_A:.3f} eV/Å > {fmax_eV_A:g}")
-        if abs(result.lattice_change_pct) > MAX_LATTICE_CHANGE_PCT:
-            warnings.append(f"the lattice changed by {result.lattice_change_pct:+.1f}% during relaxation: "
-                            "the reconstructed structure may be wrong")
     else:
         result = evaluate(atoms, calculator)
     progress(_RELAX_SHARE, "elemental references")

@@ -47,6 +47,8 @@ class ScoreParams:
     max_shape: float = 0.08
     #: Width of the lattice-shape likelihood.
     sigma_shape: float = 0.03
+    #: Cell settings whose shape mismatch is within this of the best one are all tried for the motif.
+    setting_tolerance: float = 0.01
     #: Largest isotropic rescaling (log) of a library compound: its cell against the image calibration.
     max_scale: float = math.log(1.08)
     #: Width of the isotropic-scale likelihood of a library compound (image calibration and DFT cells).
@@ -58,8 +60,10 @@ class ScoreParams:
     decorated_scale: tuple[float, float] = (0.6, 1.6)
     #: ... and the width of the likelihood around the radius-predicted scale,
     sigma_scale_decorated: float = 0.06
-    #: ... whose deviations up to this (log) cost nothing.
+    #: ... whose deviations up to this (log) cost nothing; a decoration whose predicted scale is
+    #: more than ``scale_cut`` widths off the measured one is not scored.
     predicted_scale_slack: float = 0.05
+    scale_cut: float = 3.0
     #: A template column at least ``FAINT[1]`` of the brightest that no site sits on costs all but
     #: this of the score (fainter ones cost less, down to nothing at ``FAINT[0]``).
     miss_floor: float = 0.05
@@ -447,8 +451,9 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     (which columns are visible was fixed when the library was built). ``light_columns``: the image
     shows light columns too (annular bright field, bright field, iDPC), so templates are also
     matched with every column visible, and intensities compare with ``params.light_z_exponent``
-    instead; None (signal unknown): both ways, and the light-column match is kept when its best
-    hit scores ``params.light_margin`` times higher (``details['light_columns']`` says which). Scores are in [0, 1];
+    instead; None (signal unknown): both readings are scored side by side and pooled, the
+    light-column one with a prior of 1 / ``params.light_margin`` (``details['light_columns']`` says
+    which reading a hit comes from). Scores are in [0, 1];
     ``details`` holds the partial scores, the fitted scale, the ambiguity (score gap to the next
     different formula among the scored candidates: rows that cannot reach the top ``top_k`` are
     not scored) and
@@ -532,7 +537,7 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
             opts = [(None, idx.z[e], 1.0, float(el_scores[e]), params.sigma_scale)]
             factors = [_option_factors(idx, r, opts[0], scale_best[i], z_exponent, params)]
         entry, pat = library.entries[e], idx.pattern(r)
-        settings = [int(k) for k in np.flatnonzero(shape[i] <= shape_best[i] + 0.01)]
+        settings = [int(k) for k in np.flatnonzero(shape[i] <= shape_best[i] + params.setting_tolerance)]
         log_w = np.log(np.maximum(np.stack([pat["counts"] @ o[1] ** z_exponent for o in opts]), 1e-9))
         improved = False
         for (deco, z, expected, el_score, sigma), f, m in zip(opts, factors,
@@ -602,12 +607,12 @@ def _element_scores(library, hint: tuple[str, ...], params: ScoreParams) -> np.n
 
 def _option_factors(idx: _Index, r: int, option: tuple, log_scale: float, z_exponent: float, params: ScoreParams):
     """``(scale score, cell-variant factor)`` of one option of row ``r``, or None when its predicted
-    scale is more than 3σ off the measured one."""
+    scale is more than ``params.scale_cut`` σ off the measured one."""
     deco, z, expected, el_score, sigma = option
     dev = log_scale - math.log(expected)
     if deco is not None:  # a radius-predicted scale is only good to a few per cent: no preference within
         dev = math.copysign(max(0.0, abs(dev) - params.predicted_scale_slack), dev)
-    if abs(dev) > 3 * sigma:
+    if abs(dev) > params.scale_cut * sigma:
         return None
     variant = 1.0
     if idx.table.pat_kind[r]:  # geometric: columns of unequal brightness were taken as equal
