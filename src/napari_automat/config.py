@@ -26,6 +26,9 @@ class PipelineConfig:
     #: Without a ``roi``, restrict the analysis to the crystalline region (``detect.region``) when it
     #: covers less than ``pipeline.CRYSTAL_FRACTION_MIN`` of the field.
     crystal_region: bool = True
+    #: Segment the field into domains by local lattice (``detect.domains``) and, when there are two
+    #: or more, run the chain on each; the largest is the main result, ``result.json`` lists all.
+    domains: bool = False
     #: ``auto`` (chosen from the spectrum), ``fourier`` (Bragg filter), ``nlm``, ``gaussian`` or ``none``.
     denoise_method: str = "auto"
     #: Denoising strength multiplier (1 = default; the agent raises it on retries).

@@ -61,6 +61,10 @@ class PipelineResult:
     agent: Optional[dict] = None
     timings_s: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: With ``config.domains``: one ``result.json`` entry per domain (:func:`by_domain`) and the
+    #: domain labels ``(y, x)`` in the full image's frame (0: not analysed).
+    domains: Optional[list[dict]] = None
+    domain_labels: Optional[np.ndarray] = None
 
     def warn(self, text: str) -> None:
         if text not in self.warnings:
@@ -216,7 +220,7 @@ class PipelineResult:
                               zone_axis=list(self.reconstruction.zone_axis), symprec_A=self.reconstruction.symprec_A,
                               warnings=list(self.reconstruction.warnings))
             if self.reconstruction is not None else None,
-            "domains": None,  # one crystal region per image until region analysis exists
+            "domains": self.domains,
             "energy": self.energy.to_dict() if self.energy is not None else None,
             "properties": None,
             "agent": self.agent,
@@ -607,6 +611,8 @@ def run(source: Union[str, Path, Micrograph], config: Optional[PipelineConfig] =
         raise AutomatError(f"unknown stage {stop_after!r}; stages are {', '.join(STAGES)}")
     config = config or PipelineConfig()
     result = start(source, config, sub_progress(progress, 0.0, 0.02, "read: "), columns)
+    if wants_domains(result):
+        return by_domain(result, lambda crop, p: run(crop, config, p, stop_after=stop_after, say=say), say, progress)
     begin = 0.02
     if not result.micrograph.calibrated and stop_after not in ("denoise", "detect", "lattice"):
         result, begin = calibrated_from_structure(result, say, sub_progress(progress, 0.02, 0.3)), 0.3
@@ -697,3 +703,90 @@ def recalibrated(result: PipelineResult, say: Callable[[str, str, Optional[dict]
     again.warn(f"pixel size recalibrated from {np.mean(old):.4f} to {np.mean(new):.4f} Å/px against "
                f"{cal['against']}: the structure is written with the recalibrated lattice")
     return again
+
+
+def wants_domains(result: PipelineResult) -> bool:
+    """Whether ``result`` (just started) is to be segmented into domains: ``config.domains`` on, the
+    columns not given by the user, and the image not a domain already."""
+    return result.config.domains and result.columns is None and "domain" not in result.micrograph.metadata
+
+
+def by_domain(result: PipelineResult, run_one: Callable[[Micrograph, Progress], PipelineResult],
+              say: Callable[[str, str, Optional[dict]], None] = lambda *a: None,
+              progress: Progress = no_progress) -> PipelineResult:
+    """Segment ``result``'s image into domains (``detect.domains``) and run the chain on each:
+    ``run_one(micrograph, progress)`` gets each domain's bounding box, with ``crystal_mask`` (detection
+    drops columns outside it) the domain less ``detect_params.domain_margin_periods`` along its
+    interfaces. The result of the largest domain whose chain
+    succeeded is returned, with every domain's entry in ``domains`` and the labels in
+    ``domain_labels``; one domain (or none) is the whole image's chain with its entry."""
+    from .detect.domains import segment_domains
+
+    t0 = time.perf_counter()
+    m = result.micrograph
+    found = segment_domains(m.data, m.pixel_size_A, m.metadata.get("crystal_mask"), result.detect_params)
+    seconds = time.perf_counter() - t0
+    say("planner", f"{len(found.domains)} domain(s) by local lattice: " + "; ".join(
+        f"{d.label}: {100 * d.area_fraction:.0f}% of the field" for d in found.domains), None)
+    if len(found.domains) < 2:
+        runs = [run_one(m.with_data(m.data, domain=1 if found.domains else 0), progress)]
+    else:
+        runs = []
+        for k, d in enumerate(found.domains):
+            margin = result.detect_params.domain_margin_periods * found.period_px
+            crop = _domain_crop(m, found.core(d.label, margin), d)
+            try:
+                runs.append(run_one(crop, sub_progress(progress, k / len(found.domains), (k + 1) / len(found.domains),
+                                                       f"domain {d.label}: ")))
+            except AutomatError as error:
+                say("planner", f"domain {d.label}: {error}", None)
+                runs.append(error)
+    done = [r for r in runs if isinstance(r, PipelineResult)]
+    if not done:
+        raise runs[0]
+    main = done[0]
+    main.domains = [_domain_entry(d, r, found, result.origin_px) for d, r in zip(found.domains, runs)]
+    main.domain_labels = _full_frame(found.labels, m)
+    main.timings_s["domains"] = seconds
+    main.warnings = list(dict.fromkeys(result.warnings + main.warnings))
+    if len(found.domains) > 1:
+        main.warn(f"{len(found.domains)} domains by local lattice; the main result is domain {runs.index(main) + 1} "
+                  f"({100 * found.domains[runs.index(main)].area_fraction:.0f}% of the field), all under 'domains'")
+    return main
+
+
+def _domain_crop(m: Micrograph, inside: np.ndarray, domain) -> Micrograph:
+    """The bounding box of ``domain`` with ``inside`` (the pixels to use) as its crystal mask, its
+    ``roi`` in the full image's frame."""
+    y0, y1, x0, x1 = domain.bbox
+    crop = m.crop(domain.bbox, roi_source="domain", domain=domain.label, crystal_mask=inside[y0:y1, x0:x1])
+    if "roi" in m.metadata:  # a crop of a crop: place it in the full image
+        oy, ox = m.metadata["roi"][0], m.metadata["roi"][2]
+        crop.metadata.update(roi=[y0 + oy, y1 + oy, x0 + ox, x1 + ox], full_shape=m.metadata["full_shape"])
+    return crop
+
+
+def _full_frame(labels: np.ndarray, m: Micrograph) -> np.ndarray:
+    """``labels`` of the analysed image placed in the full image (zeros outside its ``roi``)."""
+    if "roi" not in m.metadata:
+        return labels
+    y0, y1, x0, x1 = m.metadata["roi"]
+    full = np.zeros(m.metadata["full_shape"][-2:], labels.dtype)
+    full[y0:y1, x0:x1] = labels
+    return full
+
+
+def _domain_entry(domain, run, found, origin_px) -> dict:
+    """One ``result.json`` ``domains`` entry: the domain's map entry (``detect.domains.Domain``), its
+    interfaces, and the lattice and structure its chain gave (or the error that stopped it)."""
+    entry = domain.to_dict(origin_px)
+    entry["interfaces"] = [i.to_dict(origin_px) for i in found.interfaces if domain.label in i.labels]
+    if not isinstance(run, PipelineResult):
+        return dict(entry, lattice2d=None, structure=None, error=str(run))
+    d = run.to_dict()
+    s = d["structure"]
+    entry.update(lattice2d=d["lattice2d"], columns=(d["columns"] or {}).get("count"),
+                 structure=None if s is None else {
+                     "formula": s["reduced_formula"], "spacegroup": s["spacegroup_symbol"],
+                     "template_id": s["template_id"], "probability": d["retrieval"][run.chosen_index].get("probability")})
+    return entry

@@ -64,22 +64,33 @@ class Domain:
     spot_amplitude: list[float]
 
     def to_dict(self, origin_px=(0.0, 0.0)) -> dict:
+        """``{label, area_fraction, bbox, local: {a_A, b_A, gamma_deg, angle_deg, brightness,
+        spot_amplitude}}``, the bbox shifted by ``origin_px`` ``(y, x)``."""
         y0, x0 = (int(v) for v in origin_px)
-        d = {k: v for k, v in self.__dict__.items() if k != "bbox"}
-        return dict(d, bbox=[self.bbox[0] + y0, self.bbox[1] + y0, self.bbox[2] + x0, self.bbox[3] + x0])
+        local = {k: getattr(self, k) for k in ("a_A", "b_A", "gamma_deg", "angle_deg", "brightness", "spot_amplitude")}
+        return {"label": self.label, "area_fraction": self.area_fraction,
+                "bbox": [self.bbox[0] + y0, self.bbox[1] + y0, self.bbox[2] + x0, self.bbox[3] + x0], "local": local}
 
 
 @dataclass
 class DomainMap:
     """``labels``: int ``(y, x)`` image, 0 outside the analysed crystal, domains 1.. by area;
     ``domains`` and ``interfaces`` as above; ``spots_A``: the Bragg spots used ``(m, 2)``
-    [Å⁻¹, ``(ky, kx)``]; ``sigma_px``: width of the local amplitude maps."""
+    [Å⁻¹, ``(ky, kx)``]; ``period_px``: the longest lattice spacing; ``sigma_px``: width of the local
+    amplitude maps."""
 
     labels: np.ndarray
     domains: list[Domain] = field(default_factory=list)
     interfaces: list[Interface] = field(default_factory=list)
     spots_A: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    period_px: float = 0.0
     sigma_px: float = 0.0
+
+    def core(self, label: int, margin_px: float) -> np.ndarray:
+        """The pixels of domain ``label`` farther than ``margin_px`` from any other domain (the image's
+        edge does not count)."""
+        inside = self.labels == label
+        return inside & (ndimage.distance_transform_edt(inside | (self.labels == 0)) > margin_px)
 
 
 def spot_amplitudes(image: np.ndarray, spots_px: np.ndarray, sigma_px: float, mask=None) -> np.ndarray:
@@ -118,12 +129,13 @@ def segment_domains(image: np.ndarray, pixel_size_A, mask=None,
     if len(g_A) == 0 or not mask.any():
         return DomainMap(np.zeros(img.shape, int))
     spots_px = g_A * pixel
-    sigma_px = params.domain_sigma_periods / float(np.min(np.linalg.norm(spots_px, axis=1)))
+    period_px = 1.0 / float(np.min(np.linalg.norm(spots_px, axis=1)))
+    sigma_px = params.domain_sigma_periods * period_px
     amp = spot_amplitudes(img, spots_px, sigma_px, mask)
     labels = _cluster(amp, mask, sigma_px, params) if len(g_A) > 1 else mask.astype(int)
     labels = _merge_small(labels, params.domain_min_fraction * mask.sum())
     domains = [_describe(labels == k, img, amp, g_A, sigma_px, k) for k in range(1, labels.max() + 1)]
-    return DomainMap(labels, domains, interfaces(labels), g_A, sigma_px)
+    return DomainMap(labels, domains, interfaces(labels), g_A, period_px, sigma_px)
 
 
 def _cluster(amp: np.ndarray, mask: np.ndarray, sigma_px: float, params: DetectParams) -> np.ndarray:

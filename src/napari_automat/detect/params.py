@@ -89,6 +89,10 @@ class DetectParams:
     domain_min_fraction: float = 0.05
     #: At most this many sample points are clustered (the rest take the nearest cluster).
     domain_samples: int = 2000
+    #: A domain's chain uses only its columns farther than this from another domain [periods of the
+    #: longest lattice spacing]: the interface row mixes both (PbTiO3 under SrRuO3: with 0.25 the
+    #: Pb and Ti columns fit as one centred lattice, with 0.5 PbTiO3 P4mm).
+    domain_margin_periods: float = 0.5
 
     def to_dict(self) -> dict:
         d = asdict(self)
