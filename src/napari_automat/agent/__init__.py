@@ -96,7 +96,8 @@ def run_agent(source: Union[str, Path, Micrograph], config: Optional[PipelineCon
         plan(result, say, sub_progress(progress, 0.02, 1.0))
     agent.result = result = recalibrated(agent.result, say, progress)
     _check_summary(agent, say)
-    steps = {who: sum(e["role"] == "tool_call" and e["by"] == who for e in agent.transcript) for who in ("llm", "rules")}
+    calls = [e["by"] for e in agent.transcript if e["role"] == "tool_call"]
+    steps = {who: calls.count(who) for who in ("llm", "rules")}
     result.agent = {"planner": agent.planner, **provenance, "steps": sum(steps.values()), "steps_by": steps,
                     "transcript_file": None}
     for text in result.warnings:

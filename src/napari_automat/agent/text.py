@@ -41,7 +41,8 @@ def contradicted_formulas(text: str, reduced_formula: str) -> list[str]:
     found = []
     for token in _FORMULA.findall(text):
         symbols = _SYMBOL.findall(token)
-        if len(set(symbols)) < 2 or token.isupper() or not all(s not in "DT" and Element.is_valid_symbol(s) for s in symbols):
+        elements = all(s not in "DT" and Element.is_valid_symbol(s) for s in symbols)
+        if len(set(symbols)) < 2 or token.isupper() or not elements:
             continue  # an acronym such as "STEM", "HAADF" or "NO"
         if Composition(token).reduced_formula != reduced_formula and token not in found:
             found.append(token)
