@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from .config import PipelineConfig
+from .extras import require
 from .model import AutomatError
 
 SUMMARY_FIELDS = ["input", "status", "probability", "formula", "spacegroup", "structure_type", "type_probability",
@@ -70,8 +71,10 @@ def process_one(path: str, outdir: str, config: dict) -> dict:
 def run_batch(inputs: str, outdir, config: Optional[PipelineConfig] = None, scheduler: Optional[str] = None,
               workers: Optional[int] = None, show_progress: bool = True) -> list[dict]:
     """Process every image of ``inputs`` on a dask cluster; writes and returns the summary rows."""
-    from dask.distributed import Client, LocalCluster, as_completed
     from tqdm import tqdm
+
+    require("batch", "dask.distributed")
+    from dask.distributed import Client, LocalCluster, as_completed
 
     files = find_inputs(inputs)
     outdir = Path(outdir)

@@ -291,9 +291,12 @@ def aggregate(rows: list[dict], library_size: Optional[int] = None) -> dict:
 
 
 def _evaluate_task(args: tuple) -> dict:
-    import torch
+    import importlib.util
 
-    torch.set_num_threads(1)  # one process per core
+    if importlib.util.find_spec("torch") is not None:  # the [energy] extra: one thread per process
+        import torch
+
+        torch.set_num_threads(1)
     return evaluate_sample(*args)
 
 

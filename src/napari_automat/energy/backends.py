@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import Optional
 
+from ..extras import require
 from ..model import AutomatError
 
 MODELS = ("mattersim", "chgnet")
@@ -99,6 +100,15 @@ def resolve_model(model: str = "auto", checkpoint: Optional[str] = None) -> tupl
     return "chgnet", f"auto: no MatterSim checkpoint at {path} and no network to download it; {fallback}"
 
 
+def check_installed(model: str) -> None:
+    """Fail fast (:class:`~napari_automat.extras.MissingExtra`) when ``model`` names a backend that is
+    not installed; ``auto`` and ``none`` pass (without the ``[energy]`` extra the stages that need
+    an energy then say so and the chain goes on)."""
+    name = (model or "auto").strip().lower()
+    if name in MODELS:
+        require("energy", name)
+
+
 def get_calculator(name: str, checkpoint: Optional[str] = None, device: str = "cpu"):
     """An ASE calculator for backend ``name`` (``mattersim`` or ``chgnet``), loaded once per process.
 
@@ -120,6 +130,7 @@ def get_calculator(name: str, checkpoint: Optional[str] = None, device: str = "c
 
 @functools.lru_cache(maxsize=None)
 def _chgnet(device: str):
+    require("energy", "chgnet.model")
     from chgnet.model import CHGNet
     from chgnet.model.dynamics import CHGNetCalculator
 
@@ -131,6 +142,7 @@ def _chgnet(device: str):
 @functools.lru_cache(maxsize=None)
 def _mattersim(load_path: str, device: str):
     """``load_path`` is a file, or a pretrained name that MatterSim downloads into its folder."""
+    require("energy", "mattersim.forcefield.potential")
     from loguru import logger
 
     logger.disable("mattersim")

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from ..extras import require
 from ..model import AutomatError, Micrograph, Progress, no_progress
 from .geometry import ProjectedCell, cluster_columns, field_columns, field_points, field_shape, zone_frame
 from .noise import add_dose_noise, as_rng
@@ -32,6 +33,8 @@ def orient_structure(structure, zone_axis, max_repetitions: int = 8):
     relative distortion abTEM had to apply to make the cell orthogonal; 0 when exact) and ``warnings``.
     """
     import ase
+
+    require("sim", "abtem")
     from abtem.atoms import orthogonalize_cell
 
     lattice = np.asarray(structure.lattice.matrix, dtype=float)
@@ -124,7 +127,7 @@ def simulate_stem(structure, zone_axis=(0, 0, 1), thickness_A: float = 100.0, de
 def _prism_period(atoms, n_z, detector, angles, voltage_kV, convergence_mrad, defocus_A, Cs_A, frozen_phonons,
                   phonon_sigma_A, rng, progress) -> np.ndarray:
     """PRISM scan of one orthogonal period: ``(n, y, x)`` detector images (n = 4 segments for iDPC)."""
-    import abtem
+    abtem = require("sim", "abtem")
     from abtem.core.energy import energy2wavelength
 
     lx, ly, lz = np.diag(np.asarray(atoms.cell))
