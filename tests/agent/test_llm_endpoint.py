@@ -232,3 +232,12 @@ def test_cli_says_what_happened(srtio3_image, loopback, tmp_path, monkeypatch, c
     assert code == 0 and (tmp_path / "out" / "structure.cif").exists()
     assert "planner: rules (test-model at 127.0.0.1:" in err and "LLM stopped: HTTP 401" in err
     assert loopback.requests[0]["model"] == "test-model"
+
+
+def test_check_connection(loopback):
+    from napari_automat.agent.llm import check_connection
+
+    assert check_connection(_settings(loopback.url)) == f"reached {loopback.url.split('/')[2]}: test-model answered"
+    loopback.script[:] = [_error(404, "model 'test-model' not found")]
+    line = check_connection(_settings(loopback.url))
+    assert line.startswith("no answer from test-model at 127.0.0.1:") and "HTTP 404" in line

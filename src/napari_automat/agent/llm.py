@@ -13,6 +13,7 @@ from __future__ import annotations
 import email.utils
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
@@ -95,11 +96,16 @@ def _positive(text: str, name: str) -> float:
 
 
 def make_client(settings: LLMSettings):
-    """An ``openai.OpenAI`` client that does not retry by itself (:func:`complete` does)."""
-    from openai import OpenAI
+    """An ``openai.OpenAI`` client that does not retry by itself (:func:`complete` does);
+    :class:`LLMStopped` when the ``[agent]`` extra is not installed."""
+    from ..extras import MissingExtra, require
 
-    return OpenAI(api_key=settings.api_key or "not-needed", base_url=settings.base_url,
-                  timeout=settings.timeout_s, max_retries=0)
+    try:
+        openai = require("agent", "openai")
+    except MissingExtra as exc:
+        raise LLMStopped(str(exc)) from None
+    return openai.OpenAI(api_key=settings.api_key or "not-needed", base_url=settings.base_url,
+                         timeout=settings.timeout_s, max_retries=0)
 
 
 def complete(client, settings: LLMSettings, deadline: float, **request):
@@ -123,24 +129,33 @@ def complete(client, settings: LLMSettings, deadline: float, **request):
         return _message(reply)
 
 
+def check_connection(settings: LLMSettings, client=None, progress: Progress = no_progress) -> str:
+    """One line: whether the endpoint answers a one-token request for the model (and if not, why)."""
+    progress(0.0, f"asking {settings.endpoint_host}")
+    try:
+        complete(client or make_client(settings), replace(settings, retries=0), time.monotonic() + settings.timeout_s,
+                 model=settings.model, messages=[{"role": "user", "content": "Reply with OK."}], max_tokens=1)
+    except LLMStopped as exc:
+        return f"no answer from {settings.model} at {settings.endpoint_host}: {exc}"
+    return f"reached {settings.endpoint_host}: {settings.model} answered"
+
+
 def _fault(exc: Exception, settings: LLMSettings, attempt: int) -> tuple[str, Optional[float]]:
     """What went wrong, in one line, and how long to wait before trying again (None: do not)."""
-    import openai
-
     from .text import shown
 
+    openai = sys.modules.get("openai")  # loaded when the fault comes from its client
     backoff = settings.backoff_s * 2 ** attempt
-    if isinstance(exc, openai.APITimeoutError):
-        return f"no reply from {settings.endpoint_host} within {settings.timeout_s:g} s", None
-    if isinstance(exc, openai.APIConnectionError):
-        return f"cannot reach {settings.endpoint_host}: {shown(str(exc.__cause__ or exc), 120)}", backoff
-    if isinstance(exc, openai.APIStatusError):
+    host = settings.endpoint_host
+    if openai is not None and isinstance(exc, openai.APITimeoutError):
+        return f"no reply from {host} within {settings.timeout_s:g} s", None
+    if openai is not None and isinstance(exc, openai.APIConnectionError):
+        return f"cannot reach {host}: {shown(str(exc.__cause__ or exc), 120)}", backoff
+    if openai is not None and isinstance(exc, openai.APIStatusError):
         code = exc.status_code
-        reason = f"HTTP {code} from {settings.endpoint_host}: {shown(str(exc.message), 160)}"
-        if code == 429 or code >= 500:
-            return reason, _retry_after(exc.response.headers, backoff)
-        return reason, None
-    return f"unreadable reply from {settings.endpoint_host}: {type(exc).__name__}: {shown(str(exc), 160)}", None
+        reason = f"HTTP {code} from {host}: {shown(str(exc.message), 160)}"
+        return reason, _retry_after(exc.response.headers, backoff) if code == 429 or code >= 500 else None
+    return f"unreadable reply from {host}: {type(exc).__name__}: {shown(str(exc), 160)}", None
 
 
 def _retry_after(headers, default: float) -> float:
@@ -190,7 +205,6 @@ def drive(result: PipelineResult, say: Callable[[str, str, Any], None], run: LLM
     """Let the LLM call tools on ``result`` until it answers; returns its final message.
     Raises :class:`LLMStopped` on any fault of the endpoint, or when a budget is spent."""
     settings = run.settings
-    client = client or make_client(settings)
     deadline = time.monotonic() + settings.budget_s
     hint = f" Element hint: {', '.join(result.config.elements)}." if result.config.elements else ""
     messages: list[dict] = [
@@ -198,6 +212,7 @@ def drive(result: PipelineResult, say: Callable[[str, str, Any], None], run: LLM
         {"role": "user", "content": "Analyse this image. Current state: " + json.dumps(summarise(result)) + hint},
     ]
     schemas = [t.schema for t in TOOLS.values()]
+    client = client or make_client(settings)
     for turn in range(MAX_TURNS):
         progress(turn / MAX_TURNS, f"LLM turn {turn + 1}")
         reply = complete(client, settings, deadline, model=settings.model, messages=_trimmed(messages), tools=schemas)

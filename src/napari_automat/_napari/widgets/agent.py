@@ -1,5 +1,6 @@
-"""Agent: run the full chain on the chosen image with quality gates; the transcript is shown live
-and the results come back as new layers."""
+"""Agent: run the full chain on the chosen image with quality gates, by the rules planner or an LLM
+(chosen here, never just because an API key is set); the transcript is shown live and the results
+come back as new layers."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import html
 
 from napari.layers import Image, Points
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QCheckBox, QComboBox, QLineEdit, QPlainTextEdit
+from qtpy.QtWidgets import QCheckBox, QComboBox, QLineEdit, QPlainTextEdit, QPushButton
 
+from ...agent import wants_llm
 from ...config import PipelineConfig
 from ..layers import (COLUMNS_KEY, HITS_KEY, LATTICE_KEY, MICROGRAPH_KEY, SELECTED_HIT_KEY, columns_from_points_layer,
                       columns_layer_data, lattice_layer_data, micrograph_layer_data, structure_layer_data)
@@ -39,6 +41,16 @@ class AgentWidget(StageWidget):
         self.energy_model.addItems(("auto", "mattersim", "chgnet", "none"))
         self.relax = QCheckBox("relax before the energy")
         self.relax.setChecked(True)
+        self.planner = QComboBox()
+        self.planner.addItems(("rules", "llm"))
+        self.planner.setCurrentText("llm" if wants_llm("auto") else "rules")
+        self.planner.setToolTip("llm: tool calling on the OpenAI-compatible endpoint of OPENAI_BASE_URL "
+                                "(OPENAI_API_KEY, AUTOMAT_LLM_MODEL, AUTOMAT_LLM_TIMEOUT); the rules planner "
+                                "finishes whatever it leaves undone or gets wrong")
+        self.check_button = QPushButton("test connection")
+        self.check_button.clicked.connect(self.check_connection)
+        self.planner.currentTextChanged.connect(lambda text: self.check_button.setEnabled(text == "llm"))
+        self.check_button.setEnabled(self.planner.currentText() == "llm")
         self.show_3d = QCheckBox("show the structure in 3D")
         self.show_3d.setChecked(True)
         self.transcript = QPlainTextEdit()
@@ -50,6 +62,8 @@ class AgentWidget(StageWidget):
         self.form.addRow("elements", self.elements)
         self.form.addRow("energy model", self.energy_model)
         self.form.addRow(self.relax)
+        self.form.addRow("planner", self.planner)
+        self.form.addRow(self.check_button)
         self.form.addRow(self.show_3d)
         self.body.addWidget(self.transcript)
         self.message.connect(self.append_message)
@@ -57,7 +71,18 @@ class AgentWidget(StageWidget):
 
     def append_message(self, entry: dict) -> None:
         role = str(entry.get("role", ""))
-        self.transcript.appendHtml(f"<b>{html.escape(role)}</b>: {html.escape(str(entry.get('content', '')))}")
+        content = html.escape(str(entry.get("content", "")))
+        if role == "assistant":  # the model's words, not the result
+            self.transcript.appendHtml(f"<b>model's words (unchecked)</b>: <i>{content}</i>")
+        else:
+            self.transcript.appendHtml(f"<b>{html.escape(role)}</b>: {content}")
+
+    def check_connection(self) -> None:
+        """Ask the configured endpoint for a one-token reply; the status says whether it answered."""
+        from ...agent.llm import LLMSettings, check_connection
+
+        self.start(check_connection, LLMSettings.from_env(), label="test connection",
+                   on_done=lambda line: self.set_status(html.escape(line), error=not line.startswith("reached")))
 
     def config(self) -> PipelineConfig:
         # layers are drawn in the image's own frame, so the chain must not crop it to the crystal
@@ -65,7 +90,7 @@ class AgentWidget(StageWidget):
                               relax=self.relax.isChecked(), crystal_region=False)
 
     def run(self) -> None:
-        from ...agent import run_agent
+        from ...agent import agent_line, run_agent
 
         image_layer = self.chosen(self.image, "image")
         if image_layer is None:
@@ -80,10 +105,11 @@ class AgentWidget(StageWidget):
             from .retrieve import verdict_html
 
             self.show_result(agent, image_layer.name, points_layer)
-            self.set_status(f"finished ({agent.planner} planner) on {source}<br>{verdict_html(agent.result)}")
+            self.set_status(f"finished on {source}: {html.escape(agent_line(agent))}<br>{verdict_html(agent.result)}",
+                            error=agent.result.agent.get("fallback") is not None)
 
         self.start(run_agent, mg, self.config(), columns=columns, on_message=self.message.emit,
-                   label="agent", on_done=done)
+                   planner=self.planner.currentText(), label="agent", on_done=done)
 
     def show_result(self, agent, name: str, points_layer=None) -> None:
         """Add the result of an agent run as layers (nothing existing is replaced)."""
