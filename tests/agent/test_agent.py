@@ -117,3 +117,32 @@ def test_tool_errors_come_back_as_data(srtio3_image):
     result = start(srtio3_image, CONFIG)
     assert "error" in call_tool(result, "no_such_tool")
     assert "error" in call_tool(result, "fit_lattice")  # no columns yet
+
+
+def test_cancelling_during_the_llm_loop_is_not_a_fallback(srtio3_image):
+    from napari_automat.model import Cancelled
+
+    def progress(fraction, message=""):
+        if "LLM turn 2" in message:
+            raise Cancelled("agent: cancelled")
+
+    client = ScriptedClient([[("denoise", {"method": "auto"})], [("detect_columns", {})]])
+    with pytest.raises(Cancelled):
+        run_agent(srtio3_image, CONFIG, planner="llm", client=client, progress=progress)
+
+
+def test_a_broken_client_is_finished_by_the_rules(srtio3_image):
+    class Message:
+        tool_calls = None
+
+        @property
+        def content(self):
+            raise ValueError("broken message")
+
+    class Broken(ScriptedClient):
+        def _create(self, **request):
+            return SimpleNamespace(choices=[SimpleNamespace(message=Message())])
+
+    agent = run_agent(srtio3_image, CONFIG, planner="llm", client=Broken([]))
+    assert agent.result.reconstruction is not None and agent.planner == "rules"
+    assert agent.result.agent["fallback"]["reason"] == "LLM stopped: ValueError in the LLM loop: broken message"

@@ -241,3 +241,9 @@ def test_check_connection(loopback):
     loopback.script[:] = [_error(404, "model 'test-model' not found")]
     line = check_connection(_settings(loopback.url))
     assert line.startswith("no answer from test-model at 127.0.0.1:") and "HTTP 404" in line
+
+
+def test_a_stop_after_all_stages_redoes_nothing(srtio3_image, loopback, tmp_path):
+    agent, doc = _run(srtio3_image, loopback, tmp_path, CHAIN + [_error(500)] * 3)
+    assert doc["agent"]["planner"] == "llm" and doc["agent"]["steps_by"] == {"llm": 5, "rules": 0}
+    assert doc["agent"]["fallback"]["redone"] == [] and "nothing was redone" in agent.note

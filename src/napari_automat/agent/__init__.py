@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from ..config import PipelineConfig
-from ..model import AutomatError, Columns, Micrograph, Progress, no_progress
+from ..model import AutomatError, Cancelled, Columns, Micrograph, Progress, no_progress
 from ..pipeline import STAGES, PipelineResult, start, sub_progress
 
 #: The transcript's file name in the output folder.
@@ -111,7 +111,7 @@ def _llm_then_rules(agent: AgentResult, config: PipelineConfig, say, actor: list
     Sets ``agent.planner``, ``agent.note`` and ``agent.summary``; returns the provenance fields."""
     from .llm import LLMRun, LLMSettings, LLMStopped, drive
     from .planner import needed, plan, verified
-    from .text import redacted
+    from .text import redacted, shown
 
     settings = settings or LLMSettings.from_env()
     agent.secrets = (settings.api_key,)
@@ -122,6 +122,10 @@ def _llm_then_rules(agent: AgentResult, config: PipelineConfig, say, actor: list
         agent.summary = drive(result, say, run, client, sub_progress(progress, 0.02, 0.9, "agent: "))
     except LLMStopped as exc:
         stopped = str(exc)
+    except Cancelled:
+        raise
+    except Exception as exc:  # whatever breaks in the LLM's part, the rules planner finishes
+        stopped = f"{type(exc).__name__} in the LLM loop: {shown(str(exc), 200)}"
     actor[0] = "rules"
     kept, problem = verified(result, run.ran, config)
     by_llm = [s for s in STAGES if s in kept and s in run.ran]
@@ -131,17 +135,23 @@ def _llm_then_rules(agent: AgentResult, config: PipelineConfig, say, actor: list
         agent.planner, agent.note = "llm", f"the LLM ran {', '.join(by_llm)}; the gates passed"
         say("planner", agent.note)
         return provenance
-    reason = f"LLM stopped: {stopped}" if stopped else f"gate: {problem}"
+    reason = redacted(f"LLM stopped: {stopped}" if stopped else f"gate: {problem}", agent.secrets)
     redone = [s for s in STAGES if s not in kept and needed(result, s, config)]
-    agent.planner = "llm+rules" if by_llm else "rules"
-    agent.note = (f"{reason}; the rules planner finished {', '.join(redone)}"
-                  + (f" (kept the LLM's {', '.join(by_llm)})" if by_llm else " (the whole chain)"))
-    agent.note = redacted(agent.note, agent.secrets)
+    agent.planner = "llm" if not redone else "llm+rules" if by_llm else "rules"
+    agent.note = _note(reason, redone, by_llm)
     say("planner", agent.note)
     _forget(result, kept, base_warnings)
     result.config = config
     plan(result, say, sub_progress(progress, 0.9, 1.0), done=kept)
     return dict(provenance, fallback={"reason": reason, "kept": by_llm, "redone": redone})
+
+
+def _note(reason: str, redone: list[str], by_llm: list[str]) -> str:
+    """The line on why the LLM stopped and what the rules planner did after it."""
+    if not redone:
+        return f"{reason}; its stages passed the gates, nothing was redone"
+    kept = f" (kept the LLM's {', '.join(by_llm)})" if by_llm else " (the whole chain)"
+    return f"{reason}; the rules planner finished {', '.join(redone)}{kept}"
 
 
 def _gate_verdicts(result: PipelineResult, kept: frozenset, say) -> None:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 from urllib.parse import urlparse
 
-from ..model import Progress, no_progress
-from ..pipeline import STAGES, PipelineResult
+from ..model import Cancelled, Progress, no_progress
+from ..pipeline import STAGES, PipelineResult, sub_progress
 from .tools import TOOLS, call_tool, summarise
 
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -224,8 +224,9 @@ def drive(result: PipelineResult, say: Callable[[str, str, Any], None], run: LLM
         if not calls:
             run.summary = text
             return text
+        step = sub_progress(progress, turn / MAX_TURNS, (turn + 1) / MAX_TURNS)
         for index, call in enumerate(calls):
-            out = _answer(result, say, run, call, index)
+            out = _answer(result, say, run, call, index, step)
             messages.append({"role": "tool", "tool_call_id": call.id,
                              "content": json.dumps(out, default=str)[:MAX_RESULT_CHARS]})
         if run.refused > MAX_REFUSED:
@@ -247,7 +248,7 @@ def _read(message) -> tuple[str, list]:
     return text if isinstance(text, str) else "", calls
 
 
-def _answer(result: PipelineResult, say, run: LLMRun, call, index: int) -> dict:
+def _answer(result: PipelineResult, say, run: LLMRun, call, index: int, progress: Progress) -> dict:
     """Run one tool call of the model, or refuse it (over a budget, a repeat); the result as data."""
     name, raw = call.function.name, call.function.arguments or "{}"
     try:
@@ -268,7 +269,7 @@ def _answer(result: PipelineResult, say, run: LLMRun, call, index: int) -> dict:
         out = {"error": "not run: the same call with the same arguments already gave this result", **run.seen[key]}
     else:
         run.steps += 1
-        out = _run_tool(result, name, args)
+        out = _run_tool(result, name, args, progress)
         stage = getattr(TOOLS.get(name), "stage", None)
         if stage and "error" not in out:
             run.ran_stage(stage)
@@ -277,10 +278,12 @@ def _answer(result: PipelineResult, say, run: LLMRun, call, index: int) -> dict:
     return out
 
 
-def _run_tool(result: PipelineResult, name: str, args) -> dict:
+def _run_tool(result: PipelineResult, name: str, args, progress: Progress) -> dict:
     """:func:`call_tool`, with unexpected failures of a stage given back to the model as data."""
     try:
-        return call_tool(result, name, args)
+        return call_tool(result, name, args, progress)
+    except Cancelled:
+        raise
     except Exception as exc:  # a stage that breaks on odd (valid) input must not end the run
         return {"error": f"{name} failed: {type(exc).__name__}: {exc}"}
 
