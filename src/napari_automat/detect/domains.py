@@ -97,22 +97,38 @@ def spot_amplitudes(image: np.ndarray, spots_px: np.ndarray, sigma_px: float, ma
     """Local amplitude ``(m, y, x)`` of each spot (``spots_px`` ``(m, 2)`` [cycles/px, ``(ky, kx)``]):
     the image's spectrum under a Gaussian around the spot whose real-space width is ``sigma_px``,
     transformed back; normalised by the equally smoothed support (``mask``, default all), so
-    edges and the mask's border are not dimmed."""
+    edges and the mask's border are not dimmed. The maps are made on a grid ``sigma_px / 2`` coarser
+    (the window passes nothing finer) and interpolated to the pixels."""
     img = np.asarray(image, float)
     support = np.ones(img.shape) if mask is None else np.asarray(mask, float)
     img = (img - img[support > 0].mean()) * support
     pad = int(np.ceil(3 * sigma_px))
-    shape = tuple(sfft.next_fast_len(n + 2 * pad) for n in img.shape)
-    ky, kx = sfft.fftfreq(shape[0])[:, None], sfft.fftfreq(shape[1])[None, :]
+    shape = np.array([sfft.next_fast_len(n + 2 * pad) for n in img.shape])
+    coarse = np.array([sfft.next_fast_len(int(np.ceil(n / max(1.0, sigma_px / 2)))) for n in shape])
+    offsets = [np.rint(sfft.fftfreq(c) * c).astype(int) for c in coarse]  # the coarse grid's frequency bins
     width = 1.0 / (2 * np.pi * sigma_px)  # the Gaussian's width in cycles/px
+    # linear interpolation to the pixels (sample j of the coarse grid is pixel j * shape / coarse)
+    to_y, to_x = (_linear_weights(np.arange(n) * c / s, c) for n, c, s in zip(img.shape, coarse, shape))
 
     def smoothed(spectrum, k):
-        window = np.exp(-((ky - k[0]) ** 2 + (kx - k[1]) ** 2) / (2 * width ** 2))
-        return sfft.ifft2(spectrum * window)[:img.shape[0], :img.shape[1]]
+        bins = [(int(round(k[i] * shape[i])) + offsets[i]) % shape[i] for i in (0, 1)]
+        ky, kx = [((b + shape[i] // 2) % shape[i] - shape[i] // 2) / shape[i] - k[i] for i, b in enumerate(bins)]
+        window = np.exp(-(ky[:, None] ** 2 + kx[None, :] ** 2) / (2 * width ** 2))
+        return to_y @ np.abs(sfft.ifft2(spectrum[np.ix_(*bins)] * window)) @ to_x.T
 
-    weight = np.maximum(smoothed(sfft.fft2(support, s=shape), (0.0, 0.0)).real, 1e-3)
-    spectrum = sfft.fft2(img, s=shape)
-    return np.stack([np.abs(smoothed(spectrum, k)) / weight for k in spots_px])
+    weight = np.maximum(smoothed(sfft.fft2(support, s=tuple(shape)), (0.0, 0.0)), 1e-3 * coarse.prod() / shape.prod())
+    spectrum = sfft.fft2(img, s=tuple(shape))
+    return np.stack([smoothed(spectrum, k) / weight for k in spots_px])
+
+
+def _linear_weights(at: np.ndarray, n: int) -> np.ndarray:
+    """``(len(at), n)`` weights of linear interpolation of ``n`` samples at positions ``at``."""
+    lo = np.clip(np.floor(at).astype(int), 0, n - 1)
+    frac = np.clip(at - lo, 0, 1)
+    w = np.zeros((len(at), n))
+    w[np.arange(len(at)), lo] = 1 - frac
+    w[np.arange(len(at)), np.minimum(lo + 1, n - 1)] += frac
+    return w
 
 
 def segment_domains(image: np.ndarray, pixel_size_A, mask=None,
@@ -132,47 +148,54 @@ def segment_domains(image: np.ndarray, pixel_size_A, mask=None,
     period_px = 1.0 / float(np.min(np.linalg.norm(spots_px, axis=1)))
     sigma_px = params.domain_sigma_periods * period_px
     amp = spot_amplitudes(img, spots_px, sigma_px, mask)
-    labels = _cluster(amp, mask, sigma_px, params) if len(g_A) > 1 else mask.astype(int)
+    step = max(1, int(sigma_px), int(np.ceil(np.sqrt(mask.sum() / params.domain_samples))))
+    iy, ix = np.nonzero(mask[::step, ::step])
+    samples = amp[:, iy * step, ix * step].T  # one point per sigma_px: the maps vary no faster
+    labels = _cluster(amp, mask, samples, (iy, ix), params) if len(g_A) > 1 else mask.astype(int)
     labels = _merge_small(labels, params.domain_min_fraction * mask.sum())
-    domains = [_describe(labels == k, img, amp, g_A, sigma_px, k) for k in range(1, labels.max() + 1)]
+    typical = np.median(samples, axis=0)
+    domains = [_describe(labels == k, img, amp / typical[:, None, None], g_A, sigma_px, k)
+               for k in range(1, labels.max() + 1)]
     return DomainMap(labels, domains, interfaces(labels), g_A, period_px, sigma_px)
 
 
-def _cluster(amp: np.ndarray, mask: np.ndarray, sigma_px: float, params: DetectParams) -> np.ndarray:
-    """Label image from the spot amplitudes ``amp`` ``(m, y, x)``: sample points ``sigma_px`` apart (at
-    most ``params.domain_samples``) are clustered on their log amplitudes, each spot's floored at
-    ``params.domain_amplitude_floor`` of its strong level (95th percentile over the mask), by average
-    linkage on the largest difference over the spots, cut at ``log(params.domain_tolerance)``. Each
-    masked pixel takes the cluster whose mean amplitudes (over its samples at least two steps from
-    another cluster's), scaled by the spots' strong levels, are nearest its own on a linear scale, so that a boundary falls where the amplitudes are halfway
-    between the two sides' (the log's midpoint would lean into the weaker side)."""
+def _cluster(amp: np.ndarray, mask: np.ndarray, samples: np.ndarray, at: tuple, params: DetectParams) -> np.ndarray:
+    """Label image from the spot amplitudes ``amp`` ``(m, y, x)``. Its ``samples`` ``(n, m)``, on a
+    grid one ``sigma_px`` apart at rows and columns ``at``, are clustered on their log amplitudes,
+    each spot's floored at ``params.domain_amplitude_floor`` of its strong level (95th percentile),
+    by average linkage on the largest difference over the spots, cut at
+    ``log(params.domain_tolerance)``. A cluster with no sample two steps from other clusters is the
+    mixed band along a boundary, not a domain: it is dropped. Each masked pixel takes the cluster whose median amplitudes
+    (which the few samples astride a boundary do not move) are nearest its own on a linear scale,
+    each spot weighed by its variance within the clusters, so that a boundary falls where the
+    amplitudes are halfway between the two sides' (the log's midpoint would lean into the weaker
+    side)."""
     from scipy.cluster.hierarchy import fcluster, linkage
 
-    step = max(1, int(sigma_px), int(np.ceil(np.sqrt(mask.sum() / params.domain_samples))))
-    iy, ix = np.nonzero(mask[::step, ::step])
-    strong = np.percentile(amp[:, mask], 95, axis=1)
-    samples = amp[:, iy * step, ix * step].T / strong
+    strong = np.percentile(samples, 95, axis=0)
+    samples = samples / strong
     if len(samples) < 2:
         return mask.astype(int)
     log = np.log(samples + params.domain_amplitude_floor)
     cluster = fcluster(linkage(log, "average", metric="chebyshev"), np.log(params.domain_tolerance),
                        criterion="distance")
-    grid = np.zeros(mask[::step, ::step].shape, int)
-    grid[iy, ix] = cluster
-    centres = np.stack([samples[_core(grid == c, 2)[iy, ix]].mean(axis=0) for c in np.unique(cluster)])
-    pixels = amp[:, mask].T / strong
-    nearest = np.concatenate([np.argmin(((pixels[i:i + 65536, None, :] - centres[None]) ** 2).sum(axis=2), axis=1)
-                              for i in range(0, len(pixels), 65536)])
-    labels = np.zeros(mask.shape, int)
-    labels[mask] = nearest + 1
-    return labels
+    grid = np.zeros(np.max(at, axis=1) + 1, int)
+    grid[at] = cluster
+    names = [c for c in np.unique(cluster) if _core(grid == c, 1.5)[at].any()] or list(np.unique(cluster))
+    centres = np.stack([np.median(samples[cluster == c], axis=0) for c in names])
+    # each spot weighed by its pooled spread within the clusters, so the spots that tell them apart
+    # decide and those that vary alike in all (thickness, strain) do not
+    kept = np.isin(cluster, names)
+    spread = np.mean((samples[kept] - centres[np.searchsorted(names, cluster[kept])]) ** 2, axis=0) + 1e-6
+    # sum over spots of (p - c)² / spread, less the sum of p² / spread, for every pixel p at once
+    score = (centres ** 2 / spread).sum(axis=1)[:, None] - 2 * (centres / spread / strong) @ amp.reshape(len(amp), -1)
+    return np.where(mask, np.argmin(score, axis=0).reshape(mask.shape) + 1, 0)
 
 
-def _core(inside: np.ndarray, depth: int) -> np.ndarray:
-    """``inside`` eroded by ``depth`` steps (away from its own edges, not the image's), or itself when
-    that leaves nothing: the part of a domain its neighbours' smoothed amplitudes do not reach."""
-    core = ndimage.binary_erosion(inside, iterations=depth, border_value=1)
-    return core if core.any() else inside
+def _core(inside: np.ndarray, depth: float) -> np.ndarray:
+    """The pixels of ``inside`` farther than ``depth`` from any other (the image's edge does not
+    count): the part of a domain its neighbours' smoothed amplitudes do not reach."""
+    return ndimage.distance_transform_edt(np.pad(inside, 1, constant_values=True))[1:-1, 1:-1] > depth
 
 
 def _merge_small(labels: np.ndarray, min_area: float) -> np.ndarray:
@@ -202,11 +225,13 @@ def _merge_small(labels: np.ndarray, min_area: float) -> np.ndarray:
 
 def _describe(inside: np.ndarray, image: np.ndarray, amp: np.ndarray, g_A: np.ndarray, sigma_px: float,
               label: int) -> Domain:
-    """A :class:`Domain` for the pixels ``inside``: bbox, brightness, mean spot amplitudes (over the
-    field's median) and the lattice of the spots strong in its core, ``2 sigma_px`` in from its
-    edge where it has one (``spectrum.basis_from_spots`` on their mean power)."""
+    """A :class:`Domain` for the pixels ``inside``: bbox, brightness, mean spot amplitudes (``amp``,
+    relative) and the lattice of the spots strong in its core, ``2 sigma_px`` in from its edge where
+    it has one (``spectrum.basis_from_spots`` on their mean power)."""
     ys, xs = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
-    power = (amp[:, _core(inside, int(2 * sigma_px))] ** 2).mean(axis=1)
+    core = _core(inside, 2 * sigma_px)
+    flat, core = amp.reshape(len(amp), -1), (core if core.any() else inside).ravel()
+    power = np.einsum("ij,ij,j->i", flat, flat, core) / core.sum()
     order = np.argsort(-power)
     basis = basis_from_spots(g_A[order], power[order])
     a_A = b_A = gamma = angle = None
@@ -215,9 +240,10 @@ def _describe(inside: np.ndarray, image: np.ndarray, amp: np.ndarray, g_A: np.nd
         a_A, b_A = round(float(np.linalg.norm(a)), 4), round(float(np.linalg.norm(b)), 4)
         gamma = round(float(np.degrees(np.arccos(np.clip(a @ b / (a_A * b_A), -1, 1)))), 2)
         angle = round(float(np.degrees(np.arctan2(a[0], a[1]))), 2)
-    return Domain(label, round(float(inside.mean()), 4), [int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1], a_A, b_A, gamma, angle,
-                  round(float(image[inside].mean() / np.mean(image)), 4),
-                  [round(float(v), 3) for v in amp[:, inside].mean(axis=1) / np.median(amp, axis=(1, 2))])
+    mean = flat @ inside.ravel() / inside.sum()
+    return Domain(label, round(float(inside.mean()), 4), [int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1],
+                  a_A, b_A, gamma, angle, round(float(image[inside].mean() / np.mean(image)), 4),
+                  [round(float(v), 3) for v in mean])
 
 
 def interfaces(labels: np.ndarray) -> list[Interface]:

@@ -90,8 +90,9 @@ class DetectParams:
     #: At most this many sample points are clustered (the rest take the nearest cluster).
     domain_samples: int = 2000
     #: A domain's chain uses only its columns farther than this from another domain [periods of the
-    #: longest lattice spacing]: the interface row mixes both (PbTiO3 under SrRuO3: with 0.25 the
-    #: Pb and Ti columns fit as one centred lattice, with 0.5 PbTiO3 P4mm).
+    #: longest lattice spacing]: the interface row mixes both (PbTiO3 under SrRuO3: with a quarter
+    #: period the Pb and Ti columns fit as one centred lattice; with a whole one the SrRuO3 layer,
+    #: four to six cells thick, keeps too few columns for its lattice).
     domain_margin_periods: float = 0.5
 
     def to_dict(self) -> dict:
