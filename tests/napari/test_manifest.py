@@ -23,11 +23,23 @@ def test_commands_point_at_importable_callables_in_submodules(manifest):
         assert callable(getattr(importlib.import_module(module), attr)), command.python_name
 
 
-def test_reader_covers_microscopy_formats(manifest):
-    (reader,) = manifest.contributions.readers
-    patterns = set(reader.filename_patterns)
-    for ext in ("dm3", "dm4", "emd", "ser", "emi", "mrc", "tif", "tiff", "hspy", "hdf5", "h5", "mat", "png", "jpg"):
-        assert f"*.{ext}" in patterns
+def _readers(manifest) -> dict:
+    return {reader.command: set(reader.filename_patterns) for reader in manifest.contributions.readers}
+
+
+def test_reader_covers_microscopy_formats_and_claims_only_what_it_reads(manifest):
+    from napari_automat.io.read import SUPPORTED_EXTENSIONS
+
+    patterns = _readers(manifest)["napari-automat.get_reader"]
+    assert patterns == {f"*.{ext}" for ext in ("dm3", "dm4", "emd", "ser", "emi", "mrc", "tif", "tiff", "hspy",
+                                                "hdf5", "mat")}
+    assert {p[2:] for p in patterns} <= set(SUPPORTED_EXTENSIONS)  # no extension the reader then rejects
+
+
+def test_results_reopen(manifest):
+    readers = _readers(manifest)
+    assert readers["napari-automat.get_columns_reader"] == {"*columns.csv"}
+    assert readers["napari-automat.get_structure_reader"] == {"*.cif"}
 
 
 def test_writers_widgets_and_sample(manifest):

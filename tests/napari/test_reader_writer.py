@@ -120,3 +120,94 @@ def test_multi_detector_file_opens_one_layer_per_signal(make_napari_viewer, real
         assert layer.data.shape == (2, 2) and not np.iscomplexobj(layer.data)
         np.testing.assert_allclose(layer.scale, [0.996, 0.996], rtol=1e-3)  # 99.6 pm/px
         assert layer.metadata[MICROGRAPH_KEY].metadata["title"] == layer.name[len(stem) + 1:]
+
+
+def _sample_columns():
+    from napari_automat.model import Columns
+
+    return Columns.from_positions([[10.0, 20.0], [30.5, 40.25], [12.0, 7.5]], (0.1, 0.2), intensity=[1.0, 2.0, 1.5],
+                                  sublattice=[0, 1, 0], species=["Sr", "Ti+O", "Sr"])
+
+
+def test_saved_columns_reopen_as_the_same_points_layer(make_napari_viewer, tmp_path):
+    import napari
+    from napari_automat._napari.layers import add_layer, columns_from_points_layer, columns_layer_data
+
+    viewer = make_napari_viewer()
+    layer = add_layer(viewer, columns_layer_data(_sample_columns()))
+    layer.add([50.0, 60.0])
+    out = tmp_path / "columns.csv"
+    napari.save_layers(str(out), [layer], plugin="napari-automat")
+    (back,) = viewer.open(str(out), plugin="napari-automat")
+    assert back.name.startswith("columns") and back.ndim == 2
+    np.testing.assert_allclose(back.data, layer.data)
+    np.testing.assert_allclose(back.scale, layer.scale)
+    assert tuple(back.units) == tuple(layer.units)
+    before, after = columns_from_points_layer(layer).flat_features(), columns_from_points_layer(back).flat_features()
+    assert after.keys() == before.keys()
+    for name, values in before.items():
+        if isinstance(values, list):
+            assert after[name] == values, name
+        else:
+            np.testing.assert_allclose(after[name], values, err_msg=name)
+    assert list(back.features["provenance"]) == ["detected"] * 3 + ["added"]
+
+
+def test_columns_reader_takes_only_its_own_tables(tmp_path):
+    from napari_automat._napari.reader import get_columns_reader
+
+    foreign = tmp_path / "columns.csv"
+    foreign.write_text("index,axis-0,axis-1\n0,1,2\n")
+    assert get_columns_reader(str(foreign)) is None
+    assert get_columns_reader(str(tmp_path / "missing_columns.csv")) is None
+    assert get_columns_reader(None) is None and get_columns_reader([]) is None
+
+
+def test_saved_structure_reopens_as_the_structure_layers(make_napari_viewer, tmp_path):
+    import napari
+    from pymatgen.core import Lattice, Structure
+
+    from napari_automat._napari.layers import STRUCTURE_KEY, structure_layer_data
+    from napari_automat.io.write import write_cif
+
+    structure = Structure(Lattice.cubic(3.905), ["Sr", "Ti", "O", "O", "O"],
+                          [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    path = write_cif(tmp_path / "structure.cif", structure)
+    viewer = make_napari_viewer()
+    from npe2 import PluginManager
+
+    compatible = {r.plugin_name for r in PluginManager.instance().iter_compatible_readers([str(path)])}
+    assert compatible == {"napari-automat"}  # File > Open takes it without a reader dialog
+    atoms, cell = viewer.open(str(path), plugin="napari-automat")
+    expected = structure_layer_data(structure)
+    assert (atoms.name, cell.name) == ("structure", "structure cell")
+    assert atoms.ndim == 3 and tuple(atoms.units) == ("angstrom",) * 3
+    np.testing.assert_allclose(np.sort(atoms.data, axis=0), np.sort(expected[0][0], axis=0), atol=1e-6)
+    assert sorted(atoms.features["element"]) == sorted(expected[0][1]["features"]["element"])
+    back = atoms.metadata[STRUCTURE_KEY]
+    assert back.composition == structure.composition
+    np.testing.assert_allclose(back.lattice.abc, structure.lattice.abc)
+    again = tmp_path / "again.cif"
+    assert napari.save_layers(str(again), [atoms], plugin="napari-automat") == [str(again)]
+
+
+def test_unreadable_cif_is_one_line(tmp_path):
+    from napari_automat._napari.reader import get_structure_reader
+    from napari_automat.model import AutomatError
+
+    bad = tmp_path / "broken.cif"
+    bad.write_text("data_x\n_cell_length_a 3\n")
+    reader = get_structure_reader(str(bad))
+    with pytest.raises(AutomatError, match="broken.cif holds no structure"):
+        reader(str(bad))
+    assert get_structure_reader(str(tmp_path / "absent.cif")) is None
+    assert get_structure_reader(str(tmp_path / "image.tif")) is None and get_structure_reader([]) is None
+
+
+def test_plain_images_and_h5_get_no_reader_choice(make_napari_viewer):
+    from npe2 import PluginManager
+
+    make_napari_viewer()  # plugins discovered
+    for name in ("image.png", "photo.jpg", "data.h5"):
+        readers = {r.plugin_name for r in PluginManager.instance().iter_compatible_readers([f"/data/{name}"])}
+        assert "napari-automat" not in readers, name
