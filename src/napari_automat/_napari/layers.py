@@ -314,6 +314,38 @@ def lattice_layer_data(lattice: Lattice2D, pixel_size_A: Sequence[float], name: 
     return vectors, kwargs, "vectors"
 
 
+# --- domains ------------------------------------------------------------------------------------
+
+#: Metadata key of a domains Labels layer: the ``result.json`` ``domains`` entries.
+DOMAINS_KEY = "automat_domains"
+
+
+def domains_layer_data(labels: np.ndarray, pixel_size_A: Sequence[float], domains: list[dict],
+                       name: str = "domains") -> tuple:
+    """A Labels layer of the domains (``PipelineResult.domain_labels``, 0 = not analysed), scale =
+    pixel size [Å]; its features name each label's structure."""
+    def structure(entry):
+        s = entry.get("structure")
+        return f"{s['formula']} {s['spacegroup']}" if s else entry.get("error", "no structure")
+
+    features = {"index": [0] + [e["label"] for e in domains],
+                "structure": ["not analysed"] + [structure(e) for e in domains],
+                "area_fraction": [0.0] + [e["area_fraction"] for e in domains]}
+    kwargs = {"name": name, "scale": tuple(float(p) for p in pixel_size_A), "units": UNITS_2D, "opacity": 0.35,
+              "features": features, "metadata": {DOMAINS_KEY: domains}}
+    return np.asarray(labels, int), kwargs, "labels"
+
+
+def placed(layer_data: tuple, origin_px: Sequence[float]) -> tuple:
+    """``layer_data`` of a crop moved to ``origin_px`` ``(y, x)`` [px] of the full image (napari's
+    ``translate``, in the layer's scaled units); unchanged when the origin is 0."""
+    data, kwargs, kind = layer_data
+    if not np.any(origin_px):
+        return layer_data
+    scale = np.asarray(kwargs["scale"], float)[-2:]
+    return data, dict(kwargs, translate=tuple(float(v) for v in np.asarray(origin_px, float) * scale)), kind
+
+
 # --- 3D structure -----------------------------------------------------------------------------
 
 #: Metadata key marking a layer as the projection overlay of a retrieval candidate.

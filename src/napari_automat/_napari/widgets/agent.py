@@ -13,7 +13,8 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QLineEdit, QPlainTextEdit, QPus
 from ...agent import wants_llm
 from ...config import PipelineConfig
 from ..layers import (COLUMNS_KEY, HITS_KEY, LATTICE_KEY, MICROGRAPH_KEY, SELECTED_HIT_KEY, columns_from_points_layer,
-                      columns_layer_data, lattice_layer_data, micrograph_layer_data, structure_layer_data)
+                      columns_layer_data, domains_layer_data, lattice_layer_data, micrograph_layer_data, placed,
+                      structure_layer_data)
 from ..session import SESSION_KEY
 from ._common import LayerCombo, StageWidget, layer_micrograph
 from .detect import is_columns_layer
@@ -53,6 +54,7 @@ class AgentWidget(StageWidget):
         self.check_button.setEnabled(self.planner.currentText() == "llm")
         self.show_3d = QCheckBox("show the structure in 3D")
         self.show_3d.setChecked(True)
+        self.domains = QCheckBox("one chain per domain (crystal regions by local lattice)")
         self.transcript = QPlainTextEdit()
         self.transcript.setReadOnly(True)
         self.transcript.setMinimumHeight(320)
@@ -65,6 +67,7 @@ class AgentWidget(StageWidget):
         self.form.addRow("planner", self.planner)
         self.form.addRow(self.check_button)
         self.form.addRow(self.show_3d)
+        self.form.addRow(self.domains)
         self.body.addWidget(self.transcript)
         self.message.connect(self.append_message)
         self.energy_model.currentTextChanged.connect(lambda text: self.relax.setEnabled(text != "none"))
@@ -86,8 +89,9 @@ class AgentWidget(StageWidget):
 
     def config(self) -> PipelineConfig:
         # layers are drawn in the image's own frame, so the chain must not crop it to the crystal
+        # (a domain's layers are placed where its crop lies)
         return PipelineConfig(elements=self.elements.text(), energy_model=self.energy_model.currentText(),
-                              relax=self.relax.isChecked(), crystal_region=False)
+                              relax=self.relax.isChecked(), crystal_region=False, domains=self.domains.isChecked())
 
     def run(self) -> None:
         from ...agent import agent_line, run_agent
@@ -114,23 +118,26 @@ class AgentWidget(StageWidget):
     def show_result(self, agent, name: str, points_layer=None) -> None:
         """Add the result of an agent run as layers (nothing existing is replaced)."""
         result = agent.result
-        analysed = result.analysed
+        analysed, origin = result.analysed, result.origin_px
+        if result.domain_labels is not None:
+            self.add_layer(domains_layer_data(result.domain_labels, result.micrograph.pixel_size_A, result.domains,
+                                              name=f"{name} domains (agent)"))
         if result.denoised is not None:
-            self.add_layer(micrograph_layer_data(result.denoised, name=f"{name} denoised (agent)",
-                                                 automat_denoise_info=result.denoise_info))
+            self.add_layer(placed(micrograph_layer_data(result.denoised, name=f"{name} denoised (agent)",
+                                                        automat_denoise_info=result.denoise_info), origin))
         columns_layer = points_layer
         if result.columns is not None and (points_layer is None or result.columns_source != "user"):
-            columns_layer = self.add_layer(columns_layer_data(result.columns, name=f"{name} columns (agent)",
-                                                              **{MICROGRAPH_KEY: analysed}))
+            columns_layer = self.add_layer(placed(columns_layer_data(result.columns, name=f"{name} columns (agent)",
+                                                                     **{MICROGRAPH_KEY: analysed}), origin))
         if columns_layer is not None and result.hits:
             columns_layer.metadata.update({HITS_KEY: result.hits, SELECTED_HIT_KEY: result.chosen_index})
         if columns_layer is not None and columns_layer is not points_layer:
             columns_layer.metadata[SESSION_KEY] = result  # the step widgets go on from the agent's session
         if result.lattice is not None:
-            self.add_layer(lattice_layer_data(result.lattice, result.columns.pixel_size_A,
-                                              name=f"{name} lattice (agent)",
-                                              near_px=result.columns.positions_px.mean(axis=0),
-                                              **{COLUMNS_KEY: result.columns}))
+            self.add_layer(placed(lattice_layer_data(result.lattice, result.columns.pixel_size_A,
+                                                     name=f"{name} lattice (agent)",
+                                                     near_px=result.columns.positions_px.mean(axis=0),
+                                                     **{COLUMNS_KEY: result.columns}), origin))
             if columns_layer is not None:
                 columns_layer.metadata[LATTICE_KEY] = result.lattice
         if result.reconstruction is not None:
