@@ -146,3 +146,39 @@ def test_a_broken_client_is_finished_by_the_rules(srtio3_image):
     agent = run_agent(srtio3_image, CONFIG, planner="llm", client=Broken([]))
     assert agent.result.reconstruction is not None and agent.planner == "rules"
     assert agent.result.agent["fallback"]["reason"] == "LLM stopped: ValueError in the LLM loop: broken message"
+
+
+def _stub(**config):
+    """A result with the LLM's stages done (SimpleNamespace in place of the pipeline objects)."""
+    from napari_automat.detect.params import DEFAULT_DETECT
+
+    return SimpleNamespace(columns_source="detected", columns=SimpleNamespace(count=100),
+                           lattice=SimpleNamespace(fft_mismatch=0.01), detect_params=DEFAULT_DETECT,
+                           hits=[SimpleNamespace(formula="SrTiO3"), SimpleNamespace(formula="TiO2")],
+                           chosen_index=0, config=PipelineConfig(elements=("Sr", "Ti", "O"), **config))
+
+
+@pytest.mark.parametrize("llm_config, kept, problem", [
+    ({}, {"denoise", "detect", "lattice", "retrieve", "stability", "reconstruct", "energy"}, None),
+    ({"relax": False}, {"denoise", "detect", "lattice", "retrieve", "stability", "reconstruct"}, "relax=False"),
+    ({"energy_model": "mattersim"}, {"denoise", "detect", "lattice", "retrieve"}, "the mattersim model"),
+])
+def test_gates_on_the_llms_stages(llm_config, kept, problem):
+    from napari_automat.agent.planner import verified
+
+    user = PipelineConfig(elements=("Sr", "Ti", "O"), energy_model="chgnet")
+    ran = ["denoise", "detect", "lattice", "retrieve", "stability", "reconstruct", "energy"]
+    got, why = verified(_stub(**{"energy_model": "chgnet", **llm_config}), ran, user)
+    assert got == kept and (why is None if problem is None else problem in why)
+
+
+def test_gates_skip_stability_left_out_and_stop_at_a_drifting_lattice():
+    from napari_automat.agent.planner import verified
+
+    user = PipelineConfig(elements=("Sr", "Ti", "O"), energy_model="chgnet")
+    got, why = verified(_stub(energy_model="chgnet"), ["denoise", "detect", "lattice", "retrieve", "reconstruct"], user)
+    assert got == {"denoise", "detect", "lattice", "retrieve"} and why == "stability was not run"
+    drifting = _stub(energy_model="chgnet")
+    drifting.lattice.fft_mismatch = 0.5
+    got, why = verified(drifting, ["denoise", "detect", "lattice"], user)
+    assert got == {"denoise", "detect"} and "differs from the Fourier transform by 50%" in why

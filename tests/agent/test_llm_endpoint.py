@@ -160,6 +160,16 @@ def test_endless_tool_calls_are_cut_off(srtio3_image, loopback, tmp_path):
     assert sum("error" not in e["data"] for e in results) == 1  # the rest: repeats and over the per-reply budget
 
 
+def test_a_stage_runs_once_per_reply(srtio3_image, loopback, tmp_path):
+    ten = tool_calls(*[("denoise", {"method": "gaussian", "strength": 1 + k / 10}) for k in range(10)])
+    agent, doc = _run(srtio3_image, loopback, tmp_path, [ten])
+    errors = [e["data"].get("error", "") for e in agent.transcript if e["role"] == "tool_result" and e["by"] == "llm"]
+    assert errors[0] == "" and all("runs once per reply" in e for e in errors[1:6])
+    assert len(errors) == 10 and all("at most 6 tool calls per reply" in e for e in errors[6:])
+    assert len(loopback.requests) == 1 and "9 calls that were refused" in doc["agent"]["fallback"]["reason"]
+    assert doc["agent"]["fallback"]["kept"] == ["denoise"]
+
+
 def test_turn_limit_is_said_and_the_rules_finish(srtio3_image, loopback, tmp_path, monkeypatch):
     from napari_automat.agent import llm
 

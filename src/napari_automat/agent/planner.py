@@ -172,6 +172,10 @@ def _gate(result: PipelineResult, stage: str, ran: list[str], config) -> str | N
     if stage == "retrieve" and set(result.config.elements) != set(config.elements):
         return (f"candidates were retrieved for elements {list(result.config.elements)}, "
                 f"the user's are {list(config.elements)}")
+    if stage in ("stability", "energy") and config.energy_model not in ("auto", result.config.energy_model):
+        return f"{stage} used the {result.config.energy_model} model, the user's is {config.energy_model}"
+    if stage == "energy" and result.config.relax != config.relax:
+        return f"the energy was computed with relax={result.config.relax}, the user's setting is {config.relax}"
     if stage == "reconstruct" and result.chosen_index != 0:
         return (f"candidate {result.chosen_index} ({result.hits[result.chosen_index].formula}) was built, "
                 f"not the most probable one ({result.hits[0].formula})")

@@ -133,6 +133,7 @@ def summarise(result: PipelineResult) -> dict:
         e = result.energy.to_dict()
         out["energy"] = {k: e[k] for k in ("model", "energy_per_atom_eV", "formation_energy_per_atom_eV",
                                            "max_force_eV_A", "lattice_change_pct", "relaxed", "steps")}
+        out["energy"]["converged"] = bool(e["relaxed"] and e["max_force_eV_A"] <= result.config.fmax_eV_A)
     if result.warnings:
         out["warnings"] = list(result.warnings)
     return out
@@ -158,7 +159,8 @@ def _detect(result, a: DetectArgs, progress):
     if result.columns_source == "user":
         raise AutomatError("the user gave the columns: they are not detected again")
     new = _stage(result, "detect", progress, min_separation_A=a.min_separation_A, threshold_scale=a.threshold_scale)
-    return dict(count=result.columns.count, **new)
+    sigma = result.columns.mean_sigma_A
+    return dict(count=result.columns.count, mean_sigma_A=round(sigma, 4) if sigma == sigma else None, **new)
 
 
 def _lattice(result, a: NoArgs, progress):
