@@ -102,3 +102,15 @@ def test_pto_sro_heterostructure(data_dir):
     for side in (pto, sro):
         composition = Composition(side["structure"]["formula"])
         assert composition["O"] == 3 and len(composition) == 3 and side["structure"]["spacegroup"] in ("Pm-3m", "P4mm")
+
+
+def test_the_agent_runs_each_domain(tmp_path):
+    from napari_automat.agent import run_agent
+
+    mg, _ = bicrystal(shape=(192, 384), boundary_x=190.5)
+    agent = run_agent(mg, PipelineConfig(domains=True, energy_model="none"), planner="rules")
+    entries = agent.result.to_dict()["domains"]
+    assert len(entries) == 2 and all(e["structure"] is not None for e in entries)
+    assert sum("domain(s) by local lattice" in e["content"] for e in agent.transcript) == 1
+    assert sum(e["role"] == "tool_call" and "reconstruct" in e["content"] for e in agent.transcript) >= 2
+    assert (tmp_path / "result.json") in [agent.save(tmp_path)["result"]]

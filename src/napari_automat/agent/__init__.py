@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, Union
 
 from ..config import PipelineConfig
 from ..model import AutomatError, Cancelled, Columns, Micrograph, Progress, no_progress
-from ..pipeline import STAGES, PipelineResult, start, sub_progress
+from ..pipeline import STAGES, PipelineResult, start, sub_progress, wants_domains
 
 #: The transcript's file name in the output folder.
 TRANSCRIPT_FILE = "transcript.jsonl"
@@ -78,11 +78,16 @@ def run_agent(source: Union[str, Path, Micrograph], config: Optional[PipelineCon
     agent = AgentResult(start(source, config, sub_progress(progress, 0, 0.02, "read: "), columns))
     actor = ["rules"]
 
-    def say(role: str, content: str, data: Any = None) -> None:
-        entry = {"role": role, "content": shown(content, 800), "data": data, "by": actor[0]}
+    def relay(entry: dict) -> None:
         agent.transcript.append(entry)
         on_message(entry)
 
+    def say(role: str, content: str, data: Any = None) -> None:
+        relay({"role": role, "content": shown(content, 800), "data": data, "by": actor[0]})
+
+    if wants_domains(agent.result):  # one agent run per domain; the main domain's is returned
+        return _by_domain(agent, lambda crop, p: run_agent(crop, config, progress=p, on_message=relay,
+                                                           planner=planner, client=client, llm=llm), say, progress)
     result = agent.result
     if not result.micrograph.calibrated:
         agent.result = result = calibrated_from_structure(result, say, sub_progress(progress, 0.0, 0.02))
@@ -103,6 +108,24 @@ def run_agent(source: Union[str, Path, Micrograph], config: Optional[PipelineCon
     for text in result.warnings:
         say("warning", text)
     return agent
+
+
+def _by_domain(agent: AgentResult, run_one: Callable[[Micrograph, Progress], AgentResult], say,
+               progress: Progress) -> AgentResult:
+    """``pipeline.by_domain`` with ``run_one`` an agent run: the agent run of the main domain, with
+    the whole transcript."""
+    from ..pipeline import by_domain
+
+    runs = []
+
+    def one(crop: Micrograph, p: Progress) -> PipelineResult:
+        runs.append(run_one(crop, p))
+        return runs[-1].result
+
+    main = by_domain(agent.result, one, say, progress)
+    chosen = next(run for run in runs if run.result is main)
+    chosen.transcript = agent.transcript
+    return chosen
 
 
 def _llm_then_rules(agent: AgentResult, config: PipelineConfig, say, actor: list, client, settings,
