@@ -29,3 +29,11 @@ def test_unknown_extra_is_a_programming_error():
 @pytest.mark.parametrize("model", ["none", "auto", "", None])
 def test_no_backend_requested_needs_nothing(model):
     check_installed(model)
+
+
+def test_an_explicit_model_that_is_not_installed_fails_fast(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "chgnet", None)  # import chgnet now fails as if absent
+    with pytest.raises(MissingExtra, match=r"pip install 'napari-automat\[energy\]'"):
+        check_installed(" CHGNet")
