@@ -34,6 +34,8 @@ MAX_REFUSED = 6
 #: Characters of conversation sent back to the model (older turns are dropped) and per tool result.
 MAX_HISTORY_CHARS = 60_000
 MAX_RESULT_CHARS = 4_000
+#: Characters of each of the model's messages kept in the transcript.
+MAX_TEXT_CHARS = 20_000
 
 SYSTEM_PROMPT = """You are AutoMat, an expert electron microscopist. You turn an atomic-resolution STEM
 image into a crystal structure by calling tools in order: denoise, detect_columns, fit_lattice,
@@ -182,14 +184,13 @@ def _message(reply):
 
 @dataclass
 class LLMRun:
-    """The state of one LLM loop: what it ran, what it said, why it stopped."""
+    """The state of one LLM loop: the stages it ran, its calls and the budgets they used."""
 
     settings: LLMSettings
     #: Stages completed, in chain order, none run again by an earlier stage since (see :meth:`ran_stage`).
     ran: list[str] = field(default_factory=list)
     steps: int = 0
     refused: int = 0
-    summary: Optional[str] = None
     #: Results of calls made since the state last changed: (tool, arguments) → result.
     seen: dict = field(default_factory=dict)
     #: Stages called in the current reply (each runs once per reply).
@@ -222,9 +223,8 @@ def drive(result: PipelineResult, say: Callable[[str, str, Any], None], run: LLM
         messages.append({"role": "assistant", "content": text,
                          **({"tool_calls": [_call_dict(c) for c in calls]} if calls else {})})
         if text:
-            say("assistant", text, {"text": text})
+            say("assistant", text, {"text": text[:MAX_TEXT_CHARS]})
         if not calls:
-            run.summary = text
             return text
         step = sub_progress(progress, turn / MAX_TURNS, (turn + 1) / MAX_TURNS)
         run.turn_stages.clear()
@@ -244,8 +244,8 @@ def _read(message) -> tuple[str, list]:
     text = getattr(message, "content", None)
     calls = getattr(message, "tool_calls", None) or []
     well_formed = isinstance(calls, list) and all(
-        isinstance(getattr(c, "id", None), str) and isinstance(getattr(getattr(c, "function", None), "name", None), str)
-        for c in calls)
+        isinstance(getattr(c, "id", None), str)
+        and isinstance(getattr(getattr(c, "function", None), "name", None), str) for c in calls)
     if not well_formed:
         raise LLMStopped("the endpoint's reply has malformed tool calls")
     return text if isinstance(text, str) else "", calls

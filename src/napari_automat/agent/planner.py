@@ -5,6 +5,9 @@ denoising and a lower threshold, then retry;
 an uncertain posterior → said; candidates that project alike → compared by formation energy (with an
 energy model); a candidate that fails to reconstruct → the next one; large lattice drift during
 relaxation → flagged.
+
+The same gates check another planner's (the LLM's) stages (:func:`verified`); :func:`plan` then
+finishes from the first that does not pass.
 """
 
 from __future__ import annotations
@@ -103,7 +106,8 @@ def _detect(result: PipelineResult, step, say, user_columns: bool) -> None:
     for attempt, (method, strength, threshold) in enumerate(detect_params.detection_attempts):
         result.warnings = list(base_warnings)
         if attempt:
-            say("planner", f"retry {attempt}: stronger denoising ({method}, ×{strength}) and threshold ×{threshold}", None)
+            say("planner", f"retry {attempt}: stronger denoising ({method}, ×{strength}) and threshold ×{threshold}",
+                None)
         step("denoise", "denoise", {"method": method or config.denoise_method,
                                     "strength": strength or config.denoise_strength})
         if not user_columns:
