@@ -26,8 +26,8 @@ only: the compound within a type is a nuisance profiled out, so that a type the 
 many compounds of does not win for that alone (on the tuning split's no-hint rows, type top-1
 55% summed, 68% profiled).
 
-Two structures of one formula whose projected patterns fit the image equally (:func:`alike_in_image`:
-lattice shape, column positions and Z-contrast) are told apart by the priors alone (library
+Two structures of one formula whose projected patterns fit the image equally and which both
+predict its cell size (:func:`alike_in_image`) are told apart by the priors alone (library
 compound or decorated prototype, simpler cell, energy): a cubic perovskite and its tilted
 polymorphs seen in HAADF, a monolayer and its bulk crystal in plan view. The verdict names such
 an alternative, whatever the probability, so that a user knows the polymorph is not read from the image.
@@ -52,8 +52,10 @@ MATCH_TOLERANCES = {"ltol": 0.2, "stol": 0.3, "angle_tol": 5.0}
 #: The factors of a hit's score that say how its projected pattern fits the image (the others are
 #: the cell size, which a decorated prototype only predicts, and priors) ...
 IMAGE_TERMS = ("lattice_shape", "positions", "z_contrast")
-#: ... and the largest difference of their logs at which two fits are alike (2%).
+#: ... and the largest difference of their logs at which two fits are alike (2%), when both
+#: structures also predict the measured cell size within this many of their widths.
 ALIKE_LOG = 0.02
+ALIKE_SCALE_SIGMAS = 2.0
 
 
 @dataclass(frozen=True)
@@ -365,13 +367,17 @@ def decide(hits: Sequence[TemplateHit], hinted: bool, chosen: int = 0,
 
 def alike_in_image(a: TemplateHit, b: TemplateHit) -> bool:
     """Whether two hits of one formula fit the image alike: each of :data:`IMAGE_TERMS` within
-    :data:`ALIKE_LOG` in log (False when either lacks them)."""
+    :data:`ALIKE_LOG` in log, and each structure's cell size (known or predicted) within
+    :data:`ALIKE_SCALE_SIGMAS` of the measured one (False when either lacks them): fcc and bcc
+    metals along [001] show the same square pattern, but only one fits its spacing."""
     from pymatgen.core import Composition
 
     if Composition(a.formula).reduced_formula != Composition(b.formula).reduced_formula:
         return False
     ta, tb = a.terms, b.terms
     if ta is None or tb is None:
+        return False
+    if any(float(h.details.get("scale_sigmas", math.inf)) > ALIKE_SCALE_SIGMAS for h in (a, b)):
         return False
     return all(abs(math.log(max(getattr(ta, k), _FLOOR)) - math.log(max(getattr(tb, k), _FLOOR))) <= ALIKE_LOG
                for k in IMAGE_TERMS)

@@ -157,21 +157,15 @@ def statement(row: dict, params: PosteriorParams) -> dict:
     claim = "compound" if p >= params.confident else "type" if type_p >= params.confident else None
     claim_right = right if claim == "compound" else type_right if claim == "type" else False
     return {"p": p, "right": right, "claim": claim, "claim_right": claim_right, "type_right": type_right,
-            "alike": has_alike(hits, min(row.get("chosen_index", 0), len(hits) - 1))}
+            "alike": has_alike(hits)}
 
 
-def has_alike(hits: Sequence[dict], chosen: int) -> Optional[bool]:
-    """Whether another structure of the chosen hit's formula fits the image alike
-    (``decision.alike_in_image`` on the rows' ``image_fit``); None for rows without it."""
-    from ..decision import ALIKE_LOG
-
-    fit = hits[chosen].get("image_fit")
-    if fit is None:
+def has_alike(hits: Sequence[dict]) -> Optional[bool]:
+    """Whether another structure fits the image alike the chosen hit (the rows' ``alike``, from
+    ``decision.alike_in_image``); None for rows of runs that did not record it."""
+    if any("alike" not in h for h in hits):
         return None
-    formula, group = hits[chosen]["structure"][0], hits[chosen]["group"]
-    return any(h["group"] != group and h["structure"][0] == formula and h.get("image_fit") is not None
-               and all(abs(math.log(max(a, 1e-12)) - math.log(max(b, 1e-12))) <= ALIKE_LOG
-                       for a, b in zip(fit, h["image_fit"])) for h in hits)
+    return any(h["alike"] for h in hits)
 
 
 def reliability(rows: Sequence[dict], params: PosteriorParams) -> dict:

@@ -124,7 +124,7 @@ def _score(row: dict, result, truth, folder: Path, steps: int, fmax: float, M, t
     if result.hits:
         row.update(M.retrieval_ranks(result.hits, truth, row.get("zone_axis")))
         row["top_hit"] = result.hits[0].formula
-        row["hits"] = hit_rows(result.hits, truth, M)
+        row["hits"] = hit_rows(result.hits, truth, M, result.chosen_index)
         row["chosen_index"] = result.chosen_index
         row["prior_weight"] = result.score_params.prior_weight
         decision = result.decision
@@ -186,11 +186,12 @@ def _scaled(structure, factor: float, is_2d: bool):
     return Structure(Lattice(m), structure.species, structure.frac_coords)
 
 
-def hit_rows(hits, truth, M) -> list[dict]:
+def hit_rows(hits, truth, M, chosen: int = 0) -> list[dict]:
     """What the posterior fit needs of each hit: its log-evidence and log-prior, its answer group and
     structure-type group (``decision.answer_groups``), how its pattern fits the image
-    (``decision.IMAGE_TERMS``), and whether its template matches the truth (with and without species)."""
-    from ..decision import IMAGE_TERMS, answer_groups, log_evidence, log_prior, structure_key
+    (``decision.IMAGE_TERMS``), whether it fits the image alike the chosen hit
+    (``decision.alike_in_image``), and whether its template matches the truth (with and without species)."""
+    from ..decision import IMAGE_TERMS, alike_in_image, answer_groups, log_evidence, log_prior, structure_key
 
     groups, types = answer_groups(hits), answer_groups(hits, anonymous=True)
     out = []
@@ -199,6 +200,7 @@ def hit_rows(hits, truth, M) -> list[dict]:
         terms = hit.terms
         out.append({"log_evidence": log_evidence(hit), "log_prior": log_prior(hit), "group": g, "type_group": t,
                     "image_fit": None if terms is None else [getattr(terms, k) for k in IMAGE_TERMS],
+                    "alike": g != groups[chosen] and alike_in_image(hits[chosen], hit),
                     "structure": list(structure_key(hit)), "correct": bool(correct),
                     "type_correct": bool(correct or (hit.structure is not None
                                                      and M.structure_types_match(hit.structure, truth)))})

@@ -544,7 +544,7 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
                                                               _motif_scores(pat["frac"], log_w, settings, meas, params)):
             if f is None:
                 continue
-            scale_score, variant = f
+            scale_score, variant, scale_sigmas = f
             score = shape_score[i] * scale_score * m["position"] * m["intensity"] * el_score ** kappa * variant * prior[r]
             tid = entry["id"] if deco is None else \
                 f"{entry['id']}|" + ",".join(deco["mapping"][x] for x in entry["elements"])
@@ -553,7 +553,7 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
                 continue
             improved = improved or score > kth
             found[key] = {"score": score, "row": r, "entry": e, "deco": deco, "motif": m, "tid": tid,
-                          "scale": math.exp(scale_best[i]), "shape": float(shape_best[i]),
+                          "scale": math.exp(scale_best[i]), "scale_sigmas": scale_sigmas, "shape": float(shape_best[i]),
                           "parts": {"lattice_shape": float(shape_score[i]), "lattice_scale": scale_score,
                                     "positions": m["position"], "z_contrast": m["intensity"], "elements": el_score,
                                     "cell_variant": variant, "simplicity": float(simplicity[e]),
@@ -606,8 +606,8 @@ def _element_scores(library, hint: tuple[str, ...], params: ScoreParams) -> np.n
 
 
 def _option_factors(idx: _Index, r: int, option: tuple, log_scale: float, z_exponent: float, params: ScoreParams):
-    """``(scale score, cell-variant factor)`` of one option of row ``r``, or None when its predicted
-    scale is more than ``params.scale_cut`` σ off the measured one."""
+    """``(scale score, cell-variant factor, scale deviation in σ)`` of one option of row ``r``, or
+    None when its predicted scale is more than ``params.scale_cut`` σ off the measured one."""
     deco, z, expected, el_score, sigma = option
     dev = log_scale - math.log(expected)
     if deco is not None:  # a radius-predicted scale is only good to a few per cent: no preference within
@@ -619,7 +619,7 @@ def _option_factors(idx: _Index, r: int, option: tuple, log_scale: float, z_expo
         w = idx.full_counts(int(idx.proj[r]))[list(idx.visible(r))] @ z ** z_exponent
         variant = float(np.sqrt(w.min() / w.max()))
     # A normalised likelihood: a predicted scale is less certain, so it can never score as a known one.
-    return params.sigma_scale / sigma * math.exp(-0.5 * (dev / sigma) ** 2), variant
+    return params.sigma_scale / sigma * math.exp(-0.5 * (dev / sigma) ** 2), variant, abs(dev) / sigma
 
 
 def _decorated_options(library, idx: _Index, hint, decoratable: np.ndarray, rows: np.ndarray,
@@ -691,6 +691,7 @@ def _hit(library, idx: _Index, h: dict, meas: tuple, lattice: Lattice2D) -> Temp
         **{k: round(float(v), 4) for k, v in h["parts"].items()},
         "lattice_mismatch": round(h["shape"], 4),
         "scale": round(h["scale"], 4),
+        "scale_sigmas": round(h["scale_sigmas"], 3),
         "position_rms_A": None if m["rms_A"] is None else round(m["rms_A"], 3),
         "n_template_columns": len(pat["frac"]),
         "n_measured_sites": len(meas[1]),
