@@ -785,8 +785,7 @@ def _domain_entry(domain, run, found, origin_px) -> dict:
         return dict(entry, lattice2d=None, structure=None, error=str(run))
     d = run.to_dict()
     s = d["structure"]
-    entry.update(lattice2d=d["lattice2d"], columns=(d["columns"] or {}).get("count"),
-                 structure=None if s is None else {
-                     "formula": s["reduced_formula"], "spacegroup": s["spacegroup_symbol"],
-                     "template_id": s["template_id"], "probability": d["retrieval"][run.chosen_index].get("probability")})
-    return entry
+    structure = None if s is None else {
+        "formula": s["reduced_formula"], "spacegroup": s["spacegroup_symbol"], "template_id": s["template_id"],
+        "probability": d["retrieval"][run.chosen_index].get("probability")}
+    return dict(entry, lattice2d=d["lattice2d"], columns=(d["columns"] or {}).get("count"), structure=structure)

@@ -3,12 +3,16 @@
 The image's Bragg spots (:func:`napari_automat.detect.spectrum.spectrum_peaks`) cover every
 crystal in it. For each spot, the local amplitude of that reflection (a dark-field image: the
 spectrum under a Gaussian window around the spot, transformed back) says where it is, so the
-vector of log spot amplitudes describes the local lattice at every pixel: its orientation and
+vector of spot amplitudes describes the local lattice at every pixel: its orientation and
 spacing (which spots light up) and its motif (their relative strengths: in PbTiO3 the A and B
 columns differ strongly in Z and the ``(100)`` reflections are strong, in SrRuO3 they nearly
-cancel). Sample points are clustered on that vector (average linkage cut at a stated
-tolerance), every pixel takes its nearest cluster, and domains under a useful size join their
-neighbours. Lengths are in pixels unless the name says ``_A``.
+cancel). Points one map width apart are clustered on their log amplitudes (average linkage,
+no spot differing by more than a stated factor), every pixel takes the cluster nearest on a
+linear scale (so a boundary lies halfway), and domains under a useful size join their
+neighbours. The numbers are :class:`~napari_automat.detect.params.DetectParams`' ``domain_*``.
+Lengths are in pixels unless the name says ``_A``; the tiles of :mod:`.region` are too coarse
+here (a 64-px tile holds 2.5 periods of a 26-px perovskite cell, and the PbTiO3 layer of the
+test image is 70 px high).
 """
 
 from __future__ import annotations
@@ -116,7 +120,8 @@ def spot_amplitudes(image: np.ndarray, spots_px: np.ndarray, sigma_px: float, ma
         window = np.exp(-(ky[:, None] ** 2 + kx[None, :] ** 2) / (2 * width ** 2))
         return to_y @ np.abs(sfft.ifft2(spectrum[np.ix_(*bins)] * window)) @ to_x.T
 
-    weight = np.maximum(smoothed(sfft.fft2(support, s=tuple(shape)), (0.0, 0.0)), 1e-3 * coarse.prod() / shape.prod())
+    floor = 1e-3 * coarse.prod() / shape.prod()  # the coarse transform's scale for a support of 1e-3
+    weight = np.maximum(smoothed(sfft.fft2(support, s=tuple(shape)), (0.0, 0.0)), floor)
     spectrum = sfft.fft2(img, s=tuple(shape))
     return np.stack([smoothed(spectrum, k) / weight for k in spots_px])
 
@@ -165,14 +170,14 @@ def _cluster(amp: np.ndarray, mask: np.ndarray, samples: np.ndarray, at: tuple, 
     each spot's floored at ``params.domain_amplitude_floor`` of its strong level (95th percentile),
     by average linkage on the largest difference over the spots, cut at
     ``log(params.domain_tolerance)``. A cluster with no sample two steps from other clusters is the
-    mixed band along a boundary, not a domain: it is dropped. Each masked pixel takes the cluster whose median amplitudes
-    (which the few samples astride a boundary do not move) are nearest its own on a linear scale,
-    each spot weighed by its variance within the clusters, so that a boundary falls where the
-    amplitudes are halfway between the two sides' (the log's midpoint would lean into the weaker
-    side)."""
+    mixed band along a boundary, not a domain: it is dropped. Each masked pixel takes the cluster
+    whose median amplitudes (which the few samples astride a boundary do not move) are nearest its
+    own on a linear scale, each spot weighed by its variance within the clusters, so that a
+    boundary falls where the amplitudes are halfway between the two sides' (the log's midpoint
+    would lean into the weaker side)."""
     from scipy.cluster.hierarchy import fcluster, linkage
 
-    strong = np.percentile(samples, 95, axis=0)
+    strong = np.maximum(np.percentile(samples, 95, axis=0), 1e-12)
     samples = samples / strong
     if len(samples) < 2:
         return mask.astype(int)
@@ -188,7 +193,8 @@ def _cluster(amp: np.ndarray, mask: np.ndarray, samples: np.ndarray, at: tuple, 
     kept = np.isin(cluster, names)
     spread = np.mean((samples[kept] - centres[np.searchsorted(names, cluster[kept])]) ** 2, axis=0) + 1e-6
     # sum over spots of (p - c)² / spread, less the sum of p² / spread, for every pixel p at once
-    score = (centres ** 2 / spread).sum(axis=1)[:, None] - 2 * (centres / spread / strong) @ amp.reshape(len(amp), -1)
+    score = ((centres ** 2 / spread).sum(axis=1)[:, None]
+             - 2 * (centres / spread / strong) @ amp.reshape(len(amp), -1))
     return np.where(mask, np.argmin(score, axis=0).reshape(mask.shape) + 1, 0)
 
 
@@ -263,7 +269,7 @@ def interfaces(labels: np.ndarray) -> list[Interface]:
     for pair, chunks in sorted(points.items()):
         p = np.concatenate(chunks)
         centre = p.mean(axis=0)
-        _, s, vt = np.linalg.svd(p - centre, full_matrices=False)
+        _, _, vt = np.linalg.svd(p - centre, full_matrices=False)
         direction = vt[0] if vt[0][1] >= 0 else -vt[0]
         along = (p - centre) @ direction
         across = (p - centre) @ np.array([-direction[1], direction[0]])
