@@ -83,6 +83,19 @@ def test_pipeline_runs_each_domain_only_when_asked(tmp_path):
     assert result.to_dict()["input"]["roi"] == main["bbox"]  # the largest domain is the main result
 
 
+def test_domains_of_a_crystal_in_vacuum_are_placed_in_the_full_image():
+    mg, truth = bicrystal(shape=(192, 384), boundary_x=190.5)
+    field = np.random.default_rng(3).poisson(10, (512, 640)) / 100  # vacuum: noise, no lattice
+    field[250:442, 200:584] = mg.data
+    result = run(Micrograph(field, mg.pixel_size_A, True), PipelineConfig(domains=True), stop_after="lattice")
+    entries = result.to_dict()["domains"]
+    assert len(entries) == 2 and all(e["columns"] > 20 for e in entries)  # the vacuum is no domain
+    assert entries[0]["interfaces"][0]["centre_px"][1] == pytest.approx(200 + truth, abs=4)
+    assert result.domain_labels.shape == field.shape and not result.domain_labels[:240].any()
+    y0, y1, x0, x1 = entries[0]["bbox"]
+    assert 240 <= y0 and y1 <= 450 and 190 <= x0 and x1 <= 590
+
+
 def test_pto_sro_heterostructure(data_dir):
     """The PbTiO3/SrRuO3 HAADF image: the PbTiO3 layer at the bottom (Pb and Ti columns differ
     strongly: strong (100) reflections) apart from the SrRuO3 above (Sr and Ru alike), the interface

@@ -170,7 +170,8 @@ def _cluster(amp: np.ndarray, mask: np.ndarray, samples: np.ndarray, at: tuple, 
     each spot's floored at ``params.domain_amplitude_floor`` of its strong level (95th percentile),
     by average linkage on the largest difference over the spots, cut at
     ``log(params.domain_tolerance)``. A cluster with no sample two steps from other clusters is the
-    mixed band along a boundary, not a domain: it is dropped. Each masked pixel takes the cluster
+    mixed band along a boundary, not a domain: it is dropped; one where no spot reaches the floor
+    shows no lattice (vacuum, amorphous support): its pixels get 0. Each masked pixel takes the cluster
     whose median amplitudes (which the few samples astride a boundary do not move) are nearest its
     own on a linear scale, each spot weighed by its variance within the clusters, so that a
     boundary falls where the amplitudes are halfway between the two sides' (the log's midpoint
@@ -195,7 +196,9 @@ def _cluster(amp: np.ndarray, mask: np.ndarray, samples: np.ndarray, at: tuple, 
     # sum over spots of (p - c)² / spread, less the sum of p² / spread, for every pixel p at once
     score = ((centres ** 2 / spread).sum(axis=1)[:, None]
              - 2 * (centres / spread / strong) @ amp.reshape(len(amp), -1))
-    return np.where(mask, np.argmin(score, axis=0).reshape(mask.shape) + 1, 0)
+    lattice = centres.max(axis=1) >= params.domain_amplitude_floor
+    number = np.where(lattice, np.cumsum(lattice), 0)
+    return np.where(mask, number[np.argmin(score, axis=0)].reshape(mask.shape), 0)
 
 
 def _core(inside: np.ndarray, depth: float) -> np.ndarray:
