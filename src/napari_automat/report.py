@@ -45,6 +45,11 @@ def _draw_image(ax, result) -> None:
     h, w = image.data.shape[-2:]
     extent = (0, w * px, h * py, 0)
     ax.imshow(image.data, cmap="gray", extent=extent)
+    if result.domain_labels is not None:  # the domains' boundaries within the analysed box
+        y0, y1, x0, x1 = image.metadata.get("roi") or (0, h, 0, w)
+        labels = result.domain_labels[y0:y1, x0:x1]
+        ax.contour((np.arange(w) + 0.5) * px, (np.arange(h) + 0.5) * py, labels,
+                   levels=np.arange(labels.max()) + 0.5, colors="yellow", linewidths=1)
     cols = result.columns
     if cols is not None and cols.count:
         pos = cols.positions_A
