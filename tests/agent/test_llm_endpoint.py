@@ -269,3 +269,20 @@ def test_file_metadata_never_reaches_the_model(srtio3_image, loopback, tmp_path)
     agent = run_agent(image, CONFIG, planner="llm", llm=_settings(loopback.url))
     assert agent.planner == "llm"
     assert not any(injection in json.dumps(request) for request in loopback.requests)
+
+
+def test_a_spent_budget_hands_over_to_the_rules(srtio3_image, loopback, tmp_path):
+    agent, doc = _run(srtio3_image, loopback, tmp_path, CHAIN, budget_s=1e-6)
+    assert not loopback.requests
+    assert doc["agent"]["fallback"]["reason"] == "LLM stopped: the wall-clock budget of 1e-06 s is spent"
+
+
+def test_the_steps_per_run_are_bounded(srtio3_image, loopback, tmp_path, monkeypatch):
+    from napari_automat.agent import llm
+
+    monkeypatch.setattr(llm, "MAX_STEPS", 3)
+    agent, doc = _run(srtio3_image, loopback, tmp_path, CHAIN + [text("SrTiO3")])
+    errors = [json.loads(m["content"]).get("error", "") for m in _tool_messages(loopback)]
+    assert errors[:3] == ["", "", ""] and errors[3:] == ["not run: at most 3 tool calls per run"] * 2
+    assert doc["agent"]["planner"] == "llm+rules"
+    assert doc["agent"]["fallback"]["kept"] == ["denoise", "detect", "lattice"]

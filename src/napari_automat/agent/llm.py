@@ -266,7 +266,8 @@ def _answer(result: PipelineResult, say, run: LLMRun, call, index: int, progress
     stage = getattr(TOOLS.get(name), "stage", None)
     if index >= MAX_CALLS_PER_TURN or run.steps >= MAX_STEPS:
         run.refused += 1
-        limit = f"{MAX_CALLS_PER_TURN} tool calls per reply" if index >= MAX_CALLS_PER_TURN else f"{MAX_STEPS} per run"
+        limit = f"{MAX_CALLS_PER_TURN} tool calls per reply" if index >= MAX_CALLS_PER_TURN else \
+            f"{MAX_STEPS} tool calls per run"
         out = {"error": f"not run: at most {limit}"}
     elif stage and stage in run.turn_stages:
         run.refused += 1
