@@ -34,7 +34,7 @@ MAX_REFUSED = 6
 #: Characters of conversation sent back to the model (older turns are dropped) and per tool result.
 MAX_HISTORY_CHARS = 60_000
 MAX_RESULT_CHARS = 4_000
-#: Characters of each of the model's messages kept in the transcript.
+#: Characters of each of the model's messages (and unreadable arguments) kept in the transcript.
 MAX_TEXT_CHARS = 20_000
 
 SYSTEM_PROMPT = """You are AutoMat, an expert electron microscopist. You turn an atomic-resolution STEM
@@ -258,7 +258,7 @@ def _answer(result: PipelineResult, say, run: LLMRun, call, index: int, progress
         args = json.loads(raw)
     except (json.JSONDecodeError, TypeError) as exc:
         out = {"error": f"the arguments are not JSON: {exc}"}
-        say("tool_call", f"{name}({raw})", {"tool": name, "arguments": raw})
+        say("tool_call", f"{name}({raw})", {"tool": name, "arguments": str(raw)[:MAX_TEXT_CHARS]})
         say("tool_result", out["error"], out)
         return out
     say("tool_call", f"{name}({json.dumps(args)})", {"tool": name, "arguments": args})
