@@ -83,6 +83,14 @@ def test_pipeline_runs_each_domain_only_when_asked(tmp_path):
     assert result.to_dict()["input"]["roi"] == main["bbox"]  # the largest domain is the main result
 
 
+def test_one_domain_is_the_whole_image_chain():
+    mg, _, _ = perovskite(shape=(256, 256), pixel_A=PIXEL_A, ratio=0.3)
+    result = run(mg, PipelineConfig(domains=True), stop_after="lattice")
+    (entry,) = result.to_dict()["domains"]
+    assert entry["area_fraction"] == 1.0 and entry["interfaces"] == [] and entry["columns"] == result.columns.count
+    assert result.to_dict()["input"]["roi"] is None  # not cropped
+
+
 def test_domains_of_a_crystal_in_vacuum_are_placed_in_the_full_image():
     mg, truth = bicrystal(shape=(192, 384), boundary_x=190.5)
     field = np.random.default_rng(3).poisson(10, (512, 640)) / 100  # vacuum: noise, no lattice
