@@ -497,17 +497,11 @@ def reconstruct_stage(result: PipelineResult, config: PipelineConfig, progress: 
     if not result.hits:
         raise AutomatError("no retrieved template to reconstruct from")
     from .reconstruct.labels import label_columns
-    from .templates.retrieve import bulk_alternative
 
     index = min(max(config.candidate_index, 0), len(result.hits) - 1)
     _take_reading(result, result.hits[index])
     result.reconstruction = reconstruct(result.hits[index], result.lattice, progress=progress)
     result.chosen_index = index
-    bulk = bulk_alternative(result.hits, index, result.score_params.plan_view_bulk)
-    if bulk is not None:
-        result.warn(f"a {result.hits[index].formula} monolayer and the layered crystal "
-                    f"{result.hits[bulk].template_id} project alike along [{' '.join(map(str, result.hits[index].zone_axis))}]: "
-                    f"the monolayer is taken; candidate {bulk + 1} is the bulk crystal")
     result.columns, result.reconstruction.z_contrast = label_columns(result.columns, result.lattice,
                                                                      result.hits[index])
     for text in result.reconstruction.warnings:

@@ -413,18 +413,6 @@ def _element_score(elements: list[str], hint: tuple[str, ...], params: ScorePara
     return params.lacking_elements * len(have & want) / len(have | want)
 
 
-def bulk_alternative(hits: Sequence[TemplateHit], index: int,
-                     plan_view_bulk: float = DEFAULT_PARAMS.plan_view_bulk) -> Optional[int]:
-    """Index of the layered crystal in ``hits`` that projects like the monolayer ``hits[index]``
-    (same formula, seen along its layer normal, scoring as high but for ``plan_view_bulk``), or
-    None when ``hits[index]`` is not a monolayer or has no such twin."""
-    sheet = hits[index]
-    if not sheet.details.get("is_2d"):
-        return None
-    return next((j for j, h in enumerate(hits) if h.formula == sheet.formula and h.details.get("plan_view", 1.0) < 1
-                 and h.score >= 0.99 * plan_view_bulk * sheet.score), None)
-
-
 def normalise_hint(elements) -> tuple[str, ...]:
     from pymatgen.core import Element
 
