@@ -107,6 +107,9 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
                         "size it implies (result.json: calibration.applied)")
     p.add_argument("--stability-candidates", type=int, default=5, metavar="N",
                    help="compare up to N top candidates that project alike by formation energy (0: off)")
+    p.add_argument("--domains", action="store_true",
+                   help="segment the field into domains by local lattice (layers, grains) and run the chain on "
+                        "each; the largest is the main result, result.json 'domains' lists all")
 
 
 def _frame(text: str) -> Optional[int]:
@@ -130,13 +133,15 @@ def _roi(text: str) -> tuple[int, int, int, int]:
 
 def _config(args):
     from .config import PipelineConfig
+    from .energy.backends import check_installed
 
+    check_installed(args.energy_model)  # an explicitly chosen model without its extra: one line now
     return PipelineConfig(elements=args.elements or (), pixel_size_A=args.pixel_size,
                           reference_cif=args.reference_cif, frame=args.frame, roi=args.roi,
                           denoise_method=args.denoise, signal=args.signal, energy_model=args.energy_model,
                           mattersim_checkpoint=args.checkpoint, relax=not args.no_relax,
                           library_path=args.library, stability_candidates=args.stability_candidates,
-                          recalibrate=args.recalibrate)
+                          recalibrate=args.recalibrate, domains=args.domains)
 
 
 class _Bar:
