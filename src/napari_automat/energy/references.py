@@ -135,15 +135,17 @@ def cache_path(key: str) -> Path:
     return cache_dir() / f"{key}-r{RECIPE_VERSION}.json"
 
 
-def _load_table(path: Path) -> dict:
+def load_table(path: Path, recipe: int = RECIPE_VERSION) -> dict:
+    """A cached JSON table, or ``{}`` when missing, unreadable or of another ``recipe`` version."""
     try:
         table = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return table if table.get("recipe") == RECIPE_VERSION else {}
+    return table if table.get("recipe") == recipe else {}
 
 
-def _save_table(path: Path, table: dict) -> None:
+def save_table(path: Path, table: dict) -> None:
+    """Write ``table`` to ``path`` atomically (safe against concurrent writers and readers)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
@@ -187,16 +189,16 @@ def elemental_references(elements: Iterable[str], model: str, checkpoint: Option
     calculator = get_calculator(name, checkpoint, device)
     key = model_key(name, checkpoint)
     path = cache_path(key)
-    table = _load_table(path) or {"model": name, "model_key": key, "recipe": RECIPE_VERSION, "elements": {}}
+    table = load_table(path) or {"model": name, "model_key": key, "recipe": RECIPE_VERSION, "elements": {}}
     missing = [s for s in symbols if s not in table["elements"]]
     for i, symbol in enumerate(missing):
         def sub(fraction, message, i=i):
             progress((i + fraction) / len(missing), message)
 
         entry = compute_reference(symbol, calculator, sub)
-        table = _load_table(path) or table  # another process may have added elements meanwhile
+        table = load_table(path) or table  # another process may have added elements meanwhile
         table["elements"][symbol] = entry
-        _save_table(path, table)
+        save_table(path, table)
     progress(1.0, "elemental references ready")
     return {s: float(table["elements"][s]["energy_per_atom_eV"]) for s in symbols}
 
