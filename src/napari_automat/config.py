@@ -23,6 +23,9 @@ class PipelineConfig:
     frame: Optional[int] = None
     #: Analyse only this rectangle ``(y0, y1, x0, x1)`` of the image [px, ends exclusive]; ``None`` = all.
     roi: Optional[tuple[int, int, int, int]] = None
+    #: Analyse only inside this polygon ``[[y, x], …]`` [px] (napari draws them): the analysed box is
+    #: its bounding box and the columns detected outside it are dropped; ``None`` = no polygon.
+    roi_polygon: Optional[list[list[float]]] = None
     #: Without a ``roi``, restrict the analysis to the crystalline region (``detect.region``) when it
     #: covers less than ``pipeline.CRYSTAL_FRACTION_MIN`` of the field.
     crystal_region: bool = True
@@ -63,6 +66,9 @@ class PipelineConfig:
     max_relax_steps: int = 200
     #: Relative lattice change during relaxation above which the result is flagged.
     max_lattice_change: float = 0.05
+    #: Physical properties of the relaxed structure (``energy.properties``): ``none``, ``fast`` (energy
+    #: above the hull, bulk modulus) or ``all`` (also phonons and the elastic tensor).
+    properties: str = "none"
     #: Compute device for torch models.
     device: str = "cpu"
     #: When the chosen structure says the file's pixel size is off (``decision.calibration_warning``),
@@ -81,6 +87,8 @@ class PipelineConfig:
         self.elements = tuple(self.elements)
         if self.roi is not None:
             self.roi = tuple(self.roi)
+        if self.roi_polygon is not None:
+            self.roi_polygon = [[float(c) for c in vertex] for vertex in self.roi_polygon]
 
     def replace(self, **changes) -> "PipelineConfig":
         values = asdict(self)

@@ -57,6 +57,8 @@ class PipelineResult:
     chosen_index: int = 0
     reconstruction: Optional[Reconstruction] = None
     energy: Optional[EnergyReport] = None
+    #: The ``result.json`` ``properties`` block (``energy.properties.compute_properties``), None when not computed.
+    properties: Optional[dict] = None
     #: Which planner drove the run (``{planner, model, endpoint_host, steps, fallback, transcript_file}``).
     agent: Optional[dict] = None
     timings_s: dict = field(default_factory=dict)
@@ -207,7 +209,8 @@ class PipelineResult:
                       "pixel_size_yx_A": [float(v) for v in m.pixel_size_A],
                       "calibrated": bool(m.calibrated), "frame": m.metadata.get("frame", 0),
                       **{k: m.metadata[k] for k in ("frames_used", "frames_total", "residual_drift_px", "full_shape",
-                                                    "roi_source", "crystalline_fraction") if k in m.metadata},
+                                                    "roi_source", "crystalline_fraction", "roi_polygon")
+                         if k in m.metadata},
                       "roi": m.metadata.get("roi"),
                       "metadata": m.to_dict()["metadata"]},
             "denoise": self.denoise_info or None,
@@ -222,7 +225,7 @@ class PipelineResult:
             if self.reconstruction is not None else None,
             "domains": self.domains,
             "energy": self.energy.to_dict() if self.energy is not None else None,
-            "properties": None,
+            "properties": self.properties,
             "agent": self.agent,
             "timings_s": {k: round(float(v), 3) for k, v in self.timings_s.items()},
             "warnings": list(self.warnings),
@@ -278,8 +281,12 @@ def load_micrograph(source: Union[str, Path, Micrograph], config: PipelineConfig
         from .io.stack import average_frames
 
         micrograph = average_frames(micrograph, sub_progress(progress, 0.3, 1.0, "frames: "))
+    if config.roi is not None and config.roi_polygon is not None:
+        raise AutomatError("give a rectangle ROI or a polygon, not both")
     if config.roi is not None and "roi" not in micrograph.metadata:
         micrograph = micrograph.crop(checked_roi(config.roi, micrograph.shape), roi_source="user")
+    if config.roi_polygon is not None and "roi" not in micrograph.metadata:
+        micrograph = polygon_crop(micrograph, config.roi_polygon)
     validate_image(micrograph.data)
     return micrograph
 
@@ -297,6 +304,19 @@ def checked_roi(roi, shape) -> tuple[int, int, int, int]:
     if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
         raise AutomatError(f"the ROI y {y0}:{y1}, x {x0}:{x1} is empty or outside the {h}x{w} px image")
     return y0, y1, x0, x1
+
+
+def polygon_crop(micrograph: Micrograph, vertices) -> Micrograph:
+    """The bounding box of the polygon ``vertices`` ``[[y, x], …]`` [px], its ``crystal_mask`` the
+    pixels inside (detection drops the columns outside); ``roi_polygon`` records the vertices."""
+    from .detect.region import polygon_region
+
+    try:
+        bbox, mask = polygon_region(vertices, micrograph.shape[-2:])
+    except ValueError as exc:
+        raise AutomatError(f"the ROI polygon {exc}") from None
+    return micrograph.crop(bbox, roi_source="user", crystal_mask=mask,
+                           roi_polygon=[[float(c) for c in vertex] for vertex in vertices])
 
 
 def crystal_crop(micrograph: Micrograph) -> Micrograph:
@@ -529,6 +549,30 @@ def energy_stage(result: PipelineResult, config: PipelineConfig, progress: Progr
         result.warn(text)
 
 
+def properties_stage(result: PipelineResult, config: PipelineConfig, progress: Progress = no_progress) -> None:
+    """Properties of the relaxed structure at ``config.properties`` (``none``: nothing), with the
+    model and force limit of the energy stage."""
+    if config.properties == "none":
+        result.properties = None
+        return
+    from .energy.properties import compute_properties
+    from .templates.library import load_library
+
+    if result.energy is None:
+        raise AutomatError("properties need the energy stage: set an energy model")
+    energy = result.energy
+    structure = energy.relaxed_structure if energy.relaxed_structure is not None else result.reconstruction.structure
+    if not energy.relaxed:
+        result.warn("properties computed on the unrelaxed structure (relax is off): phonons and moduli are unreliable")
+    result.properties = compute_properties(structure, config.properties, model=energy.model,
+                                           energy_per_atom_eV=energy.energy_per_atom_eV, fmax_eV_A=config.fmax_eV_A,
+                                           library=load_library(config.library_path),
+                                           checkpoint=config.mattersim_checkpoint,
+                                           device=config.device, progress=progress)
+    for text in result.properties["warnings"]:
+        result.warn(text)
+
+
 #: Stage name → function, in chain order (the relative cost sets each stage's share of progress).
 STAGES: dict[str, tuple[Callable[[PipelineResult, PipelineConfig, Progress], None], float]] = {
     "denoise": (denoise_stage, 1.0),
@@ -539,6 +583,9 @@ STAGES: dict[str, tuple[Callable[[PipelineResult, PipelineConfig, Progress], Non
     "reconstruct": (reconstruct_stage, 0.5),
     "energy": (energy_stage, 4.0),
 }
+#: Stages after the chain that :func:`run` adds when the config asks for them (outside ``STAGES``,
+#: whose every stage the agent's planner runs and checks).
+AFTER_STAGES = {"properties": (properties_stage, 2.0)}
 
 
 def sub_progress(progress: Progress, start: float, stop: float, prefix: str = "") -> Progress:
@@ -554,7 +601,7 @@ def sub_progress(progress: Progress, start: float, stop: float, prefix: str = ""
 def run_stage(result: PipelineResult, name: str, config: Optional[PipelineConfig] = None,
               progress: Progress = no_progress) -> PipelineResult:
     """Run one named stage on ``result`` (timed; the time goes into ``result.timings_s``)."""
-    func, _ = STAGES[name]
+    func, _ = STAGES[name] if name in STAGES else AFTER_STAGES[name]
     t0 = time.perf_counter()
     try:
         func(result, config or result.config, progress)
@@ -610,8 +657,16 @@ def run(source: Union[str, Path, Micrograph], config: Optional[PipelineConfig] =
     begin = 0.02
     if not result.micrograph.calibrated and stop_after not in ("denoise", "detect", "lattice"):
         result, begin = calibrated_from_structure(result, say, sub_progress(progress, 0.02, 0.3)), 0.3
-    plan(result, say, sub_progress(progress, begin, 1.0), stop_after=stop_after)
-    return recalibrated(result, say, progress)
+    properties = stop_after is None and config.properties != "none"
+    end = 0.7 if properties else 1.0
+    plan(result, say, sub_progress(progress, begin, end), stop_after=stop_after)
+    result = recalibrated(result, say, progress)
+    if properties:
+        try:
+            run_stage(result, "properties", progress=sub_progress(progress, end, 1.0, "properties: "))
+        except AutomatError as exc:
+            result.warn(f"properties not computed: {exc}")
+    return result
 
 
 def calibrated_from_structure(result: PipelineResult,
