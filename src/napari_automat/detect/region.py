@@ -103,3 +103,23 @@ def crystalline_region(image: np.ndarray, tile_px: int = 128, threshold: float =
     else:
         bbox = [0, img.shape[0], 0, img.shape[1]]
     return CrystalRegion(mask, float(mask.mean()), bbox, score, tile_px)
+
+
+def polygon_region(vertices, shape) -> tuple[list[int], np.ndarray]:
+    """The pixels of an image of ``shape`` ``(h, w)`` whose centres lie in the polygon ``vertices``
+    ``[[y, x], …]`` [px]: their box ``[y0, y1, x0, x1]`` (ends exclusive) and their mask within the
+    box. A ValueError when the vertices are not a polygon or it holds no pixel of the image."""
+    from skimage.measure import points_in_poly
+
+    poly = np.asarray(vertices, dtype=float)
+    if poly.ndim != 2 or poly.shape[1] != 2 or len(poly) < 3 or not np.all(np.isfinite(poly)):
+        raise ValueError(f"needs three or more (y, x) vertices, got {np.shape(vertices)}")
+    lo = np.clip(np.ceil(poly.min(axis=0)), 0, shape).astype(int)
+    hi = np.clip(np.floor(poly.max(axis=0)) + 1, 0, shape).astype(int)
+    yy, xx = np.mgrid[lo[0]:hi[0], lo[1]:hi[1]]
+    mask = points_in_poly(np.column_stack([yy.ravel(), xx.ravel()]), poly).reshape(yy.shape)
+    if not mask.any():
+        raise ValueError(f"holds no pixel of the {shape[0]}x{shape[1]} px image")
+    ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    bbox = [int(lo[0] + ys[0]), int(lo[0] + ys[-1] + 1), int(lo[1] + xs[0]), int(lo[1] + xs[-1] + 1)]
+    return bbox, mask[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1]
