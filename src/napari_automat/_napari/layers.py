@@ -346,6 +346,60 @@ def placed(layer_data: tuple, origin_px: Sequence[float]) -> tuple:
     return data, dict(kwargs, translate=tuple(float(v) for v in np.asarray(origin_px, float) * scale)), kind
 
 
+# --- region of the analysis -----------------------------------------------------------------
+
+#: Shape types that make a region (rectangles rotated or not, polygons).
+REGION_SHAPES = ("rectangle", "polygon")
+
+
+def to_image_px(coords, layer, image_layer) -> np.ndarray:
+    """``coords`` ``(n, >=2)`` in ``layer``'s data frame as ``(y, x)`` pixels of ``image_layer``,
+    through both layers' scale and translate (last two axes)."""
+    world = np.asarray(coords, float)[:, -2:] * layer.scale[-2:] + layer.translate[-2:]
+    return (world - image_layer.translate[-2:]) / image_layer.scale[-2:]
+
+
+def shape_region(shapes_layer, image_layer, shape) -> dict:
+    """The ``PipelineConfig`` region of a Shapes layer's selected shape (else its last) over an
+    image of ``shape`` ``(h, w)``: an axis-aligned rectangle gives ``roi``, a rotated rectangle
+    or a polygon ``roi_polygon`` (image pixels). A ValueError for anything else."""
+    from ..detect.region import polygon_region
+
+    if not len(shapes_layer.data):
+        raise ValueError(f"the Shapes layer '{shapes_layer.name}' has no shape: draw a rectangle or a polygon")
+    index = min(shapes_layer.selected_data) if shapes_layer.selected_data else len(shapes_layer.data) - 1
+    kind = shapes_layer.shape_type[index]
+    if kind not in REGION_SHAPES:
+        raise ValueError(f"a {kind} is not a region: draw a rectangle or a polygon")
+    vertices = to_image_px(shapes_layer.data[index], shapes_layer, image_layer)
+    bbox, _ = polygon_region(vertices, shape)
+    upright = kind == "rectangle" and all(len(np.unique(np.round(v, 6))) == 2 for v in vertices.T)
+    return {"roi": tuple(bbox)} if upright else {"roi_polygon": vertices.tolist()}
+
+
+def analysed_region(result) -> Optional[np.ndarray]:
+    """The outline ``(n, 2)`` [px, full image] of the region a result analysed: the user's polygon,
+    else the box of its ROI or of the crystalline region (on the pixels' edges); None for the whole image."""
+    config, metadata = result.config, result.micrograph.metadata
+    if config.roi_polygon is not None:
+        return np.asarray(config.roi_polygon, float)
+    box = config.roi if config.roi is not None else (
+        metadata["roi"] if metadata.get("roi_source") == "crystal" else None)
+    if box is None:
+        return None
+    y0, y1, x0, x1 = np.asarray(box, float) - 0.5
+    return np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]])
+
+
+def region_layer_data(outline: np.ndarray, pixel_size_A: Sequence[float], name: str = "region used") -> tuple:
+    """A Shapes layer with the outline ``(n, 2)`` [px] of the analysed region, scale = pixel size [Å]."""
+    kwargs = {"name": name, "scale": tuple(float(p) for p in pixel_size_A), "units": UNITS_2D,
+              "shape_type": "polygon", "edge_color": "#ffd60a", "face_color": "transparent",
+              "edge_width": max(1.0, 0.004 * float(np.ptp(outline, axis=0).max())),
+              "metadata": {"automat_region_px": np.asarray(outline, float).tolist()}}
+    return [np.asarray(outline, float)], kwargs, "shapes"
+
+
 # --- 3D structure -----------------------------------------------------------------------------
 
 #: Metadata key marking a layer as the projection overlay of a retrieval candidate.

@@ -6,6 +6,8 @@ from __future__ import annotations
 import weakref
 from typing import Any, Callable, Optional
 
+import numpy as np
+
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
@@ -175,13 +177,16 @@ class StageWidget(QWidget):
         """Add a LayerDataTuple; its name gets a `` [n]`` suffix when taken (nothing is replaced).
 
         ``like``: the layer it derives from, whose spatial units it takes (so units stay consistent
-        when the user's image has none).
+        when the user's image has none) and whose translate it adds to a 2D layer's (so a crop's
+        layers stay over it).
         """
         data, kwargs, kind = layer_data
         kwargs = dict(kwargs, name=unique_name(kwargs.get("name", kind), [layer.name for layer in self.viewer.layers]))
         if like is not None and "units" in kwargs:
             n, source = len(kwargs["units"]), tuple(like.units)
             kwargs["units"] = source[-n:] if len(source) >= n else (source[-1],) * (n - len(source)) + source
+        if like is not None and len(kwargs.get("scale", ())) == 2 and any(like.translate[-2:]):
+            kwargs["translate"] = tuple(float(v) for v in np.add(kwargs.get("translate", (0, 0)), like.translate[-2:]))
         return add_layer(self.viewer, (data, kwargs, kind))
 
 

@@ -5,6 +5,8 @@ come back as new layers."""
 from __future__ import annotations
 
 import html
+from dataclasses import replace
+from typing import Optional
 
 from napari.layers import Image, Points
 from qtpy.QtCore import Signal
@@ -12,11 +14,13 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QLineEdit, QPlainTextEdit, QPus
 
 from ...agent import wants_llm
 from ...config import PipelineConfig
+from ...model import AutomatError
 from ..layers import (COLUMNS_KEY, HITS_KEY, LATTICE_KEY, MICROGRAPH_KEY, SELECTED_HIT_KEY, columns_from_points_layer,
                       columns_layer_data, domains_layer_data, lattice_layer_data, micrograph_layer_data, placed,
-                      structure_layer_data)
+                      structure_layer_data, to_image_px)
 from ..session import SESSION_KEY
 from ._common import LayerCombo, StageWidget, layer_micrograph
+from ._region import RegionChooser, show_region
 from .detect import is_columns_layer
 from .energy import ENERGY_KEY
 from .reconstruct import RECONSTRUCTION_KEY, show_structure_3d
@@ -36,6 +40,8 @@ class AgentWidget(StageWidget):
         self.points = LayerCombo(napari_viewer, Points, accept=is_columns_layer, none_text="(detect automatically)",
                                  follow_new=False)
         self.points.setCurrentIndex(0)
+        self.region = RegionChooser(napari_viewer)
+        self.region.setToolTip("where to analyse (not with columns chosen below: those are used as they are)")
         self.elements = QLineEdit()
         self.elements.setPlaceholderText("optional, e.g. Sr, Ti, O")
         self.energy_model = QComboBox()
@@ -60,6 +66,7 @@ class AgentWidget(StageWidget):
         self.transcript.setMinimumHeight(320)
         self.transcript.setPlaceholderText("the agent's reasoning and tool calls appear here")
         self.form.addRow("image", self.image)
+        self.form.addRow("region", self.region)
         self.form.addRow("columns", self.points)
         self.form.addRow("elements", self.elements)
         self.form.addRow("energy model", self.energy_model)
@@ -87,11 +94,10 @@ class AgentWidget(StageWidget):
         self.start(check_connection, LLMSettings.from_env(), label="test connection",
                    on_done=lambda line: self.set_status(html.escape(line), error=not line.startswith("reached")))
 
-    def config(self) -> PipelineConfig:
-        # layers are drawn in the image's own frame, so the chain must not crop it to the crystal
-        # (a domain's layers are placed where its crop lies)
+    def config(self, region: Optional[dict] = None) -> PipelineConfig:
+        """The chain's settings; ``region``: the ``PipelineConfig`` region fields (:class:`RegionChooser`)."""
         return PipelineConfig(elements=self.elements.text(), energy_model=self.energy_model.currentText(),
-                              relax=self.relax.isChecked(), crystal_region=False, domains=self.domains.isChecked())
+                              relax=self.relax.isChecked(), domains=self.domains.isChecked(), **(region or {}))
 
     def run(self) -> None:
         from ...agent import agent_line, run_agent
@@ -101,24 +107,36 @@ class AgentWidget(StageWidget):
             return
         mg = layer_micrograph(self.viewer, image_layer)
         points_layer = self.points.layer()
-        columns = columns_from_points_layer(points_layer) if points_layer is not None else None
+        columns, region = None, None
+        if points_layer is not None:  # in the image's pixels, wherever the layer is placed
+            columns = columns_from_points_layer(points_layer)
+            columns = replace(columns, positions_px=to_image_px(points_layer.data, points_layer, image_layer))
+        else:
+            try:
+                region = self.region.config_changes(image_layer, mg.shape[-2:])
+            except AutomatError as exc:
+                self.set_status(f"⚠ {exc}", error=True)
+                return
         self.transcript.clear()
         source = f"{image_layer.name}" + (f" + '{points_layer.name}'" if points_layer is not None else "")
 
         def done(agent):
             from .retrieve import verdict_html
 
-            self.show_result(agent, image_layer.name, points_layer)
+            self.show_result(agent, image_layer.name, points_layer, image_layer)
             self.set_status(f"finished on {source}: {html.escape(agent_line(agent))}<br>{verdict_html(agent.result)}",
                             error=agent.result.agent.get("fallback") is not None)
 
-        self.start(run_agent, mg, self.config(), columns=columns, on_message=self.message.emit,
+        self.start(run_agent, mg, self.config(region), columns=columns, on_message=self.message.emit,
                    planner=self.planner.currentText(), label="agent", on_done=done)
 
-    def show_result(self, agent, name: str, points_layer=None) -> None:
-        """Add the result of an agent run as layers (nothing existing is replaced)."""
+    def show_result(self, agent, name: str, points_layer=None, image_layer=None) -> None:
+        """Add the result of an agent run as layers (nothing existing is replaced); the region used
+        is drawn over ``image_layer`` when given."""
         result = agent.result
         analysed, origin = result.analysed, result.origin_px
+        if image_layer is not None:
+            show_region(self, result, image_layer)
         if result.domain_labels is not None:
             self.add_layer(domains_layer_data(result.domain_labels, result.micrograph.pixel_size_A, result.domains,
                                               name=f"{name} domains (agent)"))

@@ -11,10 +11,11 @@ from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxL
 
 from ...model import AutomatError
 from ..layers import (ADDED_DEFAULTS, ADDED_LABELS_KEY, MICROGRAPH_KEY, OVERLAY_KEY, STRUCTURE_KEY,
-                      columns_from_points_layer, columns_layer_data, ensure_column_features, set_column_features,
-                      untracked)
+                      columns_from_points_layer, columns_layer_data, ensure_column_features, placed,
+                      set_column_features, untracked)
 from ..session import SESSION_KEY, new_session
 from ._common import LayerCombo, StageWidget, double_spin, layer_micrograph
+from ._region import RegionChooser, show_region
 
 SIGNALS = ("auto", "HAADF", "ADF", "iDPC", "ABF", "BF")
 #: Keys bound on the chosen columns layer: key → (widget method, what it does).
@@ -36,19 +37,20 @@ def is_columns_layer(layer) -> bool:
 
 
 def detect_and_classify(micrograph, min_separation_A=None, threshold_scale=1.0, signal="auto",
-                        sublattices=True, progress=None):
-    """The pipeline's detect stage on a new session, then (optionally) its lattice stage, which labels
-    sublattices, drops tail artefacts and adds motif sites the detection merged into brighter
-    neighbours (kept at retrieval only when a template explains them, as in ``pipeline.run``).
+                        sublattices=True, region=None, progress=None):
+    """The pipeline's detect stage on a new session (``pipeline.start``: cropped to ``region``, the
+    ``PipelineConfig`` region fields; the whole image without), then (optionally) its lattice stage,
+    which labels sublattices, drops tail artefacts and adds motif sites the detection merged into
+    brighter neighbours (kept at retrieval only when a template explains them, as in ``pipeline.run``).
 
     Returns ``(session, note)``; ``note`` says why sublattices stayed unknown, or what was added.
     """
     from ...config import PipelineConfig
-    from ...pipeline import run_stage
-    from ..session import new_session
+    from ...pipeline import run_stage, start
 
-    session = new_session(micrograph, PipelineConfig(min_separation_A=min_separation_A, threshold_scale=threshold_scale,
-                                                     signal=signal))
+    config = PipelineConfig(min_separation_A=min_separation_A, threshold_scale=threshold_scale, signal=signal,
+                            crystal_region=False).replace(**(region or {}))
+    session = start(micrograph, config)
     run_stage(session, "detect", progress=lambda f, m="": progress(0.8 * f, m))
     if not sublattices:
         return session, ""
@@ -76,7 +78,9 @@ class DetectWidget(StageWidget):
         self.signal.setToolTip("ABF/BF: columns are dark; auto: from the file, else from the contrast")
         self.sublattices = QCheckBox("label sublattices (lattice fit)")
         self.sublattices.setChecked(True)
+        self.region = RegionChooser(napari_viewer)
         self.form.addRow("image", self.image)
+        self.form.addRow("region", self.region)
         self.form.addRow("min separation", self.min_separation)
         self.form.addRow("threshold ×", self.threshold)
         self.form.addRow("signal", self.signal)
@@ -138,15 +142,21 @@ class DetectWidget(StageWidget):
         if layer is None:
             return
         mg = layer_micrograph(self.viewer, layer)
+        try:
+            region = self.region.config_changes(layer, mg.shape[-2:])
+        except AutomatError as exc:
+            self.set_status(f"⚠ {exc}", error=True)
+            return
         min_sep = self.min_separation.value() or None
         name = f"{layer.name} columns"
 
         def done(out):
             session, note = out
             columns = session.columns
-            self.add_layer(columns_layer_data(columns, name=name, **{MICROGRAPH_KEY: mg, SESSION_KEY: session,
-                                                                     "automat_source_layer": layer.name}),
-                           like=layer)
+            show_region(self, session, layer)
+            self.add_layer(placed(columns_layer_data(columns, name=name, **{
+                MICROGRAPH_KEY: session.micrograph, SESSION_KEY: session, "automat_source_layer": layer.name}),
+                session.origin_px), like=layer)
             counts = np.bincount(columns.sublattice[columns.sublattice >= 0]) if columns.count else []
             per = ", ".join(f"{s}: {n}" for s, n in enumerate(counts) if n)
             n_flagged = sum(bool(f) for f in columns.flag)
@@ -155,7 +165,7 @@ class DetectWidget(StageWidget):
                             + (f"; {note}" if note else ""))
 
         self.start(detect_and_classify, mg, min_separation_A=min_sep, threshold_scale=float(self.threshold.value()),
-                   signal=self.signal.currentText(), sublattices=self.sublattices.isChecked(),
+                   signal=self.signal.currentText(), sublattices=self.sublattices.isChecked(), region=region,
                    label="detect columns", on_done=done)
 
     # --- editing ---

@@ -1,0 +1,112 @@
+"""The Region choice of the agent and detect widgets: a rectangle or a polygon of a Shapes layer
+(drawn in world Å, converted to the image's pixels) restricts the analysis, and the region used is
+drawn as a Shapes layer and saved in result.json.
+
+Set ``AUTOMAT_SCREENSHOT_DIR=docs/images`` to save the screenshot used by docs/user-guide.md.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage.measure import points_in_poly
+
+from napari_automat._napari.sample_data import srtio3_sample
+from napari_automat._napari.session import SESSION_KEY
+from napari_automat._napari.widgets._region import SHAPES
+from napari_automat._napari.widgets.agent import AgentWidget
+from napari_automat._napari.widgets.detect import DetectWidget
+
+pytestmark = pytest.mark.gui
+
+PIXEL_A = 0.15  # the sample's pixel size
+RECT_A = [[4.5, 6.0], [4.5, 30.0], [27.0, 30.0], [27.0, 6.0]]  # (y, x) Å, as drawn in the viewer
+UNITS = ("angstrom", "angstrom")
+POLY_A = [[3.0, 20.0], [36.0, 5.0], [34.0, 36.0]]
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, sync_workers):
+    from napari.settings import get_settings
+
+    get_settings().application.gui_notification_level = "error"  # no toasts over the screenshot
+    v = make_napari_viewer(show=bool(os.environ.get("AUTOMAT_SCREENSHOT_DIR")))
+    data, kwargs, _ = srtio3_sample()[0]
+    v.add_image(data, **kwargs)
+    v.add_shapes([np.array(RECT_A)], shape_type="rectangle", name="rectangle", edge_color="cyan",
+                 face_color="transparent", edge_width=0.3, units=UNITS)
+    v.add_shapes([np.array(POLY_A)], shape_type="polygon", name="polygon", edge_color="magenta",
+                 face_color="transparent", edge_width=0.3, units=UNITS)
+    return v
+
+
+def columns_px(layer) -> np.ndarray:
+    """A columns layer's points in the image's pixels (through its translate)."""
+    return (layer.data * layer.scale + layer.translate) / PIXEL_A
+
+
+def run_agent_on(viewer, shapes: str):
+    widget = AgentWidget(viewer)
+    widget.image.set_layer(viewer.layers[0])
+    widget.region.mode.setCurrentText(SHAPES)
+    widget.region.shapes.set_layer(viewer.layers[shapes])
+    widget.elements.setText("Sr Ti O")
+    widget.energy_model.setCurrentText("none")
+    widget.planner.setCurrentText("rules")
+    widget.show_3d.setChecked(False)
+    n_before = len(viewer.layers)
+    widget.run_button.click()
+    assert "finished" in widget.status.text(), widget.status.text()
+    added = list(viewer.layers)[n_before:]
+    columns = next(layer for layer in added if "columns (agent)" in layer.name)
+    region = next(layer for layer in added if "region used" in layer.name)
+    return columns, region, columns.metadata[SESSION_KEY].to_dict()
+
+
+def test_agent_in_a_rectangle_and_a_polygon(viewer):
+    columns, region, result = run_agent_on(viewer, "rectangle")
+    box = np.array(RECT_A) / PIXEL_A
+    px = columns_px(columns)
+    assert len(px) > 40 and np.all((px >= box.min(axis=0) - 0.5) & (px <= box.max(axis=0) + 0.5))
+    assert result["input"]["roi"] == [30, 181, 40, 201] and "roi_polygon" not in result["input"]
+    assert result["structure"]["reduced_formula"] == "SrTiO3"
+    np.testing.assert_allclose(region.data[0] * region.scale + region.translate,
+                               (np.array([[30, 40], [30, 201], [181, 201], [181, 40]]) - 0.5) * PIXEL_A)
+
+    columns, region, result = run_agent_on(viewer, "polygon")
+    polygon = np.array(POLY_A) / PIXEL_A
+    px = columns_px(columns)
+    assert len(px) > 40 and points_in_poly(np.rint(px), polygon).all()
+    np.testing.assert_allclose(result["input"]["roi_polygon"], polygon)
+    np.testing.assert_allclose(region.data[0] * region.scale + region.translate, POLY_A)
+    viewer.layers["rectangle"].visible = False
+    for layer in viewer.layers:
+        if "region used" in layer.name and layer is not region:
+            layer.visible = False
+    shot_dir = os.environ.get("AUTOMAT_SCREENSHOT_DIR")
+    if shot_dir:
+        viewer.window._qt_window.resize(1400, 900)
+        viewer.window.add_dock_widget(AgentWidget(viewer), name="agent (region: Shapes layer)")
+        viewer.reset_view()
+        viewer.screenshot(str(Path(shot_dir) / "11_region_shapes.png"), canvas_only=False, flash=False)
+
+
+def test_detect_in_a_polygon(viewer):
+    widget = DetectWidget(viewer)
+    widget.image.set_layer(viewer.layers[0])
+    widget.region.mode.setCurrentText(SHAPES)
+    widget.region.shapes.set_layer(viewer.layers["polygon"])
+    widget.run_button.click()
+    columns = viewer.layers[f"{viewer.layers[0].name} columns"]
+    assert len(columns.data) > 40 and points_in_poly(np.rint(columns_px(columns)), np.array(POLY_A) / PIXEL_A).all()
+    assert any(layer.name.endswith("region used") for layer in viewer.layers)
+
+
+def test_a_line_is_not_a_region(viewer):
+    viewer.add_shapes([np.array([[1.0, 1.0], [20.0, 20.0]])], shape_type="line", name="line", units=UNITS)
+    widget = DetectWidget(viewer)
+    widget.region.mode.setCurrentText(SHAPES)
+    widget.region.shapes.set_layer(viewer.layers["line"])
+    widget.run_button.click()
+    assert "a line is not a region" in widget.status.text()
