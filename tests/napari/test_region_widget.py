@@ -5,6 +5,7 @@ drawn as a Shapes layer and saved in result.json.
 Set ``AUTOMAT_SCREENSHOT_DIR=docs/images`` to save the screenshot used by docs/user-guide.md.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from napari_automat._napari.session import SESSION_KEY
 from napari_automat._napari.widgets._region import SHAPES
 from napari_automat._napari.widgets.agent import AgentWidget
 from napari_automat._napari.widgets.detect import DetectWidget
+from napari_automat._napari.writer import write_columns
+from napari_automat.io.write import read_columns_csv
 
 pytestmark = pytest.mark.gui
 
@@ -61,11 +64,11 @@ def run_agent_on(viewer, shapes: str):
     added = list(viewer.layers)[n_before:]
     columns = next(layer for layer in added if "columns (agent)" in layer.name)
     region = next(layer for layer in added if "region used" in layer.name)
-    return columns, region, columns.metadata[SESSION_KEY].to_dict()
+    return widget, columns, region, columns.metadata[SESSION_KEY].to_dict()
 
 
-def test_agent_in_a_rectangle_and_a_polygon(viewer):
-    columns, region, result = run_agent_on(viewer, "rectangle")
+def test_agent_in_a_rectangle_and_a_polygon(viewer, tmp_path):
+    _, columns, region, result = run_agent_on(viewer, "rectangle")
     box = np.array(RECT_A) / PIXEL_A
     px = columns_px(columns)
     assert len(px) > 40 and np.all((px >= box.min(axis=0) - 0.5) & (px <= box.max(axis=0) + 0.5))
@@ -74,22 +77,38 @@ def test_agent_in_a_rectangle_and_a_polygon(viewer):
     np.testing.assert_allclose(region.data[0] * region.scale + region.translate,
                                (np.array([[30, 40], [30, 201], [181, 201], [181, 40]]) - 0.5) * PIXEL_A)
 
-    columns, region, result = run_agent_on(viewer, "polygon")
+    widget, columns, region, result = run_agent_on(viewer, "polygon")
     polygon = np.array(POLY_A) / PIXEL_A
     px = columns_px(columns)
     assert len(px) > 40 and points_in_poly(np.rint(px), polygon).all()
     np.testing.assert_allclose(result["input"]["roi_polygon"], polygon)
+    saved = json.loads(columns.metadata[SESSION_KEY].save(tmp_path / "out")["result"].read_text())["input"]
+    assert (saved["roi"], saved["roi_polygon"]) == (result["input"]["roi"], result["input"]["roi_polygon"])
     np.testing.assert_allclose(region.data[0] * region.scale + region.translate, POLY_A)
-    viewer.layers["rectangle"].visible = False
-    for layer in viewer.layers:
-        if "region used" in layer.name and layer is not region:
-            layer.visible = False
+    assert widget.region.shapes.layer() is viewer.layers["polygon"]  # the region used is not the next choice
+    saved = write_columns(str(tmp_path / "columns.csv"), *columns.as_layer_data_tuple()[:2])
+    np.testing.assert_allclose(read_columns_csv(saved[0]).positions_px, px, atol=1e-3)  # the full image's frame
+    screenshot(viewer, widget, keep=(viewer.layers[0], region, columns))
+
+
+def screenshot(viewer, widget, keep) -> None:
+    """The polygon run: the image, the region used (the polygon drawn) and the agent's columns and lattice."""
     shot_dir = os.environ.get("AUTOMAT_SCREENSHOT_DIR")
-    if shot_dir:
-        viewer.window._qt_window.resize(1400, 900)
-        viewer.window.add_dock_widget(AgentWidget(viewer), name="agent (region: Shapes layer)")
-        viewer.reset_view()
-        viewer.screenshot(str(Path(shot_dir) / "11_region_shapes.png"), canvas_only=False, flash=False)
+    if not shot_dir:
+        return
+    from PIL import Image
+    from qtpy.QtWidgets import QApplication
+
+    for layer in viewer.layers:
+        layer.visible = layer in keep or ("lattice (agent)" in layer.name and layer.name.endswith("[2]"))
+    viewer.window.add_dock_widget(widget, name="Agent (region: a Shapes layer)")
+    viewer.window._qt_window.resize(1500, 950)
+    viewer.layers.selection.active = keep[1]
+    viewer.reset_view()
+    QApplication.processEvents()
+    path = Path(shot_dir) / "11_region_shapes.png"
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    Image.open(path).convert("RGB").quantize(colors=256).save(path, optimize=True)
 
 
 def test_detect_in_a_polygon(viewer):

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .layers import STRUCTURE_KEY, columns_from_points
 
 
 def write_columns(path: str, data: Any, meta: dict) -> list[str]:
-    """Write the points of a layer as atom columns (positions in px and Å, features) to CSV."""
+    """Write the points of a layer as atom columns (positions in px and Å, features) to CSV; the
+    positions of a layer placed over a crop (``translate``) in the full image's pixels."""
     from ..io.write import write_columns_csv
 
     scale = meta.get("scale") or (1.0, 1.0)
-    columns = columns_from_points(data, meta.get("features"), scale)
+    shift = np.asarray(meta.get("translate") or (0.0, 0.0), float)[-2:] / np.asarray(scale, float)[-2:]
+    columns = columns_from_points(np.asarray(data, float)[:, -2:] + shift, meta.get("features"), scale)
     write_columns_csv(path, columns)
     return [str(path)]
 

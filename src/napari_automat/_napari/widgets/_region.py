@@ -24,7 +24,7 @@ class RegionChooser(QWidget):
         self.mode.setToolTip("automatic: the crystalline part when the crystal covers less than 70% of the field; "
                              "Shapes layer: its selected rectangle or polygon (else its last one)")
         self.shapes = LayerCombo(viewer, Shapes, accept=lambda layer: layer.ndim == 2
-                                 and STRUCTURE_KEY not in layer.metadata)
+                                 and STRUCTURE_KEY not in layer.metadata, follow_new=False)  # not 'region used' 
         self.mode.currentTextChanged.connect(lambda text: self.shapes.setEnabled(text == SHAPES))
         self.shapes.setEnabled(False)
         row = QHBoxLayout(self)
