@@ -122,6 +122,24 @@ def test_detect_in_a_polygon(viewer):
     assert any(layer.name.endswith("region used") for layer in viewer.layers)
 
 
+def test_detect_on_a_placed_crop(viewer):
+    """On an image layer that is a crop placed over the image (the agent's denoised one), the region
+    applies to the crop and the columns stay in the image's frame."""
+    from napari_automat._napari.layers import MICROGRAPH_KEY, micrograph_layer_data, placed
+
+    crop = viewer.layers[0].metadata[MICROGRAPH_KEY].crop((30, 181, 40, 201), roi_source="crystal")
+    data, kwargs, _ = placed(micrograph_layer_data(crop, name="crop"), (30, 40))
+    viewer.add_image(data, **kwargs)
+    widget = DetectWidget(viewer)
+    widget.image.set_layer(viewer.layers["crop"])
+    widget.region.mode.setCurrentText(SHAPES)
+    widget.region.shapes.set_layer(viewer.layers["polygon"])
+    widget.run_button.click()
+    px = columns_px(viewer.layers["crop columns"])
+    assert len(px) > 20 and points_in_poly(np.rint(px), np.array(POLY_A) / PIXEL_A).all()
+    assert np.all((px >= (29.5, 39.5)) & (px <= (180.5, 200.5)))
+
+
 def test_a_line_is_not_a_region(viewer):
     viewer.add_shapes([np.array([[1.0, 1.0], [20.0, 20.0]])], shape_type="line", name="line", units=UNITS)
     widget = DetectWidget(viewer)

@@ -395,8 +395,7 @@ def region_layer_data(outline: np.ndarray, pixel_size_A: Sequence[float], name: 
     """A Shapes layer with the outline ``(n, 2)`` [px] of the analysed region, scale = pixel size [Å]."""
     kwargs = {"name": name, "scale": tuple(float(p) for p in pixel_size_A), "units": UNITS_2D,
               "shape_type": "polygon", "edge_color": "#ffd60a", "face_color": "transparent",
-              "edge_width": max(1.5, 0.01 * float(np.ptp(outline, axis=0).max())),
-              "metadata": {"automat_region_px": np.asarray(outline, float).tolist()}}
+              "edge_width": max(1.5, 0.01 * float(np.ptp(outline, axis=0).max()))}
     return [np.asarray(outline, float)], kwargs, "shapes"
 
 

@@ -6,11 +6,22 @@ from __future__ import annotations
 from napari.layers import Shapes
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QWidget
 
-from ...model import AutomatError
+from ...model import AutomatError, Micrograph
 from ..layers import STRUCTURE_KEY, analysed_region, region_layer_data, shape_region
 from ._common import LayerCombo
 
 WHOLE, AUTOMATIC, SHAPES = "whole image", "automatic", "Shapes layer"
+#: Metadata of a crop that place it in its source image (``Micrograph.crop``, ``pipeline``).
+CROP_KEYS = ("roi", "full_shape", "roi_source", "roi_polygon", "crystalline_fraction", "crystal_mask", "domain")
+
+
+def in_layer_frame(micrograph: Micrograph) -> Micrograph:
+    """A layer's micrograph as an image of its own: a crop's record of where it lay in its source
+    is dropped (the layer's translate places it), so a region applies to it and results are placed
+    over the layer."""
+    metadata = {k: v for k, v in micrograph.metadata.items() if k not in CROP_KEYS}
+    return Micrograph(micrograph.data, micrograph.pixel_size_A, micrograph.calibrated, micrograph.path, metadata,
+                      micrograph.true_columns_px)
 
 
 class RegionChooser(QWidget):

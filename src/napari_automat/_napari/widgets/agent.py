@@ -20,7 +20,7 @@ from ..layers import (COLUMNS_KEY, HITS_KEY, LATTICE_KEY, MICROGRAPH_KEY, SELECT
                       structure_layer_data, to_image_px)
 from ..session import SESSION_KEY
 from ._common import LayerCombo, StageWidget, layer_micrograph
-from ._region import RegionChooser, show_region
+from ._region import RegionChooser, in_layer_frame, show_region
 from .detect import is_columns_layer
 from .energy import ENERGY_KEY
 from .reconstruct import RECONSTRUCTION_KEY, show_structure_3d
@@ -105,7 +105,7 @@ class AgentWidget(StageWidget):
         image_layer = self.chosen(self.image, "image")
         if image_layer is None:
             return
-        mg = layer_micrograph(self.viewer, image_layer)
+        mg = in_layer_frame(layer_micrograph(self.viewer, image_layer))
         points_layer = self.points.layer()
         columns, region = None, None
         if points_layer is not None:  # in the image's pixels, wherever the layer is placed
@@ -131,22 +131,24 @@ class AgentWidget(StageWidget):
                    planner=self.planner.currentText(), label="agent", on_done=done)
 
     def show_result(self, agent, name: str, points_layer=None, image_layer=None) -> None:
-        """Add the result of an agent run as layers (nothing existing is replaced); the region used
-        is drawn over ``image_layer`` when given."""
+        """Add the result of an agent run as layers (nothing existing is replaced); with ``image_layer``,
+        the region used is drawn and the 2D layers are placed over it."""
         result = agent.result
         analysed, origin = result.analysed, result.origin_px
         if image_layer is not None:
             show_region(self, result, image_layer)
         if result.domain_labels is not None:
             self.add_layer(domains_layer_data(result.domain_labels, result.micrograph.pixel_size_A, result.domains,
-                                              name=f"{name} domains (agent)"))
+                                              name=f"{name} domains (agent)"), like=image_layer)
         if result.denoised is not None:
             self.add_layer(placed(micrograph_layer_data(result.denoised, name=f"{name} denoised (agent)",
-                                                        automat_denoise_info=result.denoise_info), origin))
+                                                        automat_denoise_info=result.denoise_info), origin),
+                           like=image_layer)
         columns_layer = points_layer
         if result.columns is not None and (points_layer is None or result.columns_source != "user"):
             columns_layer = self.add_layer(placed(columns_layer_data(result.columns, name=f"{name} columns (agent)",
-                                                                     **{MICROGRAPH_KEY: analysed}), origin))
+                                                                     **{MICROGRAPH_KEY: analysed}), origin),
+                                           like=image_layer)
         if columns_layer is not None and result.hits:
             columns_layer.metadata.update({HITS_KEY: result.hits, SELECTED_HIT_KEY: result.chosen_index})
         if columns_layer is not None and columns_layer is not points_layer:
@@ -155,7 +157,7 @@ class AgentWidget(StageWidget):
             self.add_layer(placed(lattice_layer_data(result.lattice, result.columns.pixel_size_A,
                                                      name=f"{name} lattice (agent)",
                                                      near_px=result.columns.positions_px.mean(axis=0),
-                                                     **{COLUMNS_KEY: result.columns}), origin))
+                                                     **{COLUMNS_KEY: result.columns}), origin), like=image_layer)
             if columns_layer is not None:
                 columns_layer.metadata[LATTICE_KEY] = result.lattice
         if result.reconstruction is not None:

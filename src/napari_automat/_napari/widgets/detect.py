@@ -15,7 +15,7 @@ from ..layers import (ADDED_DEFAULTS, ADDED_LABELS_KEY, MICROGRAPH_KEY, OVERLAY_
                       set_column_features, untracked)
 from ..session import SESSION_KEY, new_session
 from ._common import LayerCombo, StageWidget, double_spin, layer_micrograph
-from ._region import RegionChooser, show_region
+from ._region import RegionChooser, in_layer_frame, show_region
 
 SIGNALS = ("auto", "HAADF", "ADF", "iDPC", "ABF", "BF")
 #: Keys bound on the chosen columns layer: key → (widget method, what it does).
@@ -141,7 +141,7 @@ class DetectWidget(StageWidget):
         layer = self.chosen(self.image, "image")
         if layer is None:
             return
-        mg = layer_micrograph(self.viewer, layer)
+        mg = in_layer_frame(layer_micrograph(self.viewer, layer))
         try:
             region = self.region.config_changes(layer, mg.shape[-2:])
         except AutomatError as exc:
