@@ -50,6 +50,11 @@ def _draw_image(ax, result) -> None:
         labels = result.domain_labels[y0:y1, x0:x1]
         ax.contour((np.arange(w) + 0.5) * px, (np.arange(h) + 0.5) * py, labels,
                    levels=np.arange(labels.max()) + 0.5, colors="yellow", linewidths=1)
+    polygon = image.metadata.get("roi_polygon")
+    if polygon is not None:  # the user's polygon within its box
+        y0, _, x0, _ = image.metadata["roi"]
+        outline = (np.vstack([polygon, polygon[:1]]) - (y0, x0)) * (py, px)
+        ax.plot(outline[:, 1], outline[:, 0], color="yellow", lw=1)
     cols = result.columns
     if cols is not None and cols.count:
         pos = cols.positions_A

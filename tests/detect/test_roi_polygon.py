@@ -25,10 +25,11 @@ def test_polygon_region_box_and_mask():
         polygon_region([[-9, -9], [-9, -5], [-5, -5]], (64, 64))
 
 
-def test_columns_outside_the_polygon_are_dropped_and_recorded():
+def test_columns_outside_the_polygon_are_dropped_and_recorded(tmp_path):
     mg, truth = perovskite()[:2]
     result = run(mg, PipelineConfig(roi_polygon=TRIANGLE), stop_after="lattice")
-    d = json.loads(json.dumps(result.to_dict()))
+    paths = result.save(tmp_path)  # the overview draws the polygon
+    d = json.loads(paths["result"].read_text())
     found = result.full_frame_columns().positions_px
     assert points_in_poly(np.rint(found), TRIANGLE).all()  # in the full image's frame
     inside = truth[points_in_poly(truth, TRIANGLE)]
