@@ -15,7 +15,7 @@ def write_columns(path: str, data: Any, meta: dict) -> list[str]:
     from ..io.write import write_columns_csv
 
     scale = meta.get("scale") or (1.0, 1.0)
-    shift = np.asarray(meta.get("translate") or (0.0, 0.0), float)[-2:] / np.asarray(scale, float)[-2:]
+    shift = np.asarray(meta.get("translate", (0.0, 0.0)), float)[-2:] / np.asarray(scale, float)[-2:]
     columns = columns_from_points(np.asarray(data, float)[:, -2:] + shift, meta.get("features"), scale)
     write_columns_csv(path, columns)
     return [str(path)]

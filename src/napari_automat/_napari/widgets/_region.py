@@ -11,7 +11,7 @@ from ..layers import STRUCTURE_KEY, analysed_region, region_layer_data, shape_re
 from ._common import LayerCombo
 
 WHOLE, AUTOMATIC, SHAPES = "whole image", "automatic", "Shapes layer"
-#: Metadata of a crop that place it in its source image (``Micrograph.crop``, ``pipeline``).
+#: Metadata of a crop that places it in its source image (``Micrograph.crop``, ``pipeline``).
 CROP_KEYS = ("roi", "full_shape", "roi_source", "roi_polygon", "crystalline_fraction", "crystal_mask", "domain")
 
 
@@ -34,8 +34,9 @@ class RegionChooser(QWidget):
         self.mode.setCurrentText(AUTOMATIC)
         self.mode.setToolTip("automatic: the crystalline part when the crystal covers less than 70% of the field; "
                              "Shapes layer: its selected rectangle or polygon (else its last one)")
+        # follow_new off: a 'region used' layer added by a run must not become the next region
         self.shapes = LayerCombo(viewer, Shapes, accept=lambda layer: layer.ndim == 2
-                                 and STRUCTURE_KEY not in layer.metadata, follow_new=False)  # not 'region used' 
+                                 and STRUCTURE_KEY not in layer.metadata, follow_new=False)
         self.mode.currentTextChanged.connect(lambda text: self.shapes.setEnabled(text == SHAPES))
         self.shapes.setEnabled(False)
         row = QHBoxLayout(self)
