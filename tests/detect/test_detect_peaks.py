@@ -130,7 +130,8 @@ def test_progress_reported_and_cancellable():
         detect_columns(micrograph, progress=cancel)
 
 
-@pytest.mark.parametrize("signal,polarity", [("HAADF", 1), ("ADF", 1), ("iDPC", 1), ("annular dark field", 1),
+@pytest.mark.parametrize("signal,polarity", [("HAADF", 1), ("ADF", 1), ("iDPC", None), ("DPC", None),
+                                             ("annular dark field", 1),
                                              ("ABF", -1), ("BF", -1), ("Bright field", -1), ("auto", None),
                                              ("STEM", None), (None, None)])
 def test_signal_names(signal, polarity):

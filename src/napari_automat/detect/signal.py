@@ -8,19 +8,30 @@ from scipy import ndimage as ndi
 from ..model import AutomatError
 
 _DARK = ("ABF", "BF", "BRIGHT")
-_BRIGHT = ("HAADF", "ADF", "DF", "DARK", "DPC", "LAADF", "MAADF")
+_BRIGHT = ("HAADF", "ADF", "DF", "DARK", "LAADF", "MAADF")
+
+
+def _words(signal) -> list[str]:
+    return str(signal or "").upper().replace("-", " ").replace("_", " ").split()
+
+
+def is_phase_contrast(signal: str | None) -> bool:
+    """Whether ``signal`` names (integrated) differential phase contrast: iDPC, DPC."""
+    return any(w.endswith("DPC") for w in _words(signal))
 
 
 def column_polarity(signal: str | None) -> int | None:
-    """+1 for bright-column signals (HAADF, ADF, iDPC), -1 for dark ones (ABF, BF), None if unknown."""
-    if signal is None:
-        return None
-    words = str(signal).upper().replace("-", " ").replace("_", " ").split()
+    """+1 for bright-column signals (HAADF, ADF), -1 for dark ones (ABF, BF), None if unknown.
+
+    (i)DPC is None too: its columns are bright for a thin crystal in focus, but the sign turns with
+    thickness and defocus (and with a wrong segment-rotation calibration), so it is read from the
+    image (:func:`column_image`) as for an unknown signal."""
+    words = _words(signal)
     if not words or words == ["AUTO"]:
         return None
     if any(w in _DARK or w.endswith("ABF") for w in words):
         return -1
-    if any(w in _BRIGHT or w.endswith("DF") or w.endswith("DPC") for w in words):
+    if any(w in _BRIGHT or w.endswith("DF") for w in words):
         return 1
     return None
 
@@ -31,16 +42,15 @@ def shows_light_columns(signal: str | None, micrograph=None) -> bool | None:
     ``auto`` (or None) reads the micrograph's ``metadata['signal']``."""
     if signal is None or str(signal).strip().lower() == "auto":
         signal = (micrograph.metadata.get("signal") if micrograph is not None else None) or ""
-    words = str(signal).upper().replace("-", " ").replace("_", " ").split()
     polarity = column_polarity(signal)
-    if polarity == -1 or any(w.endswith("DPC") for w in words):
+    if polarity == -1 or is_phase_contrast(signal):
         return True
     return False if polarity == 1 else None
 
 
 def check_signal(signal: str) -> None:
     """Raise ``AutomatError`` for a ``signal`` argument that is neither ``auto`` nor a known signal."""
-    if str(signal).strip().lower() != "auto" and column_polarity(signal) is None:
+    if str(signal).strip().lower() != "auto" and column_polarity(signal) is None and not is_phase_contrast(signal):
         raise AutomatError(f"unknown signal {signal!r}: use auto, HAADF, ADF, iDPC, ABF or BF")
 
 
