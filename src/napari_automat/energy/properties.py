@@ -41,6 +41,9 @@ INNER_STEPS = 20
 PHONON_MAX_ATOMS = 100
 PHONON_MESH = (4, 4, 4)
 PHONON_DISPLACEMENT_A = 0.01
+#: Positions are relaxed to this force [eV/Å] before the displacements (residual forces of the main
+#: relaxation, 0.05 eV/Å, show up as spurious imaginary modes of ~1 THz in CHGNet's CaTiO3 Pnma).
+PHONON_FMAX_EV_A = 0.005
 #: Frequencies below minus this count as imaginary [THz] (numerical noise stays above it).
 IMAGINARY_THZ = 0.1
 #: Strains applied for the elastic tensor (each Voigt component in turn).
@@ -127,7 +130,7 @@ def hull_energy(structure, energy_per_atom_eV: float, calculator, model_key: str
                 fmax_eV_A: float = 0.05, max_steps: int = HULL_MAX_STEPS,
                 references: Optional[Callable[[list[str]], dict]] = None, progress: Progress = no_progress) -> dict:
     """Energy above the hull [meV/atom] of ``structure`` (energy per atom ``energy_per_atom_eV`` [eV]
-    from the same model) and its decomposition ``{phase name: atom fraction}``.
+    from the same model) and the hull phases at its composition ``{phase name: atom fraction}``.
 
     ``references(elements)``: element → elemental reference energy [eV/atom] of the same model, for
     elements without a library phase. Negative values mean the structure lies below the library's hull.
@@ -149,8 +152,8 @@ def hull_energy(structure, energy_per_atom_eV: float, calculator, model_key: str
         entries.append(PDEntry(Composition(el), energy, name=f"{el} (elemental reference)"))
         warnings.append(f"the library has no phase of {el}: its elemental reference stands in")
     diagram = PhaseDiagram(entries)
-    mine = PDEntry(structure.composition, energy_per_atom_eV * structure.composition.num_atoms, name="this structure")
-    decomposition, e_hull = diagram.get_decomp_and_e_above_hull(mine, allow_negative=True)
+    decomposition = diagram.get_decomposition(structure.composition)
+    e_hull = energy_per_atom_eV - diagram.get_hull_energy_per_atom(structure.composition)
     missing = missing_subsystems(library, library_phases(library, elements), elements)
     return {"e_above_hull_meV": round(1000.0 * e_hull, 2),
             "decomposition": {e.name: round(float(x), 4) for e, x in sorted(decomposition.items(), key=lambda kv: -kv[1])},
@@ -211,23 +214,24 @@ def supercell_diagonal(lengths_A, n_atoms: int, max_atoms: int = PHONON_MAX_ATOM
 
 def phonons(atoms, calculator, mesh=PHONON_MESH, max_atoms: int = PHONON_MAX_ATOMS,
             progress: Progress = no_progress) -> dict:
-    """Harmonic phonons of ``atoms`` (relaxed; its primitive cell is used) from the potential's forces.
+    """Harmonic phonons of ``atoms`` (relaxed; its primitive cell is used, positions relaxed further to
+    ``PHONON_FMAX_EV_A``) from the potential's forces.
 
     Returns the lowest frequency [THz] over the mesh (the three acoustic modes at Γ left out; negative
     = imaginary), ``imaginary`` (any mode below ``-IMAGINARY_THZ``) and ``qpoints``: the irreducible
-    mesh points with imaginary modes (reduced coordinates of phonopy's primitive cell) and their
+    mesh points with imaginary modes (reduced coordinates of the primitive cell used) and their
     lowest frequency.
     """
     from phonopy import Phonopy
     from phonopy.structure.atoms import PhonopyAtoms
 
-    from .relax import _quiet
+    from .relax import _quiet, relax_atoms
 
-    prim = _primitive(atoms)
+    prim = relax_atoms(_primitive(atoms), calculator, PHONON_FMAX_EV_A, 100, relax_cell=False).atoms
     reps = supercell_diagonal(prim.cell.lengths(), len(prim), max_atoms)
     unit = PhonopyAtoms(symbols=prim.get_chemical_symbols(), cell=np.array(prim.cell),
                         scaled_positions=prim.get_scaled_positions())
-    ph = Phonopy(unit, supercell_matrix=np.diag(reps), primitive_matrix="auto")
+    ph = Phonopy(unit, supercell_matrix=np.diag(reps), primitive_matrix="P")  # the unit cell is primitive already
     ph.generate_displacements(distance=PHONON_DISPLACEMENT_A)
     displaced = ph.supercells_with_displacements
     forces = []
