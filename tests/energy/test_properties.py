@@ -172,3 +172,16 @@ def test_result_json_properties_block(calc, library):
     result.config = PipelineConfig()
     run_stage(result, "properties")
     assert result.to_dict()["properties"] is None
+
+
+def test_hull_cache_keeps_only_this_librarys_phases(library):
+    from napari_automat.energy.references import save_table
+
+    (cu,) = props.library_phases(library, ["Cu"])
+    fingerprint = library.entries[cu]["fingerprint"]
+    phase = {"id": "x", "formula": "Cu", "spacegroup": "Fm-3m", "energy_per_atom_eV": -4.0, "converged": True}
+    save_table(props.hull_path("test-model", "Cu"), {
+        "recipe": props.HULL_RECIPE, "settings": {"fmax_eV_A": 0.05, "max_steps": props.HULL_MAX_STEPS},
+        "chemsys": "Cu", "phases": {fingerprint: phase, "from-an-older-library": phase}})
+    table = props.hull_phases(library, ["Cu"], calculator=None, model_key="test-model")  # all cached: no model
+    assert list(table["phases"]) == [fingerprint]

@@ -26,6 +26,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..model import AutomatError, Progress, no_progress
+from .compute import to_atoms
 
 LEVELS = ("none", "fast", "all")
 #: Bump when the hull recipe changes: older cache files are then ignored.
@@ -56,12 +57,6 @@ def _scaled(progress: Progress, start: float, stop: float, prefix: str = "") -> 
     return lambda fraction, message="": progress(start + (stop - start) * fraction, prefix + message)
 
 
-def _atoms(structure):
-    from .compute import to_atoms
-
-    return to_atoms(structure)
-
-
 # --- energy above the hull ------------------------------------------------------------------------
 
 def hull_path(model_key: str, chemsys: str):
@@ -89,7 +84,7 @@ def _relax_phase(structure, calculator, fmax_eV_A: float, max_steps: int, progre
     from .relax import relax_atoms
 
     t0 = time.perf_counter()
-    res = relax_atoms(_atoms(structure.get_primitive_structure()), calculator, fmax_eV_A, max_steps, progress=progress)
+    res = relax_atoms(to_atoms(structure.get_primitive_structure()), calculator, fmax_eV_A, max_steps, progress=progress)
     return {"energy_per_atom_eV": res.energy_per_atom_eV, "n_atoms": len(res.atoms), "steps": res.steps,
             "converged": res.converged, "max_force_eV_A": res.max_force_eV_A,
             "seconds": round(time.perf_counter() - t0, 2)}
@@ -97,8 +92,8 @@ def _relax_phase(structure, calculator, fmax_eV_A: float, max_steps: int, progre
 
 def hull_phases(library, elements, calculator, model_key: str, fmax_eV_A: float = 0.05,
                 max_steps: int = HULL_MAX_STEPS, progress: Progress = no_progress) -> dict:
-    """The relaxed library phases of the chemical system of ``elements`` (cached): the cache table,
-    ``{"phases": {fingerprint: {id, formula, spacegroup, energy_per_atom_eV, ...}}, ...}``.
+    """The relaxed library phases of the chemical system of ``elements`` (cached): the cache table
+    with this library's phases, ``{"phases": {fingerprint: {id, formula, spacegroup, energy_per_atom_eV, ...}}, ...}``.
 
     A phase is computed once per model, settings and library fingerprint; ``progress`` may cancel
     between and inside relaxations (phases done so far stay cached).
@@ -111,7 +106,8 @@ def hull_phases(library, elements, calculator, model_key: str, fmax_eV_A: float 
     fresh = {"recipe": HULL_RECIPE, "model_key": model_key, "chemsys": chemsys, "settings": settings, "phases": {}}
     table = load_table(path, HULL_RECIPE)
     table = table if table.get("settings") == settings else fresh
-    todo = [i for i in library_phases(library, elements) if library.entries[i]["fingerprint"] not in table["phases"]]
+    indices = library_phases(library, elements)
+    todo = [i for i in indices if library.entries[i]["fingerprint"] not in table["phases"]]
     for k, i in enumerate(todo):
         e = library.entries[i]
         label = f"{e['reduced_formula']} ({e['spacegroup_symbol']})"
@@ -123,7 +119,8 @@ def hull_phases(library, elements, calculator, model_key: str, fmax_eV_A: float 
         table["phases"][e["fingerprint"]] = entry
         save_table(path, table)
     progress(1.0, "hull phases ready")
-    return table
+    current = {library.entries[i]["fingerprint"] for i in indices}  # phases of an older library left out
+    return dict(table, phases={fp: p for fp, p in table["phases"].items() if fp in current})
 
 
 def hull_energy(structure, energy_per_atom_eV: float, calculator, model_key: str, library,
@@ -345,7 +342,7 @@ def compute_properties(structure, level: str = "fast", model: str = "auto", ener
     checkpoint = checkpoint if name == "mattersim" else None
     progress(0.0, f"loading {name}")
     calculator = get_calculator(name, checkpoint, device)
-    atoms = _atoms(structure)
+    atoms = to_atoms(structure)
     if energy_per_atom_eV is None:
         energy_per_atom_eV = evaluate(atoms, calculator).energy_per_atom_eV
     if library is None:
