@@ -107,6 +107,9 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
                         "size it implies (result.json: calibration.applied)")
     p.add_argument("--stability-candidates", type=int, default=5, metavar="N",
                    help="compare up to N top candidates that project alike by formation energy (0: off)")
+    p.add_argument("--properties", choices=["none", "fast", "all"], default="none",
+                   help="properties of the relaxed structure: fast = energy above the convex hull and bulk "
+                        "modulus; all adds phonons and the elastic tensor")
     p.add_argument("--domains", action="store_true",
                    help="segment the field into domains by local lattice (layers, grains) and run the chain on "
                         "each; the largest is the main result, result.json 'domains' lists all")
@@ -141,7 +144,8 @@ def _config(args):
                           denoise_method=args.denoise, signal=args.signal, energy_model=args.energy_model,
                           mattersim_checkpoint=args.checkpoint, relax=not args.no_relax,
                           library_path=args.library, stability_candidates=args.stability_candidates,
-                          recalibrate=args.recalibrate, domains=args.domains)
+                          recalibrate=args.recalibrate, domains=args.domains,
+                          properties=args.properties)
 
 
 class _Bar:

@@ -583,8 +583,8 @@ STAGES: dict[str, tuple[Callable[[PipelineResult, PipelineConfig, Progress], Non
     "reconstruct": (reconstruct_stage, 0.5),
     "energy": (energy_stage, 4.0),
 }
-#: Stages after the chain that :func:`run` adds when the config asks for them (outside ``STAGES``,
-#: whose every stage the agent's planner runs and checks).
+#: Stages after the chain that the planner adds when the config asks for them (outside ``STAGES``,
+#: whose every stage the agent's gates check).
 AFTER_STAGES = {"properties": (properties_stage, 2.0)}
 
 
@@ -657,16 +657,8 @@ def run(source: Union[str, Path, Micrograph], config: Optional[PipelineConfig] =
     begin = 0.02
     if not result.micrograph.calibrated and stop_after not in ("denoise", "detect", "lattice"):
         result, begin = calibrated_from_structure(result, say, sub_progress(progress, 0.02, 0.3)), 0.3
-    properties = stop_after is None and config.properties != "none"
-    end = 0.7 if properties else 1.0
-    plan(result, say, sub_progress(progress, begin, end), stop_after=stop_after)
-    result = recalibrated(result, say, progress)
-    if properties:
-        try:
-            run_stage(result, "properties", progress=sub_progress(progress, end, 1.0, "properties: "))
-        except AutomatError as exc:
-            result.warn(f"properties not computed: {exc}")
-    return result
+    plan(result, say, sub_progress(progress, begin, 1.0), stop_after=stop_after)
+    return recalibrated(result, say, progress)
 
 
 def calibrated_from_structure(result: PipelineResult,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..model import AutomatError, Progress, no_progress
-from ..pipeline import MIN_COLUMNS, STAGES, PipelineResult, sub_progress
+from ..pipeline import AFTER_STAGES, MIN_COLUMNS, STAGES, PipelineResult, run_stage, sub_progress
 from .tools import call_tool
 
 #: How many candidates to try when reconstruction fails.
@@ -45,7 +45,8 @@ def plan(result: PipelineResult, say: Callable[[str, str, dict | None], None],
 def _plan(result: PipelineResult, say, progress: Progress, stop_after: str | None, done_stages: frozenset) -> None:
     config = result.config
     user_columns = result.columns_source == "user"
-    weights = {name: w for name, (_, w) in STAGES.items()}
+    after = AFTER_STAGES if config.properties != "none" and config.energy_model != "none" else {}
+    weights = {name: w for name, (_, w) in {**STAGES, **after}.items()}
     total = sum(weights.values())
     done = 0.0
 
@@ -95,6 +96,15 @@ def _plan(result: PipelineResult, say, progress: Progress, stop_after: str | Non
             result.warn(f"energy not computed: {out['error']}")
         else:
             flag_drift(result, say)
+    finished("energy")
+    done += weights["energy"] / total
+
+    if "properties" in weights and "properties" not in done_stages:
+        say("planner", f"properties ({config.properties}) of the relaxed structure", None)
+        try:
+            run_stage(result, "properties", progress=sub_progress(progress, done, 1.0, "properties: "))
+        except AutomatError as exc:
+            result.warn(f"properties not computed: {exc}")
 
 
 def _detect(result: PipelineResult, step, say, user_columns: bool) -> None:
