@@ -182,3 +182,31 @@ def test_gates_skip_stability_left_out_and_stop_at_a_drifting_lattice():
     drifting.lattice.fft_mismatch = 0.5
     got, why = verified(drifting, ["denoise", "detect", "lattice"], user)
     assert got == {"denoise", "detect"} and "differs from the Fourier transform by 50%" in why
+
+
+def test_compute_properties_tool_needs_the_energy_and_keeps_the_level(srtio3_image, monkeypatch):
+    from pymatgen.core import Lattice, Structure
+
+    import napari_automat.energy.properties as props
+    from napari_automat.agent.planner import _has_properties
+    from napari_automat.model import EnergyReport
+
+    seen = {}
+
+    def fake(structure, level, model, **kwargs):  # the physics is tested in tests/energy/test_properties.py
+        seen.update(level=level, model=model, formula=structure.composition.reduced_formula)
+        return {"level": level, "model": model, "e_above_hull_meV": 0.0, "decomposition": {"SrTiO3": 1.0},
+                "bulk_modulus_GPa": 170.0, "phonon": None, "warnings": []}
+
+    monkeypatch.setattr(props, "compute_properties", fake)
+    result = start(srtio3_image, CONFIG.replace(energy_model="chgnet"))
+    assert "energy first" in call_tool(result, "compute_properties", {"level": "fast"})["error"]
+    assert "invalid arguments" in call_tool(result, "compute_properties", {"level": "slow"})["error"]
+    sto = Structure(Lattice.cubic(3.9), ["Sr", "Ti", "O", "O", "O"],
+                    [[0, 0, 0], [.5, .5, .5], [.5, .5, 0], [.5, 0, .5], [0, .5, .5]])
+    result.energy = EnergyReport("chgnet", -7.0, -3.6, True, 0.01, relaxed_structure=sto)
+    out = call_tool(result, "compute_properties", {"level": "all"})
+    assert seen == {"level": "all", "model": "chgnet", "formula": "SrTiO3"}
+    assert out["bulk_modulus_GPa"] == 170.0 and result.config.properties == "all"
+    # the rules planner, finishing after the LLM, keeps properties computed at the user's level only
+    assert _has_properties(result, result.config) and not _has_properties(result, CONFIG.replace(properties="fast"))

@@ -196,7 +196,7 @@ def _forget(result: PipelineResult, kept: frozenset, base_warnings: list[str]) -
     if "reconstruct" not in kept:
         result.reconstruction = None
     if "energy" not in kept:
-        result.energy = None
+        result.energy = result.properties = None  # the properties are those of the relaxed structure
 
 
 def _check_summary(agent: AgentResult, say) -> None:

@@ -99,12 +99,20 @@ def _plan(result: PipelineResult, say, progress: Progress, stop_after: str | Non
     finished("energy")
     done += weights["energy"] / total
 
-    if "properties" in weights and "properties" not in done_stages:
+    if "properties" in weights and "properties" not in done_stages and not _has_properties(result, config):
         say("planner", f"properties ({config.properties}) of the relaxed structure", None)
         try:
             run_stage(result, "properties", progress=sub_progress(progress, done, 1.0, "properties: "))
         except AutomatError as exc:
             result.warn(f"properties not computed: {exc}")
+
+
+def _has_properties(result: PipelineResult, config) -> bool:
+    """Whether the properties at ``config.properties`` are there already (another planner's tool
+    computed them on the energy the result keeps)."""
+    p = result.properties
+    return bool(p and result.energy is not None and p.get("level") == config.properties
+                and p.get("model") == result.energy.model)
 
 
 def _detect(result: PipelineResult, step, say, user_columns: bool) -> None:

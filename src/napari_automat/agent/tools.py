@@ -69,6 +69,11 @@ class EnergyArgs(Args):
     relax: Optional[StrictBool] = None
 
 
+class PropertiesArgs(Args):
+    level: Literal["fast", "all"] = Field("fast", description="fast: energy above the convex hull and bulk "
+                                          "modulus; all: also phonons and the elastic tensor")
+
+
 @dataclass
 class Tool:
     name: str
@@ -134,6 +139,10 @@ def summarise(result: PipelineResult) -> dict:
         out["energy"] = {k: e[k] for k in ("model", "energy_per_atom_eV", "formation_energy_per_atom_eV",
                                            "max_force_eV_A", "lattice_change_pct", "relaxed", "steps")}
         out["energy"]["converged"] = bool(e["relaxed"] and e["max_force_eV_A"] <= result.config.fmax_eV_A)
+    if result.properties is not None:
+        p, phonon = result.properties, result.properties.get("phonon") or {}
+        out["properties"] = {**{k: p.get(k) for k in ("level", "e_above_hull_meV", "decomposition", "bulk_modulus_GPa")},
+                             "phonon": {k: phonon.get(k) for k in ("min_frequency_THz", "imaginary")} if phonon else None}
     if result.warnings:
         out["warnings"] = list(result.warnings)
     return out
@@ -198,6 +207,13 @@ def _energy(result, a: EnergyArgs, progress):
     return dict(summarise(result)["energy"], **new)
 
 
+def _properties(result, a: PropertiesArgs, progress):
+    if result.energy is None:
+        raise AutomatError("compute the energy first: the properties are those of the relaxed structure")
+    new = _stage(result, "properties", progress, properties=a.level)
+    return dict(summarise(result)["properties"], **new)
+
+
 TOOLS: dict[str, Tool] = {t.name: t for t in [
     Tool("denoise", "Denoise the image; strength multiplies the filtering.", DenoiseArgs, _denoise, "denoise"),
     Tool("detect_columns", "Find atom columns with sub-pixel positions in the (denoised) image.", DetectArgs,
@@ -214,6 +230,9 @@ TOOLS: dict[str, Tool] = {t.name: t for t in [
          ReconstructArgs, _reconstruct, "reconstruct"),
     Tool("compute_energy", "Relax the reconstructed structure and compute energy and formation energy per atom.",
          EnergyArgs, _energy, "energy"),
+    Tool("compute_properties", "Properties of the relaxed structure from the same potential: energy above the "
+         "convex hull of the library's competing phases and bulk modulus (fast); phonons and the elastic "
+         "tensor (all).", PropertiesArgs, _properties, "properties"),
     Tool("get_state", "Summarise what has been computed so far.", NoArgs,
          lambda result, args, progress: summarise(result)),
 ]}
