@@ -27,7 +27,7 @@ class PipelineConfig:
     #: its bounding box and the columns detected outside it are dropped; ``None`` = no polygon.
     roi_polygon: Optional[list[list[float]]] = None
     #: Without a ``roi``, restrict the analysis to the crystalline region (``detect.region``) when it
-    #: covers less than ``pipeline.CRYSTAL_FRACTION_MIN`` of the field.
+    #: covers less than ``DetectParams.crystal_fraction_min`` of the field.
     crystal_region: bool = True
     #: Segment the field into domains by local lattice (``detect.domains``) and, when there are two
     #: or more, run the chain on each; the largest is the main result, ``result.json`` lists all.

@@ -7,7 +7,7 @@ Every object has ``to_dict`` (JSON-ready, no arrays of image size) and ``from_di
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -18,6 +18,28 @@ Progress = Callable[[float, str], None]
 
 def no_progress(fraction: float, message: str = "") -> None:
     """The default progress callback: does nothing."""
+
+
+
+class Parameters:
+    """Mixin of the frozen parameter objects (``ScoreParams``, ``DetectParams``): a JSON-ready dict
+    (tuples as lists) and back (lists as tuples; unknown keys ignored, missing ones default)."""
+
+    def to_dict(self) -> dict:
+        return {f.name: _as_lists(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Optional[dict]):
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: _as_tuples(v) for k, v in (d or {}).items() if k in names})
+
+
+def _as_lists(value):
+    return [_as_lists(v) for v in value] if isinstance(value, tuple) else value
+
+
+def _as_tuples(value):
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 class AutomatError(ValueError):

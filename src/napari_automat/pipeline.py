@@ -21,13 +21,6 @@ from .model import (AutomatError, Columns, EnergyReport, Lattice2D, Micrograph, 
 #: A column lattice that differs from the Fourier transform by more than this (relative) is
 #: reported, and no answer built on it is stated as confident.
 FFT_MISMATCH_WARN = 0.05
-#: Without a user ROI, the analysis is restricted to the crystalline region when it covers less
-#: than this fraction of the field (``detect.region``).
-CRYSTAL_FRACTION_MIN = 0.7
-#: The crystalline-region map's tiles span at least this many lattice cells (a power of two
-#: pixels, at least :data:`REGION_MIN_TILE_PX`).
-REGION_TILE_PERIODS = 6.0
-REGION_MIN_TILE_PX = 64
 #: Minimum number of columns for a lattice fit to mean anything.
 MIN_COLUMNS = 9
 #: Version of the ``result.json`` layout (DESIGN.md); raised when a key changes meaning.
@@ -319,30 +312,33 @@ def polygon_crop(micrograph: Micrograph, vertices) -> Micrograph:
                            roi_polygon=[[float(c) for c in vertex] for vertex in vertices])
 
 
-def crystal_crop(micrograph: Micrograph) -> Micrograph:
+def crystal_crop(micrograph: Micrograph, params=None) -> Micrograph:
     """Record the crystalline fraction (``detect.region``) and, when it is below
-    :data:`CRYSTAL_FRACTION_MIN`, crop to the region's bounding box; the crop's ``crystal_mask``
-    (metadata, not written to result.json) then says which pixels are crystalline.
+    ``params.crystal_fraction_min`` (:class:`~.detect.params.DetectParams`), crop to the region's
+    bounding box; the crop's ``crystal_mask`` (metadata, not written to result.json) then says
+    which pixels are crystalline.
 
-    The map's tiles span :data:`REGION_TILE_PERIODS` cells (the longer basis vector of the whole
+    The map's tiles span ``params.region_tile_periods`` cells (the longer basis vector of the whole
     image's Bragg spots); an image not two tiles wide, or without a clear lattice, is taken whole and
     its fraction is not measured (None): a finely sampled crystal filling the field must not be
     cut to a few tiles that happen to hold too few periods."""
+    from .detect.params import DEFAULT_DETECT
     from .detect.region import crystalline_region
     from .detect.spectrum import fft_basis
 
+    params = params or DEFAULT_DETECT
     tile_px = None
     basis = fft_basis(micrograph.data, micrograph.mean_pixel_size_A) if micrograph.calibrated else None
     if basis is not None:
         cell_A = max(float(np.linalg.norm(v)) for v in basis)
         if cell_A > 0:
-            periods_px = REGION_TILE_PERIODS * cell_A / micrograph.mean_pixel_size_A
-            tile_px = max(REGION_MIN_TILE_PX, 2 ** int(np.ceil(np.log2(periods_px))))
+            periods_px = params.region_tile_periods * cell_A / micrograph.mean_pixel_size_A
+            tile_px = max(params.region_min_tile_px, 2 ** int(np.ceil(np.log2(periods_px))))
     if tile_px is None or min(micrograph.shape[-2:]) < 2 * tile_px:
         return micrograph.with_data(micrograph.data, crystalline_fraction=None)
-    region = crystalline_region(micrograph.data, tile_px=tile_px)
+    region = crystalline_region(micrograph.data, tile_px=tile_px, threshold=params.region_threshold)
     fraction = round(region.fraction, 4)
-    if not 0 < fraction < CRYSTAL_FRACTION_MIN:
+    if not 0 < fraction < params.crystal_fraction_min:
         return micrograph.with_data(micrograph.data, crystalline_fraction=fraction)
     y0, y1, x0, x1 = region.bbox
     return micrograph.crop(region.bbox, roi_source="crystal", crystalline_fraction=fraction,
@@ -618,7 +614,9 @@ def start(source: Union[str, Path, Micrograph], config: Optional[PipelineConfig]
     micrograph = load_micrograph(source, config, progress)
     if (columns is None and config.roi is None and config.crystal_region
             and not {"roi", "crystalline_fraction"} & micrograph.metadata.keys()):  # not on a restart
-        micrograph = crystal_crop(micrograph)
+        from .detect.params import DetectParams
+
+        micrograph = crystal_crop(micrograph, DetectParams.from_dict(config.detect))
     result = PipelineResult(micrograph, config)
     result.timings_s["read"] = time.perf_counter() - t0
     if not micrograph.calibrated:

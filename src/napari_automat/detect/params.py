@@ -4,12 +4,13 @@ workflow's detection retries are made of. ``PipelineConfig.detect`` overrides fi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Optional
+from dataclasses import dataclass
+
+from ..model import Parameters
 
 
 @dataclass(frozen=True)
-class DetectParams:
+class DetectParams(Parameters):
     """Detection and lattice numbers (see each field); the defaults are the project's own."""
 
     #: Peaks: minimum column separation as a fraction of the dominant lattice spacing of the
@@ -72,6 +73,16 @@ class DetectParams:
     #: ... when no lattice is found, or when its basis differs from the Fourier transform's by more
     #: than this (relative); the first one is kept if no retry agrees better.
     fft_retry: float = 0.2
+    #: Crystalline region (``detect.region``): a tile is crystalline when the mean of its strongest
+    #: whitened spectrum bins exceeds this (a tile of noise, amorphous or not, gives 20–65) ...
+    region_threshold: float = 80.0
+    #: ... the map's tiles span at least this many lattice cells (a power of two pixels, at least
+    #: ``region_min_tile_px``) ...
+    region_tile_periods: float = 6.0
+    region_min_tile_px: int = 64
+    #: ... and without a user ROI the analysis keeps to the region when it covers less than this
+    #: fraction of the field.
+    crystal_fraction_min: float = 0.7
     #: Domains (``detect.domains``): the image's Bragg spots used, at most this many ...
     domain_max_spots: int = 8
     #: ... each with at least this fraction of the strongest spot's excess power.
@@ -94,22 +105,6 @@ class DetectParams:
     #: period the Pb and Ti columns fit as one centred lattice; with a whole one the SrRuO3 layer,
     #: four to six cells thick, keeps too few columns for its lattice).
     domain_margin_periods: float = 0.5
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["completion_width_range"] = list(self.completion_width_range)
-        d["detection_attempts"] = [list(a) for a in self.detection_attempts]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Optional[dict]) -> "DetectParams":
-        names = {f.name for f in fields(cls)}
-        values = {k: v for k, v in (d or {}).items() if k in names}
-        if "completion_width_range" in values:
-            values["completion_width_range"] = tuple(values["completion_width_range"])
-        if "detection_attempts" in values:
-            values["detection_attempts"] = tuple(tuple(a) for a in values["detection_attempts"])
-        return cls(**values)
 
 
 DEFAULT_DETECT = DetectParams()

@@ -16,10 +16,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
-#: A tile is crystalline when the mean of its ``TOP_BINS`` strongest whitened spectrum bins
-#: exceeds this (a tile of noise, amorphous or not, gives 20–65: the largest of a few thousand
-#: exponential values over their lower quartile).
-THRESHOLD = 80.0
+from .params import DEFAULT_DETECT
+
 #: Bins averaged into a tile's score (a lattice's strongest reflections come in ± pairs).
 TOP_BINS = 4
 #: Quantile of a ring's bins that sets its level (low, so that the Bragg peaks, which can fill
@@ -76,7 +74,8 @@ def periodicity_map(image: np.ndarray, tile_px: int) -> np.ndarray:
     return top.mean(axis=1).reshape(ny, nx)
 
 
-def crystalline_region(image: np.ndarray, tile_px: int = 128, threshold: float = THRESHOLD) -> CrystalRegion:
+def crystalline_region(image: np.ndarray, tile_px: int = 128,
+                       threshold: float = DEFAULT_DETECT.region_threshold) -> CrystalRegion:
     """The crystalline region of a 2D image from :func:`periodicity_map`.
 
     ``tile_px`` should span about six lattice periods or more (128 px suits 3–20 px periods); it is

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations, permutations, product
 from typing import Optional, Sequence
@@ -35,11 +35,11 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..geometry2d import SETTINGS, SETTINGS_INV, measured_cell, periodic_distance
-from ..model import AutomatError, Lattice2D, Progress, TemplateHit, no_progress
+from ..model import AutomatError, Lattice2D, Parameters, Progress, TemplateHit, no_progress
 from .library import STRONG_FRACTION, VISIBLE_FRACTION
 
 @dataclass(frozen=True)
-class ScoreParams:
+class ScoreParams(Parameters):
     """Every number the retrieval score is made of (see the module docstring). Lengths in Å,
     mismatches as log ratios; ``PipelineConfig.score`` overrides fields, ``result.json`` records them."""
 
@@ -117,13 +117,6 @@ class ScoreParams:
     #: them at their stated strength. Fitted with β on the tuning split (``automat bench calibrate``).
     prior_weight: float = 1.0
 
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: Optional[dict]) -> "ScoreParams":
-        names = {f.name: f for f in fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in (d or {}).items() if k in names})
 
 
 #: Template columns fainter than FAINT[0] (relative to the brightest) may go unseen freely; from
