@@ -1,6 +1,7 @@
 """The ``automat`` command as a user meets it: bad input gets one line and a non-zero exit, nothing written."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,3 +94,16 @@ def test_real_file_uses_its_own_calibration(data_dir, tmp_path, capsys):
     assert structure.composition.reduced_formula == "SrTiO3"
     assert structure.get_space_group_info()[1] == 221
     assert structure.lattice.a == pytest.approx(3.905, rel=0.03)
+
+
+@pytest.mark.parametrize("signal", ["iDPC", "auto"])
+def test_idpc_monolayer_at_paper_conditions_gives_mos2(signal, tmp_path, capsys):
+    # AutoMat's imaging conditions (iDPC, 3e4 e/Å², 0.1 Å/px): both columns bright, the polarity read
+    # from the image; made by scripts/make_test_images.py.
+    image = Path(__file__).parent / "data" / "mos2_idpc_3e4.tif"
+    rc = main(["run", str(image), "--elements", "Mo,S", "--signal", signal, "--energy-model", "none",
+               "-o", str(tmp_path), "-q"])
+    assert rc == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["structure"]["reduced_formula"] == "MoS2"
+    assert result["lattice2d"]["a_A"] == pytest.approx(3.16, rel=0.02)

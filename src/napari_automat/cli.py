@@ -96,8 +96,9 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
                    help="analyse only this rectangle [px, ends exclusive]; output positions stay in the full "
                         "image's frame (default: the crystalline region when it covers under 70%% of the field)")
     p.add_argument("--denoise", default="auto", choices=["auto", "fourier", "nlm", "gaussian", "none"])
-    p.add_argument("--signal", default="auto", choices=["auto", "HAADF", "ADF", "ABF", "BF"],
-                   help="detector signal when the file does not say (ABF/BF: dark columns)")
+    p.add_argument("--signal", default="auto", choices=["auto", "HAADF", "ADF", "ABF", "BF", "iDPC", "DPC"],
+                   help="detector signal when the file does not say (ABF/BF: dark columns; iDPC/DPC: "
+                        "light and heavy columns, polarity read from the image)")
     p.add_argument("--energy-model", default="auto", choices=ENERGY_MODELS)
     p.add_argument("--checkpoint", help="MatterSim checkpoint file")
     p.add_argument("--no-relax", action="store_true", help="energy of the unrelaxed structure")
