@@ -8,6 +8,13 @@ import pytest
 from napari_automat._napari import worker
 
 
+@pytest.fixture(autouse=True)
+def private_settings(tmp_path, monkeypatch):
+    """Settings and autosaves of the tests go to a temporary folder, never the user's."""
+    monkeypatch.setenv("AUTOMAT_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("AUTOMAT_AUTOSAVE_DIR", str(tmp_path / "autosave"))
+
+
 @pytest.fixture
 def sync_workers(monkeypatch):
     """Run widget jobs in the calling thread."""

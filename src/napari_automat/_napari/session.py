@@ -48,6 +48,7 @@ def layer_session(layer, **config_changes) -> PipelineResult:
         session.columns_source = "detected" if all(p == "detected" for p in columns.provenance) else "user"
         # what was derived from the old points is gone; the candidates stay for the user to choose from
         session.lattice = session.first_pass = session.reconstruction = session.energy = None
+        session.readings = {}  # else reconstruct would take a candidate's reading of the old points back
     if config_changes:
         session.config = session.config.replace(**config_changes)
     return session

@@ -117,6 +117,9 @@ class StageWidget(QWidget):
         outer.addLayout(self.body)
         outer.addStretch(1)
         self.setMinimumWidth(360)
+        from .. import autosave
+
+        autosave.install(napari_viewer)  # hand edits of columns layers are never lost
 
     # --- to override ---
     def run(self) -> None:
@@ -188,6 +191,53 @@ class StageWidget(QWidget):
         if like is not None and len(kwargs.get("scale", ())) == 2 and any(like.translate[-2:]):
             kwargs["translate"] = tuple(float(v) for v in np.add(kwargs.get("translate", (0, 0)), like.translate[-2:]))
         return add_layer(self.viewer, (data, kwargs, kind))
+
+
+def stored_settings():
+    """The plugin settings (``napari_automat.settings``); a damaged file gives the defaults and a
+    napari warning, never an exception."""
+    import warnings
+
+    from ...settings import load_settings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        settings = load_settings()
+    for w in caught:
+        from napari.utils.notifications import show_warning
+
+        show_warning(str(w.message))
+    return settings
+
+
+def remember(**values) -> list[str]:
+    """Store settings that persist between runs (each valid one; never a secret). Returns what was
+    not stored and why (also as a napari warning)."""
+    import warnings
+
+    from ...settings import load_settings, save_settings, settings_path
+
+    problems = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        settings = load_settings()
+        new = settings
+        for key, value in values.items():
+            try:
+                new = new.changed(**{key: value})
+            except AutomatError as exc:
+                problems.append(f"not remembered: {exc}")
+        if new != settings:
+            try:
+                save_settings(new)
+            except OSError as exc:
+                problems.append(f"cannot save the settings to {settings_path()}: {exc.strerror or exc}")
+    problems += [str(w.message) for w in caught]
+    if problems:
+        from napari.utils.notifications import show_warning
+
+        show_warning("; ".join(problems))
+    return problems
 
 
 def current_frame(viewer, layer) -> Optional[int]:

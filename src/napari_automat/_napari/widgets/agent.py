@@ -5,6 +5,7 @@ come back as new layers."""
 from __future__ import annotations
 
 import html
+import weakref
 from dataclasses import replace
 from typing import Optional
 
@@ -19,8 +20,9 @@ from ..layers import (COLUMNS_KEY, HITS_KEY, LATTICE_KEY, MICROGRAPH_KEY, SELECT
                       columns_layer_data, domains_layer_data, lattice_layer_data, micrograph_layer_data, placed,
                       structure_layer_data, to_image_px)
 from ..session import SESSION_KEY
-from ._common import LayerCombo, StageWidget, layer_micrograph
+from ._common import LayerCombo, StageWidget, layer_micrograph, remember, stored_settings
 from ._region import RegionChooser, in_layer_frame, show_region
+from ._results import ResultActions
 from .detect import is_columns_layer
 from .energy import ENERGY_KEY
 from .reconstruct import RECONSTRUCTION_KEY, show_structure_3d
@@ -46,6 +48,10 @@ class AgentWidget(StageWidget):
         self.elements.setPlaceholderText("optional, e.g. Sr, Ti, O")
         self.energy_model = QComboBox()
         self.energy_model.addItems(("auto", "mattersim", "chgnet", "none"))
+        self.checkpoint = QLineEdit()
+        self.checkpoint.setPlaceholderText("MatterSim's default")
+        self.checkpoint.setToolTip("a MatterSim checkpoint file (.pth); empty: MatterSim's own (downloaded on first "
+                                   "use when online)")
         self.relax = QCheckBox("relax before the energy")
         self.relax.setChecked(True)
         self.planner = QComboBox()
@@ -54,6 +60,12 @@ class AgentWidget(StageWidget):
         self.planner.setToolTip("llm: tool calling on the OpenAI-compatible endpoint of OPENAI_BASE_URL "
                                 "(OPENAI_API_KEY, AUTOMAT_LLM_MODEL, AUTOMAT_LLM_TIMEOUT); the rules planner "
                                 "finishes whatever it leaves undone or gets wrong")
+        self.llm_url = QLineEdit()
+        self.llm_url.setPlaceholderText("$OPENAI_BASE_URL or OpenAI")
+        self.llm_url.setToolTip("OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (remembered); the API key "
+                                "stays in OPENAI_API_KEY and is never stored")
+        self.llm_model = QLineEdit()
+        self.llm_model.setPlaceholderText("$AUTOMAT_LLM_MODEL or the default")
         self.check_button = QPushButton("test connection")
         self.check_button.clicked.connect(self.check_connection)
         self.planner.currentTextChanged.connect(lambda text: self.check_button.setEnabled(text == "llm"))
@@ -70,14 +82,70 @@ class AgentWidget(StageWidget):
         self.form.addRow("columns", self.points)
         self.form.addRow("elements", self.elements)
         self.form.addRow("energy model", self.energy_model)
+        self.form.addRow("checkpoint", self.checkpoint)
         self.form.addRow(self.relax)
         self.form.addRow("planner", self.planner)
+        self.form.addRow("LLM endpoint", self.llm_url)
+        self.form.addRow("LLM model", self.llm_model)
         self.form.addRow(self.check_button)
         self.form.addRow(self.show_3d)
         self.form.addRow(self.domains)
+        self._result = None
+        self._result_layer = self._image_layer = lambda: None
+        self._layer_session = True
+        self.actions = ResultActions(napari_viewer, self.current_result, lambda text, error: self.set_status(text, error),
+                                     opened=self.session_opened)
+        self.body.addWidget(self.actions)
         self.body.addWidget(self.transcript)
         self.message.connect(self.append_message)
         self.energy_model.currentTextChanged.connect(lambda text: self.relax.setEnabled(text != "none"))
+        self.prefill()
+        self.energy_model.currentTextChanged.connect(lambda text: self.remember())
+        for edit in (self.elements, self.checkpoint, self.llm_url, self.llm_model):
+            edit.editingFinished.connect(self.remember)
+
+    # --- settings that persist between runs ---
+    def prefill(self) -> None:
+        """Fill the fields from the stored settings (``napari_automat.settings``)."""
+        s = stored_settings()
+        self.elements.setText(s.elements)
+        self.energy_model.setCurrentText(s.energy_model)
+        self.checkpoint.setText(s.mattersim_checkpoint)
+        self.llm_url.setText(s.llm_base_url)
+        self.llm_model.setText(s.llm_model)
+
+    def remember(self) -> list:
+        """Store the fields as settings (the API key never: it is no field)."""
+        return remember(elements=self.elements.text().strip(), energy_model=self.energy_model.currentText(),
+                        mattersim_checkpoint=self.checkpoint.text().strip(), llm_base_url=self.llm_url.text().strip(),
+                        llm_model=self.llm_model.text().strip())
+
+    def llm_settings(self):
+        """The LLM settings of the environment with the endpoint and model of the fields when given."""
+        from ...agent.llm import LLMSettings
+
+        return LLMSettings.from_env(model=self.llm_model.text().strip() or None,
+                                    base_url=self.llm_url.text().strip() or None)
+
+    # --- results in and out ---
+    def current_result(self):
+        """``(columns layer, session, image layer)`` of the last run or opened session, or None."""
+        layer = self._result_layer()
+        if layer is None or layer not in self.viewer.layers or self._result is None:
+            return None
+        own = layer.metadata.get(SESSION_KEY) if self._layer_session else None  # stages may have gone on since
+        return layer, own if own is not None else self._result, self._image_layer()
+
+    def session_opened(self, layers, info) -> None:
+        """Saving goes on from an opened session: its columns layer and image."""
+        columns = [layer for layer in layers if is_columns_layer(layer)]
+        images = [layer for layer in layers if isinstance(layer, Image)]
+        if columns and info.get("session") is not None:
+            self._result = info["session"]
+            self._result_layer, self._layer_session = weakref.ref(columns[-1]), True
+            self._image_layer = weakref.ref(images[0]) if images else (lambda: None)
+        if images:
+            self.image.set_layer(images[0])
 
     def append_message(self, entry: dict) -> None:
         role = str(entry.get("role", ""))
@@ -89,15 +157,22 @@ class AgentWidget(StageWidget):
 
     def check_connection(self) -> None:
         """Ask the configured endpoint for a one-token reply; the status says whether it answered."""
-        from ...agent.llm import LLMSettings, check_connection
+        from ...agent.llm import check_connection
 
-        self.start(check_connection, LLMSettings.from_env(), label="test connection",
+        self.remember()
+        try:
+            settings = self.llm_settings()
+        except AutomatError as exc:
+            self.set_status(f"⚠ {exc}", error=True)
+            return
+        self.start(check_connection, settings, label="test connection",
                    on_done=lambda line: self.set_status(html.escape(line), error=not line.startswith("reached")))
 
     def config(self, region: Optional[dict] = None) -> PipelineConfig:
         """The chain's settings; ``region``: the ``PipelineConfig`` region fields (:class:`RegionChooser`)."""
         return PipelineConfig(elements=self.elements.text(), energy_model=self.energy_model.currentText(),
-                              relax=self.relax.isChecked(), domains=self.domains.isChecked(), **(region or {}))
+                              relax=self.relax.isChecked(), domains=self.domains.isChecked(),
+                              mattersim_checkpoint=self.checkpoint.text().strip() or None, **(region or {}))
 
     def run(self) -> None:
         from ...agent import agent_line, run_agent
@@ -117,6 +192,12 @@ class AgentWidget(StageWidget):
             except AutomatError as exc:
                 self.set_status(f"⚠ {exc}", error=True)
                 return
+        self.remember()
+        try:
+            llm = self.llm_settings() if self.planner.currentText() == "llm" else None
+        except AutomatError as exc:
+            self.set_status(f"⚠ {exc}", error=True)
+            return
         self.transcript.clear()
         source = f"{image_layer.name}" + (f" + '{points_layer.name}'" if points_layer is not None else "")
 
@@ -128,7 +209,7 @@ class AgentWidget(StageWidget):
                             error=agent.result.agent.get("fallback") is not None)
 
         self.start(run_agent, mg, self.config(region), columns=columns, on_message=self.message.emit,
-                   planner=self.planner.currentText(), label="agent", on_done=done)
+                   planner=self.planner.currentText(), llm=llm, label="agent", on_done=done)
 
     def show_result(self, agent, name: str, points_layer=None, image_layer=None) -> None:
         """Add the result of an agent run as layers (nothing existing is replaced); with ``image_layer``,
@@ -153,6 +234,11 @@ class AgentWidget(StageWidget):
             columns_layer.metadata.update({HITS_KEY: result.hits, SELECTED_HIT_KEY: result.chosen_index})
         if columns_layer is not None and columns_layer is not points_layer:
             columns_layer.metadata[SESSION_KEY] = result  # the step widgets go on from the agent's session
+        if columns_layer is not None:  # what 'Save results…' and 'Save session…' save
+            self._result, self._result_layer = result, weakref.ref(columns_layer)
+            self._layer_session = columns_layer is not points_layer
+            self._image_layer = weakref.ref(image_layer) if image_layer is not None else (lambda: None)
+            self.actions.update_enabled()
         if result.lattice is not None:
             self.add_layer(placed(lattice_layer_data(result.lattice, result.columns.pixel_size_A,
                                                      name=f"{name} lattice (agent)",

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from napari.layers import Points
-from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QSpinBox
+from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QLineEdit, QSpinBox
 
 from ..layers import STRUCTURE_KEY, structure_layer_data
-from ._common import LayerCombo, StageWidget, double_spin, fmt
+from ._common import LayerCombo, StageWidget, double_spin, fmt, remember, stored_settings
 
 ENERGY_KEY = "automat_energy"
 MODELS = ("auto", "mattersim", "chgnet")
@@ -35,6 +35,13 @@ class EnergyWidget(StageWidget):
         self.model = QComboBox()
         self.model.addItems(MODELS)
         self.model.setToolTip("auto: MatterSim when its checkpoint is available, else CHGNet")
+        self.checkpoint = QLineEdit()
+        self.checkpoint.setPlaceholderText("MatterSim's default")
+        self.checkpoint.setToolTip("a MatterSim checkpoint file (.pth); empty: MatterSim's own")
+        stored = stored_settings()
+        if stored.energy_model in MODELS:
+            self.model.setCurrentText(stored.energy_model)
+        self.checkpoint.setText(stored.mattersim_checkpoint)
         self.relax = QCheckBox("relax positions and cell (space group kept)")
         self.relax.setChecked(True)
         self.fmax = double_spin(0.05, 0.001, 1.0, 0.01, 3, " eV/Å")
@@ -45,6 +52,7 @@ class EnergyWidget(StageWidget):
         self.result.setWordWrap(True)
         self.form.addRow("structure", self.structure)
         self.form.addRow("model", self.model)
+        self.form.addRow("checkpoint", self.checkpoint)
         self.form.addRow(self.relax)
         self.form.addRow("max force", self.fmax)
         self.form.addRow("max steps", self.max_steps)
@@ -60,6 +68,7 @@ class EnergyWidget(StageWidget):
             self.set_status("⚠ no structure layer: reconstruct a structure first", error=True)
             return
         structure = layer.metadata[STRUCTURE_KEY]
+        remember(energy_model=self.model.currentText(), mattersim_checkpoint=self.checkpoint.text().strip())
 
         def done(report):
             layer.metadata[ENERGY_KEY] = report
@@ -74,4 +83,4 @@ class EnergyWidget(StageWidget):
 
         self.start(compute_energy, structure, model=self.model.currentText(), relax=self.relax.isChecked(),
                    fmax_eV_A=float(self.fmax.value()), max_steps=int(self.max_steps.value()),
-                   label="energy", on_done=done)
+                   checkpoint=self.checkpoint.text().strip() or None, label="energy", on_done=done)

@@ -8,6 +8,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QPushButton
 from ..layers import COLUMNS_KEY, HITS_KEY, LATTICE_KEY, SELECTED_HIT_KEY, STRUCTURE_KEY, structure_layer_data
 from ..session import SESSION_KEY, layer_session, show_session_columns
 from ._common import LayerCombo, StageWidget, fmt
+from ._results import ResultActions
 from .detect import is_columns_layer
 
 RECONSTRUCTION_KEY = "automat_reconstruction"
@@ -90,12 +91,25 @@ class ReconstructWidget(StageWidget):
         self.form.addRow(self.show_3d)
         self.body.addWidget(self.result)
         self.body.addWidget(self.back_button)
+        self.actions = ResultActions(napari_viewer, self.current_result, lambda text, error: self.set_status(text, error))
+        self.body.addWidget(self.actions)
         self.points.currentIndexChanged.connect(self.hit.refresh)
+        self.points.currentIndexChanged.connect(self.actions.update_enabled)
         self.hit.refresh()
 
     def showEvent(self, event) -> None:
         self.hit.refresh()
         super().showEvent(event)
+
+    def current_result(self):
+        """``(columns layer, its session, its image layer)`` for the chosen columns, or None."""
+        from ..session_io import image_layer_of
+
+        layer = self.points.layer()
+        if layer is None or not len(layer.data):
+            return None
+        session = layer.metadata.get(SESSION_KEY)
+        return layer, session, image_layer_of(self.viewer, layer, session)
 
     def run(self) -> None:
         layer = self.chosen(self.points, "columns")
@@ -126,6 +140,7 @@ class ReconstructWidget(StageWidget):
             self.set_status(f"reconstructed from {used.count} columns of '{layer.name}' and candidate {index + 1}")
             if self.show_3d.isChecked():
                 show_structure_3d(self.viewer, added)
+            self.actions.update_enabled()
 
         self.start(reconstruct_stages, session, label="reconstruct", on_done=done)
 

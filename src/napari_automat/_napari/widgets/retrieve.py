@@ -15,7 +15,7 @@ from ...config import PipelineConfig
 from ..layers import (HITS_KEY, LATTICE_KEY, MICROGRAPH_KEY, OVERLAY_KEY, SELECTED_HIT_KEY, structure_layer_data,
                       template_overlay_layer_data)
 from ..session import SESSION_KEY, layer_session, show_session_columns
-from ._common import LayerCombo, StageWidget
+from ._common import LayerCombo, StageWidget, remember, stored_settings
 from .detect import is_columns_layer
 
 #: Metadata key of the layers showing a candidate's 3D template cell.
@@ -101,6 +101,8 @@ class RetrieveWidget(StageWidget):
                                   "their formation energy (CHGNet or MatterSim; a few seconds), as the agent does")
         self.form.addRow("columns", self.points)
         self.form.addRow("elements", self.elements)
+        self.elements.setText(stored_settings().elements)
+        self.elements.editingFinished.connect(lambda: remember(elements=self.elements.text().strip()))
         self.form.addRow("candidates", self.top_k)
         self.form.addRow(self.stability)
         self.body.addWidget(self.table)
@@ -119,6 +121,7 @@ class RetrieveWidget(StageWidget):
         layer = self.chosen(self.points, "columns")
         if layer is None:
             return
+        remember(elements=self.elements.text().strip())
         session = layer_session(layer, elements=self.elements_list(), top_k=int(self.top_k.value()),
                                 energy_model="auto" if self.stability.isChecked() else "none")
         n = len(layer.data)
