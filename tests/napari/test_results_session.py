@@ -43,6 +43,16 @@ def viewer(make_napari_viewer, sync_workers):
     return make_napari_viewer(show=bool(SHOT_DIR))
 
 
+def screenshot(viewer, name: str) -> None:
+    from PIL import Image
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    path = Path(SHOT_DIR) / f"{name}.png"
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    Image.open(path).convert("RGB").quantize(colors=256).save(path, optimize=True)  # small files
+
+
 def agent_run(viewer, image_file):
     """The agent's rules planner on the sample (no energy) → (widget, columns layer)."""
     (image,) = viewer.open(str(image_file), plugin="napari-automat")
@@ -138,9 +148,10 @@ def test_session_survives_closing_the_viewer(make_napari_viewer, sync_workers, i
     path = widget.actions.save_session(tmp_path / "sessions" / "sto")
     assert path.name == "sto.automat.json" and "session saved" in widget.status.text()
     if SHOT_DIR:
-        from tests.napari.test_widgets import screenshot
-
-        widget.transcript.clear()
+        for other in viewer.layers:
+            other.visible = STRUCTURE_KEY not in other.metadata
+        viewer.layers.selection.active = layer
+        viewer.reset_view()
         screenshot(viewer, "12_save_session")
     viewer.close()
 
@@ -199,7 +210,7 @@ def test_edits_are_autosaved_after_a_pause(viewer, image_file, qtbot, monkeypatc
     monkeypatch.delenv("AUTOMAT_AUTOSAVE_DIR")
     monkeypatch.setattr(autosave, "DELAY_MS", 300)
     _, layer = agent_run(viewer, image_file)
-    target = image_file.parent / "sto.sto-columns-agent.autosave.columns.csv"
+    target = image_file.parent / "sto-columns-agent.autosave.columns.csv"
     assert autosave.autosave_path(layer) == target and not target.exists()  # nothing before an edit
     points, provenance = edit(layer)
     assert autosave.pending(layer) and not target.exists()  # debounced: not at once

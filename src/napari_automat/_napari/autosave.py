@@ -137,7 +137,10 @@ def autosave_path(layer) -> Path:
         path = getattr(mg, "path", None)
         if path:
             stem, folder = Path(path).stem, Path(path).parent
-    name = f"{_slug(stem) + '.' if stem else ''}{_slug(layer.name)}{SUFFIX}"
+    label = _slug(layer.name)
+    if stem and label.startswith(_slug(stem)):  # "sto columns" of sto.tif: not "sto.sto-columns"
+        stem = None
+    name = f"{_slug(stem) + '.' if stem else ''}{label}{SUFFIX}"
     if os.environ.get("AUTOMAT_AUTOSAVE_DIR"):
         return Path(os.environ["AUTOMAT_AUTOSAVE_DIR"]) / name
     if folder is None or not _writable(folder):
