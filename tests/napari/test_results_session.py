@@ -171,6 +171,12 @@ def test_session_survives_closing_the_viewer(make_napari_viewer, sync_workers, i
     session = restored.metadata[SESSION_KEY]
     assert session.columns_source == "user" and session.hits and session.reconstruction is None
     assert STRUCTURE_KEY in again.layers[stale].metadata and not again.layers[stale].visible
+    # a point moved on the layer File ▸ Open made is marked 'moved' (and autosaved)
+    autosave.install(again)
+    data = np.array(restored.data)
+    data[5] += 0.5
+    restored.data = data
+    assert restored.features["provenance"][5] == "moved" and autosave.pending(restored)
 
     # and through the widget's 'Open session…': saving goes on from the restored layers
     third = make_napari_viewer(show=False)
@@ -267,3 +273,47 @@ def test_settings_prefill_and_persist(make_napari_viewer, monkeypatch):
     settings_path().write_text("{damaged")
     fresh = AgentWidget(make_napari_viewer(show=False))
     assert fresh.elements.text() == "" and fresh.energy_model.currentText() == "auto"
+
+
+def test_session_keeps_the_region_and_the_frame(make_napari_viewer, sync_workers, tmp_path):
+    """A rectangle region (columns placed over the crop) and the chosen frame of a stack come back."""
+    from napari_automat._napari.widgets._region import SHAPES
+    from napari_automat._napari.widgets.detect import DetectWidget
+    from napari_automat._napari.widgets.reconstruct import ReconstructWidget
+    from napari_automat.io.read import read_micrograph
+    from napari_automat.io.write import write_tiff_calibrated
+
+    sample = read_micrograph(sample_path("srtio3"))
+    rng = np.random.default_rng(0)
+    frames = np.stack([sample.data + rng.normal(0, 2, sample.data.shape) for _ in range(3)])
+    stack = write_tiff_calibrated(tmp_path / "stack.tif", frames, sample.pixel_size_A)
+    viewer = make_napari_viewer(show=False)
+    (image,) = viewer.open(str(stack), plugin="napari-automat")
+    assert image.data.shape[0] == 3
+    viewer.add_shapes([np.array([[4.5, 6.0], [4.5, 30.0], [27.0, 30.0], [27.0, 6.0]])], shape_type="rectangle",
+                      name="rectangle", units=("angstrom", "angstrom"))
+    viewer.dims.set_current_step(0, 2)
+    detect = DetectWidget(viewer)
+    detect.image.set_layer(image)
+    detect.region.mode.setCurrentText(SHAPES)
+    detect.region.shapes.set_layer(viewer.layers["rectangle"])
+    detect.run_button.click()
+    layer = viewer.layers["stack columns"]
+    assert any(layer.translate) and layer.metadata[MICROGRAPH_KEY].metadata["frame"] == 2
+    widget = ReconstructWidget(viewer)
+    widget.points.set_layer(layer)
+    assert widget.actions.save_session_button.isEnabled()
+    path = widget.actions.save_session(tmp_path / "stack")
+    assert path is not None, widget.status.text()
+
+    again = make_napari_viewer(show=False)
+    layers = AgentWidget(again).actions.open_session(path)
+    names = [lay.name for lay in layers]
+    assert names == ["stack", "region used", "stack columns"], names
+    restored = again.layers["stack columns"]
+    np.testing.assert_allclose(restored.data, layer.data)
+    np.testing.assert_allclose(restored.translate, layer.translate)
+    assert again.dims.current_step[0] == 2  # the frame the columns were measured on is shown
+    mg = restored.metadata[SESSION_KEY].micrograph
+    assert mg.metadata["frame"] == 2 and mg.metadata["roi"] == layer.metadata[SESSION_KEY].micrograph.metadata["roi"]
+    np.testing.assert_allclose(mg.data, layer.metadata[SESSION_KEY].micrograph.data, rtol=1e-6)

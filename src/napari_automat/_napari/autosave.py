@@ -62,9 +62,13 @@ def install_on_current_viewer() -> None:
 
 
 def watch(layer, viewer) -> None:
-    """Autosave ``layer`` after edits of its points (only columns layers; idempotent)."""
+    """Autosave ``layer`` after edits of its points (only columns layers; idempotent). Points moved
+    or added are marked so (``layers.track_provenance``) also on layers napari's File ▸ Open added."""
     if layer in _WATCHED or not is_editable_columns(layer):
         return
+    from .layers import track_provenance
+
+    track_provenance(layer)
     from qtpy.QtCore import QTimer
 
     timer = QTimer()

@@ -74,7 +74,11 @@ def read_columns(path: Any) -> list[tuple]:
     from ..io.write import read_columns_csv
     from .layers import columns_layer_data
 
-    return [columns_layer_data(read_columns_csv(p), name=p.stem) for p in _paths(path)]
+    from .autosave import install_on_current_viewer
+
+    layers = [columns_layer_data(read_columns_csv(p), name=p.stem) for p in _paths(path)]
+    install_on_current_viewer()  # hand edits of the opened columns are autosaved too
+    return layers
 
 
 def get_structure_reader(path: Any) -> Optional[Callable[[Any], list]]:

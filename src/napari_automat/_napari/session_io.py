@@ -102,7 +102,7 @@ def save_session(path, layer, session=None, image_layer=None) -> Path:
         full = micrograph_from_layer(image_layer)
         image, pixels = SessionImage.of(full, image_layer.name), full
     columns = SessionColumns(layer.name, columns_from_points_layer(layer), tuple(layer_origin_px(layer)), edited)
-    result = session.to_dict() if session is not None and (session.hits or session.reconstruction is not None) else None
+    result = session.to_dict() if session is not None else None
     if saved is not None and result is not None and edited:
         result["warnings"] = list(saved.warnings)
     try:

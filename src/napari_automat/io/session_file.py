@@ -242,6 +242,10 @@ def restore_result(doc: SessionDocument, micrograph: Micrograph):
 
     r = doc.result or {}
     config = PipelineConfig.from_dict(r.get("config") or {})
+    image = doc.image
+    if image is not None and image.roi_source == "user" and config.roi is None and config.roi_polygon is None:
+        config = config.replace(**({"roi_polygon": image.roi_polygon} if image.roi_polygon is not None
+                                   else {"roi": tuple(image.roi)}))
     result = PipelineResult(micrograph, config)
     if doc.columns is not None:
         result.columns = doc.columns.columns
