@@ -191,17 +191,29 @@ def test_session_survives_closing_the_viewer(make_napari_viewer, sync_workers, i
     assert autosave.autosave_path(third.layers["sto columns (agent)"]).parent == Path(os.environ["AUTOMAT_AUTOSAVE_DIR"])
 
 
-def test_unedited_session_restores_the_structure_and_saves_it_again(viewer, image_file, tmp_path):
+def test_unedited_session_restores_the_structure_and_saves_it_again(viewer, image_file, tmp_path, monkeypatch):
+    """Through the buttons and their file dialogs (answered here)."""
     from pymatgen.core import Structure
+    from qtpy.QtWidgets import QFileDialog
 
     widget, layer = agent_run(viewer, image_file)
-    path = widget.actions.save_session(tmp_path / "plain.automat.json")
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "plain"), ""))
+    widget.actions.save_session_button.click()
+    path = tmp_path / "plain.automat.json"
+    assert path.is_file(), widget.status.text()
     w = AgentWidget(viewer)
-    layers = w.actions.open_session(path)
-    restored = next(lay for lay in layers if lay.name.startswith("sto columns (agent) ["))
-    assert restored.metadata[SESSION_KEY].reconstruction is not None
-    out = w.actions.save_results(tmp_path / "again")
-    assert Structure.from_file(out["cif"]).composition.reduced_formula == "SrTiO3"
+    assert not w.actions.save_results_button.isEnabled()
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    w.actions.open_session_button.click()
+    restored = viewer.layers["sto columns (agent) [2]"]
+    assert restored.metadata[SESSION_KEY].reconstruction is not None and w.actions.save_results_button.isEnabled()
+    assert w.image.layer() is viewer.layers["sto [2]"]
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path / "again"))
+    w.actions.save_results_button.click()
+    assert Structure.from_file(tmp_path / "again" / "structure.cif").composition.reduced_formula == "SrTiO3"
+    assert (tmp_path / "again" / "overview.png").is_file()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: "")  # cancelled: nothing happens
+    w.actions.save_results_button.click()
 
 
 def test_a_bad_session_file_is_one_line(viewer, tmp_path):
@@ -317,3 +329,17 @@ def test_session_keeps_the_region_and_the_frame(make_napari_viewer, sync_workers
     mg = restored.metadata[SESSION_KEY].micrograph
     assert mg.metadata["frame"] == 2 and mg.metadata["roi"] == layer.metadata[SESSION_KEY].micrograph.metadata["roi"]
     np.testing.assert_allclose(mg.data, layer.metadata[SESSION_KEY].micrograph.data, rtol=1e-6)
+
+
+def test_session_reader_claims_only_session_files(tmp_path):
+    from npe2 import PluginManifest
+
+    import napari_automat
+    from napari_automat._napari.session_io import get_session_reader, read_session_file
+
+    manifest = PluginManifest.from_file(Path(napari_automat.__file__).parent / "napari.yaml")
+    patterns = {r.command: r.filename_patterns for r in manifest.contributions.readers}
+    assert patterns["napari-automat.get_session_reader"] == ["*.automat.json"]
+    assert get_session_reader(str(tmp_path / "a.automat.json")) is read_session_file
+    for other in ("result.json", "a.json", "columns.csv", None, 3):
+        assert get_session_reader(other if not isinstance(other, str) else str(tmp_path / other)) is None
