@@ -56,7 +56,7 @@ def screenshot(viewer, name: str) -> None:
 def agent_run(viewer, image_file):
     """The agent's rules planner on the sample (no energy) → (widget, columns layer)."""
     (image,) = viewer.open(str(image_file), plugin="napari-automat")
-    widget = AgentWidget(viewer)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-automat", "Agent (full chain)")  # as Plugins ▸ AutoMat
     widget.image.set_layer(image)
     widget.elements.setText("Sr, Ti, O")
     widget.energy_model.setCurrentText("none")

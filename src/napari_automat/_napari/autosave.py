@@ -40,6 +40,7 @@ def is_editable_columns(layer) -> bool:
 
 def install(viewer) -> None:
     """Watch every columns layer of ``viewer``, now and when added (idempotent)."""
+    viewer = getattr(viewer, "__wrapped__", viewer)  # a plugin widget's viewer is a proxy (new per call)
     if viewer in _VIEWERS:
         return
     _VIEWERS.add(viewer)
@@ -64,6 +65,7 @@ def install_on_current_viewer() -> None:
 def watch(layer, viewer) -> None:
     """Autosave ``layer`` after edits of its points (only columns layers; idempotent). Points moved
     or added are marked so (``layers.track_provenance``) also on layers napari's File ▸ Open added."""
+    layer, viewer = getattr(layer, "__wrapped__", layer), getattr(viewer, "__wrapped__", viewer)
     if layer in _WATCHED or not is_editable_columns(layer):
         return
     from .layers import track_provenance

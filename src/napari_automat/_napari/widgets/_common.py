@@ -193,6 +193,12 @@ class StageWidget(QWidget):
         return add_layer(self.viewer, (data, kwargs, kind))
 
 
+def unproxied(obj):
+    """The object behind napari's ``PublicOnlyProxy`` (what a plugin widget's viewer returns: a new
+    proxy per call, so a weak reference to it dies at once), else ``obj``."""
+    return getattr(obj, "__wrapped__", obj)
+
+
 def stored_settings():
     """The plugin settings (``napari_automat.settings``); a damaged file gives the defaults and a
     napari warning, never an exception."""

@@ -95,7 +95,8 @@ class ResultActions(QWidget):
             note = ("<br>⚠ the columns were edited after the structure was made: saved them without a structure; "
                     "press 'Reconstruct' to make one from them")
         elif "cif" not in paths:
-            note = "<br>no structure yet: reconstruct first to save a CIF"
+            note = ("<br>no structure from these columns yet: run 'Reconstruct' (after 'Retrieve templates' when the "
+                    "layer has no candidates) to save a CIF")
         self._say(f"saved {names} of '{html.escape(layer.name)}' in {html.escape(str(folder))}{note}", bool(note))
         return paths
 

@@ -20,7 +20,7 @@ from ..layers import (COLUMNS_KEY, HITS_KEY, LATTICE_KEY, MICROGRAPH_KEY, SELECT
                       columns_layer_data, domains_layer_data, lattice_layer_data, micrograph_layer_data, placed,
                       structure_layer_data, to_image_px)
 from ..session import SESSION_KEY
-from ._common import LayerCombo, StageWidget, layer_micrograph, remember, stored_settings
+from ._common import LayerCombo, StageWidget, layer_micrograph, remember, stored_settings, unproxied
 from ._region import RegionChooser, in_layer_frame, show_region
 from ._results import ResultActions
 from .detect import is_columns_layer
@@ -142,8 +142,8 @@ class AgentWidget(StageWidget):
         images = [layer for layer in layers if isinstance(layer, Image)]
         if columns and info.get("session") is not None:
             self._result = info["session"]
-            self._result_layer, self._layer_session = weakref.ref(columns[-1]), True
-            self._image_layer = weakref.ref(images[0]) if images else (lambda: None)
+            self._result_layer, self._layer_session = weakref.ref(unproxied(columns[-1])), True
+            self._image_layer = weakref.ref(unproxied(images[0])) if images else (lambda: None)
         if images:
             self.image.set_layer(images[0])
 
@@ -235,9 +235,9 @@ class AgentWidget(StageWidget):
         if columns_layer is not None and columns_layer is not points_layer:
             columns_layer.metadata[SESSION_KEY] = result  # the step widgets go on from the agent's session
         if columns_layer is not None:  # what 'Save results…' and 'Save session…' save
-            self._result, self._result_layer = result, weakref.ref(columns_layer)
+            self._result, self._result_layer = result, weakref.ref(unproxied(columns_layer))
             self._layer_session = columns_layer is not points_layer
-            self._image_layer = weakref.ref(image_layer) if image_layer is not None else (lambda: None)
+            self._image_layer = weakref.ref(unproxied(image_layer)) if image_layer is not None else (lambda: None)
             self.actions.update_enabled()
         if result.lattice is not None:
             self.add_layer(placed(lattice_layer_data(result.lattice, result.columns.pixel_size_A,
