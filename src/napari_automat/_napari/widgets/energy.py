@@ -42,6 +42,9 @@ class EnergyWidget(StageWidget):
         if stored.energy_model in MODELS:
             self.model.setCurrentText(stored.energy_model)
         self.checkpoint.setText(stored.mattersim_checkpoint)
+        self.model.currentTextChanged.connect(lambda text: remember(energy_model=text))
+        self.checkpoint.editingFinished.connect(
+            lambda: remember(mattersim_checkpoint=self.checkpoint.text().strip()))
         self.relax = QCheckBox("relax positions and cell (space group kept)")
         self.relax.setChecked(True)
         self.fmax = double_spin(0.05, 0.001, 1.0, 0.01, 3, " eV/Å")
