@@ -72,3 +72,13 @@ def test_unwritable_folder_is_a_warning_not_a_crash(config_home):
     config_home.write_text("a file where the folder should be")
     with pytest.warns(SettingsWarning, match="cannot save"):
         assert update_settings(elements="Cu").elements == "Cu"
+
+
+def test_settings_and_session_files_import_without_napari_or_qt():
+    import subprocess
+    import sys
+
+    code = ("import sys, napari_automat.settings, napari_automat.io.session_file; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('napari', 'qtpy', 'PyQt5', 'torch', 'pymatgen')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
