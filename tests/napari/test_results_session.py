@@ -241,6 +241,19 @@ def test_edits_are_autosaved_after_a_pause(viewer, image_file, qtbot, monkeypatc
     (reopened,) = viewer.open(str(target), plugin="napari-automat")
     assert len(reopened.data) == len(points) and list(reopened.features["provenance"]) == provenance
 
+    # labelling points by hand is an edit too
+    from napari_automat._napari.widgets.detect import DetectWidget
+
+    detect = DetectWidget(viewer)
+    detect.points.set_layer(layer)
+    detect.new_species.setText("Sr")
+    layer.selected_data = {1, 2}
+    target.unlink()
+    detect.label_selected()
+    assert autosave.pending(layer)
+    qtbot.waitUntil(target.exists, timeout=5000)
+    assert read_columns_csv(target).species[1:3] == ["Sr", "Sr"]
+
     # the image's folder is gone (or not writable): the user cache dir
     monkeypatch.setenv("AUTOMAT_CACHE_DIR", str(tmp_path / "cache"))
     shutil.rmtree(image_file.parent)

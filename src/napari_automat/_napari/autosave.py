@@ -88,6 +88,15 @@ def watch(layer, viewer) -> None:
     _WATCHED[layer] = timer
 
 
+def edited(layer) -> None:
+    """Say that the user changed ``layer`` other than through its points (labels): autosave it after
+    the pause, as after a point edit."""
+    timer = _WATCHED.get(getattr(layer, "__wrapped__", layer))
+    if timer is not None:
+        timer.setInterval(DELAY_MS)
+        timer.start()
+
+
 def pending(layer) -> bool:
     """Whether an autosave of ``layer`` is waiting for its timer."""
     timer = _WATCHED.get(layer)

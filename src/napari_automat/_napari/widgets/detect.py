@@ -227,6 +227,9 @@ class DetectWidget(StageWidget):
         features.loc[chosen, "species"] = self.new_species.text().strip()
         layer.features = features
         layer.refresh_colors(update_color_mapping=False)
+        from .. import autosave
+
+        autosave.edited(layer)  # labels given by hand are edits too
         self.set_status(f"labelled {len(chosen)} points: sublattice {int(self.new_sublattice.value())}"
                         + (f", species {self.new_species.text().strip()}" if self.new_species.text().strip() else ""))
 
