@@ -187,8 +187,13 @@ def test_session_survives_closing_the_viewer(make_napari_viewer, sync_workers, i
     out = w.actions.save_results(tmp_path / "from-session")
     np.testing.assert_allclose(read_columns_csv(out["columns"]).positions_px,
                                points + np.asarray(layer.translate) / np.asarray(layer.scale))
-    # edits of the restored layer are autosaved beside the session
-    assert autosave.autosave_path(third.layers["sto columns (agent)"]).parent == Path(os.environ["AUTOMAT_AUTOSAVE_DIR"])
+    # edits of the restored layer are autosaved; reopening the session then points at the later edits
+    restored3 = third.layers["sto columns (agent)"]
+    later = autosave.save_now(restored3)
+    assert later.parent == Path(os.environ["AUTOMAT_AUTOSAVE_DIR"]) and later.name == "sto-columns-agent.autosave.columns.csv"
+    os.utime(later, (path.stat().st_mtime + 5, path.stat().st_mtime + 5))
+    w.actions.open_session(path)
+    assert "edited after this session was saved" in w.status.text() and str(later) in w.status.text()
 
 
 def test_unedited_session_restores_the_structure_and_saves_it_again(viewer, image_file, tmp_path, monkeypatch):

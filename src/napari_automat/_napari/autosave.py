@@ -136,6 +136,29 @@ def cache_folder() -> Path:
     return Path(root) / "autosave"
 
 
+def autosave_name(stem: Optional[str], layer_name: str) -> str:
+    """``<stem>.<layer>.autosave.columns.csv``, without the stem when the layer's name starts with it."""
+    label = _slug(layer_name)
+    if stem and label.startswith(_slug(stem)):  # "sto columns" of sto.tif: not "sto.sto-columns"
+        stem = None
+    return f"{_slug(stem) + '.' if stem else ''}{label}{SUFFIX}"
+
+
+def newer_autosave(session_file: Path, layer_name: str) -> Optional[Path]:
+    """An autosave of the layer ``layer_name`` of ``session_file`` written after the session (beside
+    it, in ``$AUTOMAT_AUTOSAVE_DIR`` or in the cache folder), else None."""
+    session_file = Path(session_file)
+    name = autosave_name(session_file.name[: -len(".automat.json")], layer_name)
+    folders = [session_file.parent, cache_folder()]
+    if os.environ.get("AUTOMAT_AUTOSAVE_DIR"):
+        folders.insert(0, Path(os.environ["AUTOMAT_AUTOSAVE_DIR"]))
+    try:
+        saved = session_file.stat().st_mtime
+        return next((f / name for f in folders if (f / name).is_file() and (f / name).stat().st_mtime > saved), None)
+    except OSError:
+        return None
+
+
 def autosave_path(layer) -> Path:
     """Where ``layer`` is autosaved (see the module docstring)."""
     from .session import SESSION_KEY
@@ -152,10 +175,7 @@ def autosave_path(layer) -> Path:
         path = getattr(mg, "path", None)
         if path:
             stem, folder = Path(path).stem, Path(path).parent
-    label = _slug(layer.name)
-    if stem and label.startswith(_slug(stem)):  # "sto columns" of sto.tif: not "sto.sto-columns"
-        stem = None
-    name = f"{_slug(stem) + '.' if stem else ''}{label}{SUFFIX}"
+    name = autosave_name(stem, layer.name)
     if os.environ.get("AUTOMAT_AUTOSAVE_DIR"):
         return Path(os.environ["AUTOMAT_AUTOSAVE_DIR"]) / name
     if folder is None or not _writable(folder):

@@ -189,6 +189,13 @@ def session_layers(path) -> tuple[list[tuple], dict]:
                 RESULT_DOC_KEY: doc.result, SESSION_FILE_KEY: str(path),
                 **({} if stale or session is None else {SESSION_KEY: session})}):
             layers.append((data, dict(kwargs, visible=False), kind))
+    if doc.columns is not None:
+        from .autosave import newer_autosave
+
+        later = newer_autosave(path, doc.columns.name)
+        if later is not None:
+            warnings.append(f"'{doc.columns.name}' was edited after this session was saved: its autosave {later} "
+                            "holds the later edits (open it with File ▸ Open)")
     if doc.columns is not None and doc.columns.edited_after_result and structure:
         warnings.append("the columns were edited after the structure was made: press 'Reconstruct' for a structure "
                         "from them")
