@@ -69,6 +69,10 @@ class PipelineConfig:
     #: Physical properties of the relaxed structure (``energy.properties``): ``none``, ``fast`` (energy
     #: above the hull, bulk modulus) or ``all`` (also phonons and the elastic tensor).
     properties: str = "none"
+    #: Quality gate of the agent after the properties stage: a reconstruction whose energy above the
+    #: hull exceeds this [meV/atom] (or that has imaginary phonon modes away from Γ, at level ``all``)
+    #: sends the planner to the next candidate; ``None`` = no energy-above-hull gate.
+    max_e_above_hull_meV: Optional[float] = 200.0
     #: Compute device for torch models.
     device: str = "cpu"
     #: When the chosen structure says the file's pixel size is off (``decision.calibration_warning``),

@@ -4,7 +4,9 @@ Gates: too few columns, no lattice, or a lattice that disagrees with the Fourier
 denoising and a lower threshold, then retry;
 an uncertain posterior → said; candidates that project alike → compared by formation energy (with an
 energy model); a candidate that fails to reconstruct → the next one; large lattice drift during
-relaxation → flagged.
+relaxation → flagged; with properties, a reconstruction far above the hull
+(``PipelineConfig.max_e_above_hull_meV``) or with imaginary phonon modes away from Γ → the next
+candidate (the first that passes is kept; none: the first built, with a warning).
 
 The same gates check another planner's (the LLM's) stages (:func:`verified`); :func:`plan` then
 finishes from the first that does not pass.
@@ -18,8 +20,11 @@ from ..model import AutomatError, Progress, no_progress
 from ..pipeline import AFTER_STAGES, MIN_COLUMNS, STAGES, PipelineResult, run_stage, sub_progress
 from .tools import call_tool
 
-#: How many candidates to try when reconstruction fails.
+#: How many candidates to try when reconstruction fails or a reconstruction fails the quality gate.
 MAX_CANDIDATES = 3
+#: Fields of the result that reconstructing, relaxing and the properties of a candidate set.
+_CANDIDATE_FIELDS = ("reconstruction", "chosen_index", "columns", "lattice", "energy", "properties", "config",
+                     "warnings")
 #: Result fields the detection attempts set.
 _DETECTION_FIELDS = ("denoised", "denoise_info", "columns", "lattice", "first_pass", "warnings")
 
@@ -50,10 +55,11 @@ def _plan(result: PipelineResult, say, progress: Progress, stop_after: str | Non
     total = sum(weights.values())
     done = 0.0
 
-    def step(name: str, tool: str, args: dict | None = None) -> dict:
-        span = weights[name] / total
+    def step(name: str, tool: str, args: dict | None = None, span: tuple[float, float] | None = None,
+             prefix: str = "") -> dict:
+        span = span or (done, min(done + weights[name] / total, 1.0))
         say("tool_call", f"{tool}({_args_text(args)})", {"tool": tool, "arguments": args or {}})
-        out = call_tool(result, tool, args, sub_progress(progress, done, min(done + span, 1.0), f"{name}: "))
+        out = call_tool(result, tool, args, sub_progress(progress, *span, f"{prefix}{name}: "))
         say("tool_result", _result_text(tool, out), out)
         return out
 
@@ -85,6 +91,7 @@ def _plan(result: PipelineResult, say, progress: Progress, stop_after: str | Non
     finished("stability")
     done += weights["stability"] / total
 
+    base_warnings = list(result.warnings)  # those of the stages before the candidate's
     if "reconstruct" not in done_stages:
         _reconstruct(result, step, say)
     finished("reconstruct")
@@ -100,11 +107,102 @@ def _plan(result: PipelineResult, say, progress: Progress, stop_after: str | Non
     done += weights["energy"] / total
 
     if "properties" in weights and "properties" not in done_stages and not _has_properties(result, config):
-        say("planner", f"properties ({config.properties}) of the relaxed structure", None)
-        try:
-            run_stage(result, "properties", progress=sub_progress(progress, done, 1.0, "properties: "))
-        except AutomatError as exc:
-            result.warn(f"properties not computed: {exc}")
+        _properties(result, say, sub_progress(progress, done, 1.0, "properties: "))
+    if "properties" in weights:
+        _quality_gate(result, say, lambda index: _candidate(result, index, step, say, progress, (done, 1.0)),
+                      base_warnings)
+
+
+def _properties(result: PipelineResult, say, progress: Progress) -> None:
+    """The properties stage at the config's level; a failure is a warning (``result.properties`` None)."""
+    say("planner", f"properties ({result.config.properties}) of the relaxed structure", None)
+    try:
+        run_stage(result, "properties", progress=progress)
+    except AutomatError as exc:
+        result.properties = None
+        result.warn(f"properties not computed: {exc}")
+
+
+def quality_problem(properties: dict | None, config) -> str | None:
+    """Why ``properties`` make the reconstruction implausible: energy above the hull over
+    ``config.max_e_above_hull_meV``, or imaginary phonon modes away from Γ (None: neither, or not
+    computed)."""
+    if not properties:
+        return None
+    problems = []
+    limit, e_hull = config.max_e_above_hull_meV, properties.get("e_above_hull_meV")
+    if limit is not None and e_hull is not None and e_hull > limit:
+        problems.append(f"E_hull {e_hull:.0f} meV/atom > {limit:.0f} meV/atom")
+    away = [q for q in ((properties.get("phonon") or {}).get("qpoints") or []) if any(abs(v) > 1e-6 for v in q["q"])]
+    if away:
+        worst = min(away, key=lambda q: q["min_frequency_THz"])
+        problems.append(f"imaginary phonon modes away from Γ at {len(away)} q-point{'s' * (len(away) > 1)} "
+                        f"(lowest {worst['min_frequency_THz']:.2f} THz at q = "
+                        f"({', '.join(f'{v:g}' for v in worst['q'])}))")
+    return "; ".join(problems) or None
+
+
+def _candidate(result: PipelineResult, index: int, step, say, progress: Progress,
+               span: tuple[float, float]) -> str | None:
+    """Reconstruct candidate ``index``, relax it and compute its properties (as the chain does for the
+    first). Returns why it cannot be judged (None: its properties are there)."""
+    config, (begin, end) = result.config, span
+    cut = [begin + (end - begin) * f for f in (0.0, 0.1, 0.6, 1.0)]  # reconstruct, energy, properties
+    prefix = f"candidate {index}: "
+    result.energy = result.properties = None
+    out = step("reconstruct", "reconstruct", {"candidate_index": index}, (cut[0], cut[1]), prefix)
+    if "error" in out:
+        return f"failed to reconstruct ({out['error']})"
+    out = step("energy", "compute_energy", {"model": config.energy_model, "relax": config.relax}, (cut[1], cut[2]),
+               prefix)
+    if "error" in out:
+        return f"has no energy ({out['error']})"
+    flag_drift(result, say)
+    _properties(result, say, sub_progress(progress, cut[2], cut[3], f"{prefix}properties: "))
+    if result.properties is None:
+        return "has no properties"
+    return None
+
+
+def _quality_gate(result: PipelineResult, say, candidate, base_warnings: list[str]) -> None:
+    """Keep the first of the top ``MAX_CANDIDATES`` (from the one built) whose properties pass
+    :func:`quality_problem`; ``candidate(index)`` builds one (reconstruct, energy, properties) and
+    returns why it cannot be judged. None passes: the first built is kept, with a warning."""
+    problem = quality_problem(result.properties, result.config)
+    if problem is None:
+        return
+    first, hits = result.chosen_index, result.hits
+    last = min(MAX_CANDIDATES, len(hits))
+
+    def name(index: int) -> str:
+        return f"candidate {index} ({hits[index].formula} {hits[index].details.get('spacegroup') or ''})".replace(
+            " )", ")")
+
+    kept = {field: getattr(result, field) for field in _CANDIDATE_FIELDS}
+    kept["warnings"] = list(result.warnings)
+    failures = [f"{name(first)}: {problem}"]
+    following = "; trying the next candidate" if first + 1 < last else ""
+    say("planner", f"quality gate: {name(first)} fails: {problem}{following}", None)
+    for index in range(first + 1, last):
+        result.warnings = list(base_warnings)
+        why = candidate(index)
+        if why is None:
+            why = quality_problem(result.properties, result.config)
+            if why is None:
+                e_hull = result.properties.get("e_above_hull_meV")
+                say("planner", f"quality gate: {name(index)} passes"
+                               + (f" (E_hull {e_hull:.0f} meV/atom)" if e_hull is not None else "") + ": it is kept",
+                    None)
+                result.warn(f"{name(first)} failed the quality gate ({problem}): {name(index)} was built instead")
+                return
+            why = f"fails: {why}"
+        failures.append(f"{name(index)} {why}")
+        say("planner", f"quality gate: {name(index)} {why}", None)
+    for field, value in kept.items():
+        setattr(result, field, value)
+    say("planner", f"quality gate: no candidate of the top {last} passes; {name(first)} is kept", None)
+    result.warn(f"no candidate of the top {last} passes the quality gate ({'; '.join(failures)}): "
+                f"{name(first)} is kept")
 
 
 def _has_properties(result: PipelineResult, config) -> bool:
