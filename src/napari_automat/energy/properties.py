@@ -8,7 +8,8 @@
 * :func:`bulk_modulus`: Birch–Murnaghan fit [GPa] to a ±6 % volume scan (isotropic, positions
   relaxed at each volume) with the fit's RMS residual [meV/atom].
 * :func:`phonons`: phonopy finite displacements on a supercell of at most :data:`PHONON_MAX_ATOMS`;
-  the lowest frequency [THz] on a Γ-centred mesh and the q-points with imaginary modes.
+  the lowest frequency [THz] on a Γ-centred mesh and the q-points with imaginary modes, with a band
+  structure along the high-symmetry path and a density of states, small enough for ``result.json``.
 * :func:`elastic`: elastic tensor [GPa] from ±0.5 and ±1 % strains and the stresses (positions
   relaxed), with the Voigt–Reuss–Hill bulk and shear moduli.
 
@@ -47,6 +48,16 @@ PHONON_DISPLACEMENT_A = 0.01
 PHONON_FMAX_EV_A = 0.005
 #: Frequencies below minus this count as imaginary [THz] (numerical noise stays above it).
 IMAGINARY_THZ = 0.1
+#: Plot data kept in ``result.json``: at most this many q-points on the band path (fewer for many
+#: bands: at most ``PHONON_BAND_VALUES`` frequencies in all), DOS bins on a Γ-centred ``PHONON_DOS_MESH``.
+PHONON_BAND_QPOINTS = 200
+PHONON_BAND_VALUES = 12000
+PHONON_DOS_BINS = 150
+PHONON_DOS_MESH = (8, 8, 8)
+#: Hull phases listed for the plot (lowest above the hull first).
+HULL_PLOT_MAX_ENTRIES = 100
+#: eV/Å³ per GPa.
+EV_A3_PER_GPA = 1.0 / 160.21766208
 #: Strains applied for the elastic tensor (each Voigt component in turn).
 ELASTIC_STRAINS = (-0.01, -0.005, 0.005, 0.01)
 #: Relative share of the progress bar per property.
@@ -152,14 +163,35 @@ def hull_energy(structure, energy_per_atom_eV: float, calculator, model_key: str
     decomposition = diagram.get_decomposition(structure.composition)
     e_hull = energy_per_atom_eV - diagram.get_hull_energy_per_atom(structure.composition)
     missing = missing_subsystems(library, library_phases(library, elements), elements)
+    own = PDEntry(structure.composition, energy_per_atom_eV * structure.composition.num_atoms, name="structure")
     return {"e_above_hull_meV": round(1000.0 * e_hull, 2),
             "decomposition": {e.name: round(float(x), 4) for e, x in sorted(decomposition.items(), key=lambda kv: -kv[1])},
             "hull": {"chemsys": table["chemsys"], "phases": len(table["phases"]),
                      "stable_phases": sorted(e.name for e in diagram.stable_entries),
                      "missing_subsystems": missing, "max_steps": max_steps,
                      "unconverged_phases": sum(not p["converged"] for p in table["phases"].values()),
-                     "build_seconds": round(seconds, 2)},
+                     "build_seconds": round(seconds, 2), "elements": elements,
+                     "entries": hull_entries(diagram),
+                     "structure": {"fractions": _fractions(structure.composition, elements),
+                                   "formation_energy_eV_per_atom": round(float(diagram.get_form_energy_per_atom(own)), 4)}},
             "warnings": warnings}
+
+
+def _fractions(composition, elements) -> dict:
+    return {el: round(float(composition.get_atomic_fraction(el)), 4) for el in elements}
+
+
+def hull_entries(diagram, max_entries: int = HULL_PLOT_MAX_ENTRIES) -> list[dict]:
+    """The phases of ``diagram`` for a plot: name, atom fractions, formation energy [eV/atom] against
+    the diagram's elemental phases, energy above the hull [meV/atom] and whether on it (lowest above
+    the hull first, at most ``max_entries``)."""
+    elements = sorted(el.symbol for el in diagram.elements)
+    stable = set(diagram.stable_entries)
+    rows = [{"name": e.name, "fractions": _fractions(e.composition, elements),
+             "formation_energy_eV_per_atom": round(float(diagram.get_form_energy_per_atom(e)), 4),
+             "e_above_hull_meV": round(1000.0 * float(diagram.get_e_above_hull(e)), 2), "stable": e in stable}
+            for e in diagram.all_entries]
+    return sorted(rows, key=lambda r: (r["e_above_hull_meV"], r["name"]))[:max_entries]
 
 
 # --- equation of state ----------------------------------------------------------------------------
@@ -191,9 +223,18 @@ def bulk_modulus(atoms, calculator, fmax_eV_A: float = 0.05, steps: int = INNER_
     return {"bulk_modulus_GPa": round(float(fit.b0_GPa), 2),
             "eos_residual": round(1000.0 * float(np.sqrt(np.mean(residual ** 2))), 4),
             "eos": {"v0_A3_per_atom": round(float(fit.v0), 4), "b_prime": round(float(fit.b1), 3),
+                    "e0_eV_per_atom": round(float(fit.e0), 6),
                     "volumes_A3_per_atom": [round(float(v), 4) for v in volumes],
                     "energies_eV_per_atom": [round(float(e), 6) for e in energies],
                     "residual_unit": "meV/atom RMS"}}
+
+
+def birch_murnaghan(volumes, e0: float, v0: float, b0_GPa: float, b_prime: float) -> np.ndarray:
+    """Birch–Murnaghan energy [eV/atom] at ``volumes`` [Å³/atom] (the curve :func:`bulk_modulus` fits;
+    its ``eos`` block holds the parameters)."""
+    e0, v0, b0, b_prime = float(e0), float(v0), float(b0_GPa) * EV_A3_PER_GPA, float(b_prime)
+    eta2 = (v0 / np.asarray(volumes, float)) ** (2.0 / 3.0)
+    return e0 + 9.0 / 16.0 * b0 * v0 * ((eta2 - 1) ** 3 * b_prime + (eta2 - 1) ** 2 * (6 - 4 * eta2))
 
 
 # --- phonons --------------------------------------------------------------------------------------
@@ -239,8 +280,78 @@ def phonons(atoms, calculator, mesh=PHONON_MESH, max_atoms: int = PHONON_MAX_ATO
     ph.produce_force_constants()
     ph.run_mesh(list(mesh), is_gamma_center=True)
     result = ph.get_mesh_dict()
+    summary = _phonon_summary(result["qpoints"], result["frequencies"], reps, len(displaced), mesh)
+    summary["band"] = _band_structure(ph, prim)
+    summary["dos"] = _dos(ph)
     progress(1.0, "phonons done")
-    return _phonon_summary(result["qpoints"], result["frequencies"], reps, len(displaced), mesh)
+    return summary
+
+
+def band_path(structure, max_qpoints: int = PHONON_BAND_QPOINTS) -> Optional[dict]:
+    """The high-symmetry path (Setyawan–Curtarolo, of the standard primitive cell) in reduced
+    coordinates of the reciprocal lattice of ``structure`` (a pymatgen Structure, any setting):
+    ``{"segments": [[q, …], …], "labels": [[start, end], …]}`` with at most ``max_qpoints`` q-points,
+    spread by length. None when the standard cell cannot be mapped onto ``structure``'s."""
+    import warnings
+
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+    from pymatgen.symmetry.bandstructure import HighSymmKpath
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        std = SpacegroupAnalyzer(structure).get_primitive_standard_structure(international_monoclinic=False)
+        kpath = HighSymmKpath(std, path_type="setyawan_curtarolo").kpath
+        mapping = structure.lattice.find_mapping(std.lattice, ltol=1e-3, atol=0.5)
+    if mapping is None or not kpath or not kpath.get("path"):
+        return None
+    to_ours = np.linalg.inv(np.asarray(mapping[2], float))  # aligned std = scale @ ours: q_ours = scale⁻¹ q_std
+    points = {name: to_ours @ np.asarray(q, float) for name, q in kpath["kpoints"].items()}
+    pairs = [(a, b) for branch in kpath["path"] for a, b in zip(branch[:-1], branch[1:])]
+    recip = structure.lattice.reciprocal_lattice.matrix
+    lengths = np.array([np.linalg.norm((points[b] - points[a]) @ recip) for a, b in pairs])
+    counts = np.maximum(3, np.round(max_qpoints * lengths / lengths.sum()).astype(int))
+    while counts.sum() > max_qpoints and counts.max() > 3:
+        counts[np.argmax(counts)] -= 1
+    segments = [[points[a] + (points[b] - points[a]) * t for t in np.linspace(0.0, 1.0, n)]
+                for (a, b), n in zip(pairs, counts)]
+    return {"segments": segments, "labels": [[_label(a), _label(b)] for a, b in pairs]}
+
+
+def _label(name: str) -> str:
+    for tex, letter in (("\\Gamma", "Γ"), ("\\Sigma", "Σ"), ("\\Lambda", "Λ"), ("\\Delta", "Δ")):
+        name = name.replace(tex, letter)
+    return name.replace("_", "")
+
+
+def _band_structure(ph, prim) -> Optional[dict]:
+    """Frequencies [THz] along :func:`band_path` (negative = imaginary), flat over q-points with the
+    segments' index ranges and end labels; None without a path."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    n_bands = 3 * len(prim)
+    path = band_path(AseAtomsAdaptor.get_structure(prim), max(20, min(PHONON_BAND_QPOINTS, PHONON_BAND_VALUES // n_bands)))
+    if path is None:
+        return None
+    ph.run_band_structure([np.array(seg) for seg in path["segments"]], with_eigenvectors=False)
+    bands = ph.get_band_structure_dict()
+    distances, frequencies, ranges, start = [], [], [], 0
+    for d, f in zip(bands["distances"], bands["frequencies"]):
+        distances += [round(float(v), 4) for v in d]
+        frequencies += np.round(np.asarray(f, float), 3).tolist()
+        ranges.append([start, start + len(d)])
+        start += len(d)
+    return {"distances": distances, "frequencies_THz": frequencies, "segments": ranges, "labels": path["labels"]}
+
+
+def _dos(ph, bins: int = PHONON_DOS_BINS, mesh=PHONON_DOS_MESH) -> dict:
+    """Total density of states [states/THz per cell] on ``bins`` frequencies [THz] (a Γ-centred mesh)."""
+    ph.run_mesh(list(mesh), is_gamma_center=True)
+    freqs = ph.get_mesh_dict()["frequencies"]
+    low, high = float(np.min(freqs)) - 0.5, float(np.max(freqs)) + 0.5
+    ph.run_total_dos(freq_min=low, freq_max=high, freq_pitch=(high - low) / (bins - 1))
+    dos = ph.get_total_dos_dict()
+    return {"frequencies_THz": [round(float(v), 3) for v in dos["frequency_points"]][:bins],
+            "dos": [round(float(v), 4) for v in dos["total_dos"]][:bins], "mesh": list(mesh)}
 
 
 def _primitive(atoms):
@@ -263,6 +374,8 @@ def _phonon_summary(qpoints, frequencies, reps, displacements: int, mesh) -> dic
     lowest, unstable = math.inf, []
     for q, freqs in zip(np.asarray(qpoints), np.asarray(frequencies)):
         freqs = np.sort(freqs)[3:] if np.allclose(q, 0.0) else np.sort(freqs)
+        if not freqs.size:  # one atom per cell: Γ has only the acoustic modes
+            continue
         lowest = min(lowest, float(freqs[0]))
         if freqs[0] < -IMAGINARY_THZ:
             unstable.append({"q": [round(float(v), 4) for v in q], "min_frequency_THz": round(float(freqs[0]), 3)})
