@@ -1,4 +1,4 @@
-"""The ``automat`` command: ``run``, ``batch``, ``bench``, ``library``, ``references`` and ``datasets``.
+"""The ``automat`` command: ``run``, ``batch``, ``bench``, ``library``, ``references``, ``datasets`` and ``denoise``.
 
 Exit codes: 0 success, 2 bad input (one-line reason on stderr), 1 unexpected failure, 130 interrupted.
 """
@@ -80,6 +80,16 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--images", default="docs/images", help="report, calibrate: folder for the plots")
 
     sub.add_parser("datasets", help="list the sample and real datasets")
+
+    den = sub.add_parser("denoise", help="the learned (mixture-of-experts) denoiser: train its weights")
+    den.add_argument("action", choices=["train"])
+    den.add_argument("--out", required=True, help="weights file to write (.pt; the model card goes next to it as .json)")
+    den.add_argument("--minutes", type=float, default=30.0, help="training time, wall clock (default 30)")
+    den.add_argument("--seed", type=int, default=0)
+    den.add_argument("--device", default="cpu", help="cpu or cuda")
+    den.add_argument("--abtem-cache", default=None,
+                     help="folder for the cached abTEM training images (default: the user cache; 'none': column model only)")
+    den.add_argument("--max-steps", type=int, default=None, help=argparse.SUPPRESS)
     return p
 
 
@@ -95,7 +105,8 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--roi", type=_roi, metavar="Y0:Y1,X0:X1",
                    help="analyse only this rectangle [px, ends exclusive]; output positions stay in the full "
                         "image's frame (default: the crystalline region when it covers under 70%% of the field)")
-    p.add_argument("--denoise", default="auto", choices=["auto", "fourier", "nlm", "gaussian", "none"])
+    p.add_argument("--denoise", default="auto", choices=["auto", "fourier", "nlm", "gaussian", "moe", "none"],
+                   help="moe: the learned mixture-of-experts denoiser (needs torch: the [denoise] extra)")
     p.add_argument("--signal", default="auto", choices=["auto", "HAADF", "ADF", "ABF", "BF", "iDPC", "DPC"],
                    help="detector signal when the file does not say (ABF/BF: dark columns; iDPC/DPC: "
                         "light and heavy columns, polarity read from the image)")
@@ -352,8 +363,24 @@ def cmd_datasets(args) -> int:
     return 0
 
 
+def cmd_denoise(args) -> int:
+    from .denoise.train import train
+
+    if not args.minutes > 0:
+        raise AutomatError(f"--minutes must be positive, got {args.minutes}")
+    cache = args.abtem_cache
+    if cache is None:
+        from platformdirs import user_cache_dir
+
+        cache = str(Path(user_cache_dir("napari-automat")) / "denoise-abtem")
+    train(args.out, minutes=args.minutes, seed=args.seed, device=args.device,
+          abtem_cache=None if cache.lower() == "none" else cache, max_steps=args.max_steps,
+          progress=lambda m: print(m, flush=True))
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "batch": cmd_batch, "library": cmd_library, "references": cmd_references,
-            "bench": cmd_bench, "datasets": cmd_datasets}
+            "bench": cmd_bench, "datasets": cmd_datasets, "denoise": cmd_denoise}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,8 +1,8 @@
 """Optional dependencies: the extras of ``pyproject.toml`` and the one-line message a missing one gives.
 
 The core installs with ``pip install napari-automat``; ``[gui]`` (napari), ``[energy]`` (torch,
-CHGNet, MatterSim), ``[sim]`` (abTEM), ``[agent]`` (openai) and ``[batch]`` (dask.distributed)
-add the rest. Code that needs one of them imports it through :func:`require`.
+CHGNet, MatterSim), ``[sim]`` (abTEM), ``[agent]`` (openai), ``[batch]`` (dask.distributed) and
+``[denoise]`` (torch, for the learned denoiser) add the rest. Code that needs one of them imports it through :func:`require`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from types import ModuleType
 
 from .model import AutomatError
 
-EXTRAS = ("gui", "energy", "sim", "agent", "batch")
+EXTRAS = ("gui", "energy", "sim", "agent", "batch", "denoise")
 
 
 class MissingExtra(AutomatError):

@@ -25,8 +25,9 @@ class Args(BaseModel):
 
 
 class DenoiseArgs(Args):
-    method: Literal["auto", "fourier", "nlm", "gaussian", "none"] = Field(
-        description="auto (chosen from the spectrum), fourier (Bragg filter), nlm (non-local means), gaussian, none")
+    method: Literal["auto", "fourier", "nlm", "gaussian", "moe", "none"] = Field(
+        description="auto (chosen from the spectrum), fourier (Bragg filter), nlm (non-local means), gaussian, "
+                    "moe (learned mixture-of-experts denoiser, keeps defects), none")
     strength: Optional[float] = Field(None, ge=0.1, le=10, description="multiplies the filtering")
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from ..model import AutomatError, Micrograph, Progress, no_progress
 from . import classical, spectrum
 
-METHODS = ("auto", "fourier", "nlm", "gaussian", "none")
+METHODS = ("auto", "fourier", "nlm", "gaussian", "moe", "none")
 #: Fraction of the structured spectral power in Bragg peaks above which an image counts as a lattice.
 PERIODIC_SCORE = 0.3
 #: Gaussian filter width at strength 1 [Å] (never below one pixel).
@@ -29,7 +29,8 @@ def denoise(micrograph: Micrograph, method: str = "auto", strength: float = 1.0,
     """Denoise a micrograph (each frame of a stack on its own).
 
     ``method``: ``auto`` (chosen from the spectrum), ``fourier`` (Bragg-peak filter), ``nlm``
-    (non-local means), ``gaussian`` or ``none``. ``strength`` scales the filtering (narrower Bragg
+    (non-local means), ``gaussian``, ``moe`` (the learned mixture-of-experts denoiser, :mod:`.moe`;
+    needs torch) or ``none``. ``strength`` scales the filtering (narrower Bragg
     masks, larger NLM ``h``, wider Gaussian). Returns the new micrograph (float32, same calibration)
     and ``info``: ``method``, ``periodicity_score``, ``n_bragg_peaks``, ``sigma_noise_estimate``
     (RMS of the white noise in image units, from the high-frequency floor of the spectrum).
@@ -70,6 +71,10 @@ def _denoise_frame(image: np.ndarray, method: str, strength: float, pixel_size_A
         result = spectrum.bragg_filter(image, analysis, strength)
     elif chosen == "nlm":
         result = classical.nlm(image, strength)
+    elif chosen == "moe":
+        from .moe import denoise_moe
+
+        result = denoise_moe(image, analysis, strength)
     elif chosen == "gaussian":
         result = classical.gaussian(image, strength * max(1.0, GAUSSIAN_SIGMA_A / pixel_size_A))
     else:

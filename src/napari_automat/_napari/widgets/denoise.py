@@ -8,7 +8,7 @@ from qtpy.QtWidgets import QComboBox
 from ..layers import micrograph_layer_data
 from ._common import LayerCombo, StageWidget, double_spin, layer_micrograph
 
-METHODS = ("auto", "fourier", "nlm", "gaussian", "none")
+METHODS = ("auto", "fourier", "nlm", "gaussian", "moe", "none")
 
 
 class DenoiseWidget(StageWidget):
@@ -22,7 +22,8 @@ class DenoiseWidget(StageWidget):
         self.method = QComboBox()
         self.method.addItems(METHODS)
         self.method.setToolTip("auto: chosen from the power spectrum; fourier: Bragg filter; "
-                               "nlm: non-local means; gaussian: smoothing")
+                               "nlm: non-local means; gaussian: smoothing; moe: the learned mixture-of-experts "
+                               "denoiser (needs torch)")
         self.strength = double_spin(1.0, 0.1, 5.0, 0.1)
         self.strength.setToolTip("denoising strength multiplier (1 = default)")
         self.form.addRow("image", self.image)
