@@ -172,6 +172,29 @@ def test_calibration_factor_against_the_compound_and_its_warning():
     assert calibration_warning(calibration([hit("X", "P1", 1, 1, scale=1.01)], 0, Lat())) is None
 
 
+@pytest.mark.parametrize("rotation_deg, mirror", [(0.0, False), (33.0, False), (-71.0, True)])
+def test_scan_distortion_is_recovered_whatever_the_crystal_rotation(rotation_deg, mirror):
+    from napari_automat.decision import scan_distortion, scan_distortion_warning
+    from napari_automat.model import Lattice2D
+
+    shear, aspect = 0.02, -0.015
+    template = [3.9, 5.5, 90.0]  # a rectangular cell (an orthorhombic projection)
+    t = np.array([[3.9, 0.0], [0.0, 5.5]])
+    r = np.radians(rotation_deg)
+    rot = np.array([[np.cos(r), -np.sin(r)], [np.sin(r), np.cos(r)]]) @ (np.diag([1, -1]) if mirror else np.eye(2))
+    d = 1.04 * np.array([[1.0, shear * (1 + aspect)], [0.0, 1 + aspect]])  # x' = x + h y, y' = (1 + aspect) y
+    m = t @ (d @ rot).T  # rows a, b in (x, y)
+    lat = Lattice2D(m[0][::-1], m[1][::-1], uncertainty_A=0.004)
+    dist = scan_distortion(template, lat, 0.005)
+    assert dist["shear"] == pytest.approx(shear, abs=1e-4) and dist["aspect"] == pytest.approx(aspect, abs=1e-4)
+    cal = {"scan_distortion": dist, "against": "X Pnma"}
+    assert "sheared by +2.0%" in scan_distortion_warning(cal) and "shorter along the slow scan" in \
+        scan_distortion_warning(cal)
+    # an undistorted scan of the same crystal: nothing to say
+    plain = Lattice2D(*(t @ (1.04 * rot).T)[:, ::-1], uncertainty_A=0.004)
+    assert scan_distortion_warning({"scan_distortion": scan_distortion(template, plain, 0.005), "against": "X"}) is None
+
+
 def test_fit_recovers_the_temperature_that_generated_the_truths():
     from napari_automat.bench.calibrate import fit_mode, reliability
 

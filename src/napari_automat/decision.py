@@ -40,6 +40,8 @@ from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from typing import Optional, Sequence
 
+import numpy as np
+
 from .model import TemplateHit
 
 #: A verdict names the "none of these" probability from this size on.
@@ -387,6 +389,8 @@ def alike_in_image(a: TemplateHit, b: TemplateHit) -> bool:
 #: and more than :data:`CALIBRATION_MIN_OFF` (the reporting rule of issue 12, not a fitted number).
 CALIBRATION_SIGMAS = 2.0
 CALIBRATION_MIN_OFF = 0.02
+#: ... and a scan distortion (shear, fast/slow aspect) from this size on.
+DISTORTION_MIN = 0.01
 
 
 def calibration(hits: Sequence[TemplateHit], chosen: int, lattice, params=None) -> dict:
@@ -418,9 +422,54 @@ def calibration(hits: Sequence[TemplateHit], chosen: int, lattice, params=None) 
     shear = math.radians(cell_m[2] - cell_t[2]) if cell_t and cell_m else None
     return {"scale_factor": round(1.0 / scale, 5), "scale_sigma": round(math.hypot(measured, template), 5),
             "shear": None if shear is None else round(shear, 5),
+            "scan_distortion": scan_distortion(cell_t, lattice, math.hypot(measured, params.sigma_cell_shape)),
             "source": "decorated prototype" if decoration is not None else "structure",
             "against": f"{hit.formula} {hit.details.get('spacegroup', '')}".strip(),
             "template_id": hit.template_id, "applied": False}
+
+
+def scan_distortion(template_cell, lattice, sigma: float) -> Optional[dict]:
+    """The linear scan distortion that maps the template's 2D cell onto the measured one, or None.
+
+    A raster scan distorts as ``x' = s_x x + h y``, ``y' = s_y y`` (x the fast axis, y the slow one:
+    drift and flyback skew during the slow scan), whatever the crystal's rotation. The measured cell
+    ``M`` (rows a, b, in the image's (x, y)) is ``T Rᵀ Dᵀ`` for the template cell ``T`` (``template_cell``
+    ``[a, b, γ]`` in the matched setting), a rotation or reflection ``R`` and ``D = [[s_x, h], [0, s_y]]``;
+    ``D Dᵀ`` is known without ``R``, so ``D`` follows from a Cholesky-like factorisation. Returns
+    ``shear`` (``h / s_y``: the fast-axis shift per unit slow-axis distance), ``aspect``
+    (``s_y / s_x − 1``) and their common ``sigma`` (``sigma``: the relative uncertainty of the cell
+    shape, measured and template). A template that is itself off in shape shows up here too."""
+    a_vec = getattr(lattice, "a_vec_A", None)
+    if not template_cell or a_vec is None:
+        return None
+    at, bt, gt = float(template_cell[0]), float(template_cell[1]), math.radians(float(template_cell[2]))
+    t = np.array([[at, 0.0], [bt * math.cos(gt), bt * math.sin(gt)]])
+    m = np.array([np.asarray(lattice.a_vec_A, float)[::-1], np.asarray(lattice.b_vec_A, float)[::-1]])  # (x, y)
+    if abs(np.linalg.det(t)) < 1e-9 or abs(np.linalg.det(m)) < 1e-9:
+        return None
+    d = np.linalg.solve(t, m).T  # M = T Dᵀ' with D' = D R: D' D'ᵀ = D Dᵀ
+    g = d @ d.T
+    sy = math.sqrt(g[1, 1])
+    h = g[0, 1] / sy
+    sx = math.sqrt(max(g[0, 0] - h * h, 1e-12))
+    return {"shear": round(h / sy, 5), "aspect": round(sy / sx - 1.0, 5), "sigma": round(sigma, 5)}
+
+
+def scan_distortion_warning(cal: Optional[dict]) -> Optional[str]:
+    """One sentence when the scan shear or the fast/slow aspect is significantly off (more than
+    :data:`CALIBRATION_SIGMAS` σ and :data:`DISTORTION_MIN`), else None."""
+    dist = (cal or {}).get("scan_distortion")
+    if not dist:
+        return None
+    limit = max(CALIBRATION_SIGMAS * dist["sigma"], DISTORTION_MIN)
+    parts = [f"sheared by {100 * dist['shear']:+.1f}% (x moves with y)" if abs(dist["shear"]) > limit else "",
+             f"{100 * abs(dist['aspect']):.1f}% {'longer' if dist['aspect'] > 0 else 'shorter'} along the slow "
+             f"scan (y) than along x" if abs(dist["aspect"]) > limit else ""]
+    parts = [p for p in parts if p]
+    if not parts:
+        return None
+    return (f"the scan appears {' and '.join(parts)}, ± {100 * dist['sigma']:.1f}%, against {cal['against']}: "
+            f"drift or a scan-coil calibration; the structure's in-plane cell carries it")
 
 
 def calibration_warning(cal: Optional[dict]) -> Optional[str]:
@@ -437,4 +486,5 @@ def calibration_warning(cal: Optional[dict]) -> Optional[str]:
 
 
 __all__ = ["Decision", "PosteriorParams", "STATUSES", "answer_groups", "calibration", "calibration_warning",
-           "decide", "hit_evidence", "posterior_masses", "same_structure"]
+           "decide", "hit_evidence", "posterior_masses", "same_structure", "scan_distortion",
+           "scan_distortion_warning"]

@@ -522,10 +522,14 @@ def reconstruct_stage(result: PipelineResult, config: PipelineConfig, progress: 
                                                                      result.hits[index])
     for text in result.reconstruction.warnings:
         result.warn(text)
-    from .decision import calibration_warning
+    from .decision import calibration_warning, scan_distortion_warning
 
-    text = calibration_warning(result.calibration)
+    cal = result.calibration
+    text = calibration_warning(cal)
     if text and not result.micrograph.metadata.get("recalibrated_from_A"):
+        result.warn(text)
+    text = scan_distortion_warning(cal)
+    if text:
         result.warn(text)
 
 

@@ -58,6 +58,10 @@ class ScoreParams(Parameters):
     #: Relative uncertainty of a library compound's own cell (DFT-relaxed Materials Project cells are
     #: typically 1–2% off experiment): the floor of the calibration factor's uncertainty.
     sigma_cell: float = 0.015
+    #: Relative uncertainty of a library cell's shape (its errors are mostly isotropic): the floor of
+    #: the scan distortion's uncertainty (``decision.scan_distortion``; on the shifted tuning split
+    #: the scan shear is read to 0.0001 median and 0.003 at the 90th percentile).
+    sigma_cell_shape: float = 0.004
     #: Decorated prototypes: the range of scales considered ...
     decorated_scale: tuple[float, float] = (0.6, 1.6)
     #: ... and the width of the likelihood around the radius-predicted scale,
