@@ -194,13 +194,19 @@ def test_hull_of_a_ternary_is_a_decomposition_bar(qtbot):
     canvas = _plots.PropertiesPlot()
     qtbot.addWidget(canvas)
     block = {"e_above_hull_meV": 12.0, "decomposition": {"SrO Fm-3m (a)": 0.4, "TiO2 P4_2/mnm (b)": 0.6},
-             "hull": {"chemsys": "O-Sr-Ti", "elements": ["O", "Sr", "Ti"], "entries": [], "structure": None,
-                      "missing_subsystems": ["Sr-Ti"]}}
+             "hull": {"chemsys": "O-Sr-Ti", "elements": ["O", "Sr", "Ti"], "missing_subsystems": ["Sr-Ti"],
+                      "structure": {"fractions": {"O": 0.6, "Sr": 0.2, "Ti": 0.2}, "formation_energy_eV_per_atom": -3.3},
+                      "entries": [{"name": "SrO Fm-3m (a)", "fractions": {"O": 0.5, "Sr": 0.5, "Ti": 0.0},
+                                   "formation_energy_eV_per_atom": -3.0, "e_above_hull_meV": 0.0, "stable": True},
+                                  {"name": "SrTiO3 I4/mcm (c)", "fractions": {"O": 0.6, "Sr": 0.2, "Ti": 0.2},
+                                   "formation_energy_eV_per_atom": -3.2, "e_above_hull_meV": 140.0, "stable": False}]}}
     assert canvas.plot(block, 200.0) == ["hull"]
     (ax,) = canvas.figure.axes
     assert "E_hull = 12 meV/atom" in ax.get_title() and "(>" not in ax.get_title()
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["TiO2 P4_2/mnm (b)", "SrO Fm-3m (a)"]
-    assert any("Sr-Ti" in t.get_text() for t in ax.texts)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["this structure", "SrTiO3 I4/mcm"]
+    assert [round(p.get_width()) for p in ax.patches] == [12, 140]
+    assert "Sr-Ti" in ax.get_xlabel() and [line.get_xdata()[0] for line in ax.get_lines()] == [200.0]
+    assert any(t.get_text() == "decomposes into SrO Fm-3m 0.40, TiO2 P4_2/mnm 0.60" for t in ax.texts)
     assert canvas.plot(None) == [] and not canvas.isVisible()
 
 

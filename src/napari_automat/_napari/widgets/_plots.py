@@ -74,8 +74,10 @@ def plot_eos(ax, properties: dict) -> None:
     v, e = np.asarray(eos["volumes_A3_per_atom"]), np.asarray(eos["energies_eV_per_atom"])
     e0 = eos.get("e0_eV_per_atom", float(np.min(e)))
     _style(ax, "volume [Å³/atom]", "E − E₀ [meV/atom]",
-           f"E–V: B = {b:.0f} GPa (Birch–Murnaghan, B′ = {eos['b_prime']:.1f}; "
-           f"residual {properties.get('eos_residual', float('nan')):.2f} meV/atom)" if b is not None else "E–V")
+           f"E–V: B = {b:.0f} GPa (Birch–Murnaghan fit)" if b is not None else "E–V")
+    if b is not None:
+        ax.text(0.5, 0.97, f"B′ = {eos['b_prime']:.1f}, residual {properties.get('eos_residual', float('nan')):.2f} "
+                "meV/atom", color=_FG, fontsize=7, ha="center", va="top", transform=ax.transAxes)
     ax.plot(v, 1000 * (e - e0), "o", color=_POINT, markersize=4, label="relaxed at each volume")
     if b is not None and "e0_eV_per_atom" in eos:
         grid = np.linspace(v.min(), v.max(), 100)
@@ -90,9 +92,9 @@ def plot_phonon(ax, phonon: dict) -> None:
     frequencies in red over a red band below zero."""
     threshold = phonon.get("imaginary_threshold_THz", 0.1)
     away = [q for q in phonon.get("qpoints") or [] if any(abs(c) > 1e-6 for c in q["q"])]
-    verdict = (f"imaginary modes (shown < 0), lowest {phonon['min_frequency_THz']:.2f} THz"
-               + (f", {len(away)} q-point{'s' * (len(away) > 1)} away from Γ" if away else ", at Γ only")
-               if phonon.get("imaginary") else f"no imaginary mode (lowest {phonon['min_frequency_THz']:.2f} THz)")
+    lowest = f"lowest {phonon['min_frequency_THz']:.2f} THz"
+    verdict = ((f"imaginary at {len(away)} q away from Γ" if away else "imaginary at Γ only") + f", {lowest}"
+               if phonon.get("imaginary") else f"no imaginary mode ({lowest})")
     band, dos = phonon.get("band"), phonon.get("dos")
     if band:
         x, f = np.asarray(band["distances"]), np.asarray(band["frequencies_THz"])
@@ -130,7 +132,8 @@ def plot_phonon(ax, phonon: dict) -> None:
 
 def plot_hull(ax, properties: dict, limit_meV: float | None = None) -> None:
     """Binary: formation energy vs composition with the hull line, the library phases and the
-    structure; other systems: the decomposition as bars, with E_hull in the title."""
+    structure; other systems: bars of E_hull for the structure and the library's phases of its
+    composition, with its decomposition. ``limit_meV``: the agent's gate, marked when exceeded."""
     hull, e_hull = properties.get("hull") or {}, properties.get("e_above_hull_meV")
     over = limit_meV is not None and e_hull is not None and e_hull > limit_meV
     title = (f"hull of {hull.get('chemsys', '?')}: E_hull = {e_hull:.0f} meV/atom"
@@ -154,16 +157,29 @@ def plot_hull(ax, properties: dict, limit_meV: float | None = None) -> None:
                 markersize=11, label="this structure")
         ax.legend(fontsize=6, facecolor=_BG, edgecolor=_FG, labelcolor=_FG, frameon=False, loc="best")
         return
-    decomposition = properties.get("decomposition") or {}
-    _style(ax, "fraction of the composition", "", title + ("; decomposes into" if decomposition else ""))
-    names = list(decomposition)[::-1]
-    ax.barh(range(len(names)), [decomposition[n] for n in names], color=_STABLE, height=0.6)
-    ax.set_yticks(range(len(names)), names, fontsize=7)
-    ax.set_xlim(0, 1)
+    # ternary and more (or no phase table): E_hull beside the library's phases of the same composition
+    fractions = (own or {}).get("fractions")
+    same = [r for r in entries if fractions and r["fractions"] == fractions][:5]
+    rows = ([("this structure", e_hull, _IMAG if over else _OWN)] if e_hull is not None else []) + [
+        (r["name"].split(" (")[0], r["e_above_hull_meV"], _STABLE if r["stable"] else "#9e9e9e") for r in same]
     missing = hull.get("missing_subsystems") or []
-    if missing:
-        ax.text(0.99, 0.02, "no library phase: " + ", ".join(missing), color=_FG, fontsize=6, ha="right",
-                va="bottom", transform=ax.transAxes)
+    _style(ax, "E above hull [meV/atom]" + (f"; no library phase of {', '.join(missing)}" if missing else ""), "",
+           title)
+    values = [v for _, v, _ in rows]
+    ax.barh(range(len(rows)), values, color=[c for _, _, c in rows], height=0.6)
+    ax.set_yticks(range(len(rows)), [name for name, _, _ in rows], fontsize=7)
+    ax.invert_yaxis()
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:.0f}", color=_FG, fontsize=7, va="center")
+    high = max(values + [1.0])
+    if limit_meV is not None and high >= limit_meV / 2:
+        ax.axvline(limit_meV, color=_IMAG, linestyle="--", linewidth=0.8)
+        high = max(high, limit_meV)
+    ax.set_xlim(min(values + [0.0]) - 0.05 * high, 1.25 * high)
+    decomposition = properties.get("decomposition") or {}
+    if decomposition:
+        ax.text(0.99, 0.04, "decomposes into " + ", ".join(f"{n.split(' (')[0]} {x:.2f}" for n, x in decomposition.items()),
+                color=_FG, fontsize=7, ha="right", va="bottom", transform=ax.transAxes)
 
 
 class PropertiesPlot(FigureCanvasQTAgg):
