@@ -35,6 +35,16 @@ def fake_physics(monkeypatch):
     return calls
 
 
+def _distinct(hits) -> list[int]:
+    """The candidates the gate builds in turn: the top ones, each structure (formula, space group) once."""
+    seen, out = set(), []
+    for i, h in enumerate(hits[:MAX_CANDIDATES]):
+        if (h.formula, h.details.get("spacegroup")) not in seen:
+            seen.add((h.formula, h.details.get("spacegroup")))
+            out.append(i)
+    return out
+
+
 def _run(image, config, calls, e_hulls):
     calls["e_hull"][:] = list(e_hulls)
     messages = []
@@ -47,28 +57,33 @@ def _run(image, config, calls, e_hulls):
 
 def test_a_candidate_above_the_hull_sends_the_planner_to_the_next(srtio3_image, fake_physics):
     result, built, gate = _run(srtio3_image, CONFIG, fake_physics, [350.0, 20.0])
-    assert len(result.hits) >= 2
-    assert built == [0, 1] and result.chosen_index == 1 and result.config.candidate_index == 1
-    assert (result.reconstruction.template_id, result.reconstruction.zone_axis) == (result.hits[1].template_id,
-                                                                                  result.hits[1].zone_axis)
+    # the SrTiO3 image's top hits: Pm-3m twice (two sources), then I4/mcm
+    distinct = _distinct(result.hits)
+    assert len(distinct) >= 2 and distinct[1] > 1
+    nxt = distinct[1]
+    assert built == [0, nxt] and result.chosen_index == nxt and result.config.candidate_index == nxt
+    assert (result.reconstruction.template_id, result.reconstruction.zone_axis) == (result.hits[nxt].template_id,
+                                                                                  result.hits[nxt].zone_axis)
     assert result.properties["e_above_hull_meV"] == 20.0 and not fake_physics["e_hull"]
     assert len(fake_physics["energy"]) == 2
     assert "candidate 0" in gate[0] and "E_hull 350 meV/atom > 200 meV/atom" in gate[0]
-    assert "candidate 1" in gate[1] and "passes" in gate[1]
+    assert gate[1].startswith("quality gate: candidate 1") and gate[1].endswith("is the structure of candidate 0: skipped")
+    assert f"candidate {nxt}" in gate[2] and "passes" in gate[2]
     assert any("failed the quality gate (E_hull 350 meV/atom > 200 meV/atom)" in w
-               and "candidate 1" in w and "built instead" in w for w in result.warnings)
+               and f"candidate {nxt}" in w and "built instead" in w for w in result.warnings)
     d = result.to_dict()  # the verdict refers to the candidate built
-    assert d["decision"]["formula"] == result.hits[1].formula
+    assert (d["decision"]["formula"], d["decision"]["spacegroup"]) == (result.hits[nxt].formula,
+                                                                       result.hits[nxt].details["spacegroup"])
     assert d["properties"]["e_above_hull_meV"] == 20.0
 
 
 def test_no_candidate_passes_keeps_the_first_and_warns(srtio3_image, fake_physics):
     result, built, gate = _run(srtio3_image, CONFIG, fake_physics, [400.0] * MAX_CANDIDATES)
     n = min(MAX_CANDIDATES, len(result.hits))
-    assert built == list(range(n)) and result.chosen_index == 0 and result.config.candidate_index == 0
+    assert built == _distinct(result.hits) and result.chosen_index == 0 and result.config.candidate_index == 0
     assert result.reconstruction.template_id == result.hits[0].template_id
     assert result.properties["e_above_hull_meV"] == 400.0
-    assert len(fake_physics["properties"]) == n
+    assert len(fake_physics["properties"]) == len(built)
     assert gate[-1].startswith(f"quality gate: no candidate of the top {n} passes")
     assert sum("no candidate of the top" in w and "passes the quality gate" in w for w in result.warnings) == 1
     assert not any("built instead" in w for w in result.warnings)

@@ -167,12 +167,16 @@ def _candidate(result: PipelineResult, index: int, step, say, progress: Progress
 def _quality_gate(result: PipelineResult, say, candidate, base_warnings: list[str]) -> None:
     """Keep the first of the top ``MAX_CANDIDATES`` (from the one built) whose properties pass
     :func:`quality_problem`; ``candidate(index)`` builds one (reconstruct, energy, properties) and
-    returns why it cannot be judged. None passes: the first built is kept, with a warning."""
+    returns why it cannot be judged. A candidate of the same structure (formula and space group) as
+    one that failed is skipped. None passes: the first built is kept, with a warning."""
     problem = quality_problem(result.properties, result.config)
     if problem is None:
         return
     first, hits = result.chosen_index, result.hits
     last = min(MAX_CANDIDATES, len(hits))
+
+    def key(index: int) -> tuple:
+        return hits[index].formula, hits[index].details.get("spacegroup")
 
     def name(index: int) -> str:
         return f"candidate {index} ({hits[index].formula} {hits[index].details.get('spacegroup') or ''})".replace(
@@ -180,10 +184,14 @@ def _quality_gate(result: PipelineResult, say, candidate, base_warnings: list[st
 
     kept = {field: getattr(result, field) for field in _CANDIDATE_FIELDS}
     kept["warnings"] = list(result.warnings)
-    failures = [f"{name(first)}: {problem}"]
+    failures, failed = [f"{name(first)}: {problem}"], {key(first): first}
     following = "; trying the next candidate" if first + 1 < last else ""
     say("planner", f"quality gate: {name(first)} fails: {problem}{following}", None)
     for index in range(first + 1, last):
+        if key(index) in failed:
+            say("planner", f"quality gate: {name(index)} is the structure of candidate {failed[key(index)]}: skipped",
+                None)
+            continue
         result.warnings = list(base_warnings)
         why = candidate(index)
         if why is None:
@@ -196,6 +204,7 @@ def _quality_gate(result: PipelineResult, say, candidate, base_warnings: list[st
                 result.warn(f"{name(first)} failed the quality gate ({problem}): {name(index)} was built instead")
                 return
             why = f"fails: {why}"
+            failed[key(index)] = index
         failures.append(f"{name(index)} {why}")
         say("planner", f"quality gate: {name(index)} {why}", None)
     for field, value in kept.items():
