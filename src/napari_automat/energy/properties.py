@@ -51,7 +51,7 @@ IMAGINARY_THZ = 0.1
 #: Plot data kept in ``result.json``: at most this many q-points on the band path (fewer for many
 #: bands: at most ``PHONON_BAND_VALUES`` frequencies in all), DOS bins on a Γ-centred ``PHONON_DOS_MESH``.
 PHONON_BAND_QPOINTS = 200
-PHONON_BAND_VALUES = 12000
+PHONON_BAND_VALUES = 6000
 PHONON_DOS_BINS = 150
 PHONON_DOS_MESH = (8, 8, 8)
 #: Hull phases listed for the plot (lowest above the hull first).
