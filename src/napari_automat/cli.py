@@ -117,6 +117,9 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recalibrate", action="store_true",
                    help="when the structure found says the file's pixel size is off, run again with the pixel "
                         "size it implies (result.json: calibration.applied)")
+    p.add_argument("--correct-scan", action="store_true",
+                   help="when the structure found says the scan is sheared or stretched, undo it on the image "
+                        "and run again (result.json: calibration.scan_distortion.corrected)")
     p.add_argument("--stability-candidates", type=int, default=5, metavar="N",
                    help="compare up to N top candidates that project alike by formation energy (0: off)")
     p.add_argument("--properties", choices=["none", "fast", "all"], default="none",
@@ -156,7 +159,7 @@ def _config(args):
                           denoise_method=args.denoise, signal=args.signal, energy_model=args.energy_model,
                           mattersim_checkpoint=args.checkpoint, relax=not args.no_relax,
                           library_path=args.library, stability_candidates=args.stability_candidates,
-                          recalibrate=args.recalibrate, domains=args.domains,
+                          recalibrate=args.recalibrate, correct_scan=args.correct_scan, domains=args.domains,
                           properties=args.properties)
 
 

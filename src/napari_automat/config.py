@@ -78,6 +78,9 @@ class PipelineConfig:
     #: When the chosen structure says the file's pixel size is off (``decision.calibration_warning``),
     #: run again with the pixel size it implies; the result then records ``calibration.applied``.
     recalibrate: bool = False
+    #: When the chosen structure says the scan is sheared or stretched (``decision.scan_distortion_warning``),
+    #: undo that distortion on the image and run again; the result records ``calibration.scan_distortion.corrected``.
+    correct_scan: bool = False
     #: Overrides of :class:`napari_automat.templates.retrieve.ScoreParams` (field → value); ``None`` = defaults.
     score: Optional[dict] = None
     #: Overrides of :class:`napari_automat.decision.PosteriorParams` (field → value); ``None`` = fitted defaults.

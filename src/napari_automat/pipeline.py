@@ -132,6 +132,8 @@ class PipelineResult:
                    "scale_sigma": round(derived["pixel_size_sigma_A"] / derived["pixel_size_A"], 5)}
         else:
             cal = calibration(self.hits, min(self.chosen_index, len(self.hits) - 1), self.lattice, self.score_params)
+        if self.micrograph.metadata.get("scan_corrected") and cal.get("scan_distortion") is not None:
+            cal["scan_distortion"]["corrected"] = self.micrograph.metadata["scan_corrected"]
         before = self.micrograph.metadata.get("recalibrated_from_A")
         if before:  # relative to the file's pixel size, with the recalibration in it
             cal["scale_factor"] = round(cal["scale_factor"] * self.micrograph.mean_pixel_size_A / float(np.mean(before)), 5)
@@ -660,7 +662,7 @@ def run(source: Union[str, Path, Micrograph], config: Optional[PipelineConfig] =
     if not result.micrograph.calibrated and stop_after not in ("denoise", "detect", "lattice"):
         result, begin = calibrated_from_structure(result, say, sub_progress(progress, 0.02, 0.3)), 0.3
     plan(result, say, sub_progress(progress, begin, 1.0), stop_after=stop_after)
-    return recalibrated(result, say, progress)
+    return recalibrated(scan_corrected(result, say, progress), say, progress)
 
 
 def calibrated_from_structure(result: PipelineResult,
@@ -745,6 +747,43 @@ def recalibrated(result: PipelineResult, say: Callable[[str, str, Optional[dict]
     plan(again, say, progress)
     again.warn(f"pixel size recalibrated from {np.mean(old):.4f} to {np.mean(new):.4f} Å/px against "
                f"{cal['against']}: the structure is written with the recalibrated lattice")
+    return again
+
+
+def scan_corrected(result: PipelineResult, say: Callable[[str, str, Optional[dict]], None] = lambda *a: None,
+                   progress: Progress = no_progress) -> PipelineResult:
+    """With ``config.correct_scan``, the chain run again on the image with the scan distortion that
+    the chosen structure reveals undone (``detect.scan.undistort_scan``), when it is significant
+    (``decision.scan_distortion_warning``); else ``result`` itself (also for the user's columns, which
+    were measured on the distorted image, and for an image corrected already)."""
+    from .agent.planner import plan
+    from .decision import scan_distortion_warning
+    from .detect.scan import undistort_scan
+
+    cal = result.calibration
+    m = result.micrograph
+    if not result.config.correct_scan or result.reconstruction is None or result.columns_source == "user" \
+            or scan_distortion_warning(cal) is None or m.metadata.get("scan_corrected"):
+        return result
+    dist = cal["scan_distortion"]
+    corrected = {"shear": dist["shear"], "aspect": dist["aspect"], "against": cal["against"]}
+    metadata = {"scan_corrected": corrected}
+    if m.metadata.get("crystal_mask") is not None:
+        metadata["crystal_mask"] = undistort_scan(np.asarray(m.metadata["crystal_mask"]), dist["shear"],
+                                                  dist["aspect"], order=0)
+    image = Micrograph(undistort_scan(m.data, dist["shear"], dist["aspect"]).astype(np.float32), m.pixel_size_A,
+                       m.calibrated, m.path, dict(m.metadata, **metadata), None)
+    say("planner", f"the scan looks sheared by {100 * dist['shear']:+.1f}% and stretched by "
+                   f"{100 * dist['aspect']:+.1f}% against {cal['against']}: running again on the corrected image",
+        None)
+    again = start(image, result.config)
+    try:
+        plan(again, say, progress)
+    except AutomatError as exc:  # the uncorrected answer stands rather than none
+        result.warn(f"the scan-corrected image gave no answer ({exc}): the result is the uncorrected image's")
+        return result
+    again.warn(f"scan distortion undone before detection (shear {100 * dist['shear']:+.1f}%, slow/fast "
+               f"{100 * dist['aspect']:+.1f}%, against {cal['against']}): positions are in the corrected image")
     return again
 
 

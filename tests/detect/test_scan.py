@@ -1,0 +1,48 @@
+"""Scan distortion: undone on the image, and the chain run again on it (``--correct-scan``)."""
+
+import numpy as np
+import pytest
+
+from napari_automat.bench.generate import sheared
+from napari_automat.detect.scan import undistort_scan
+
+
+def test_undistort_inverts_a_sheared_and_stretched_scan():
+    rng = np.random.default_rng(0)
+    from scipy import ndimage
+
+    image = ndimage.gaussian_filter(rng.random((96, 128)), 2)
+    distorted, _ = sheared(image, np.zeros((0, 2)), 0.04)
+    back = undistort_scan(distorted, 0.04, 0.0)
+    inner = (slice(16, -16), slice(16, -16))
+    assert np.abs(back - image)[inner].max() < 0.2 * np.abs(distorted - image)[inner].max()
+    # a stretch along the slow axis: rows 1.05× apart are brought back together
+    stretched = ndimage.affine_transform(image, np.diag([1 / 1.05, 1.0]),
+                                         offset=(47.5 - 47.5 / 1.05, 0.0), order=3, mode="nearest")
+    assert np.abs(undistort_scan(stretched, 0.0, 0.05) - image)[inner].max() < \
+        0.2 * np.abs(stretched - image)[inner].max()
+    mask = image > np.median(image)
+    assert undistort_scan(mask, 0.04, 0.0, order=0).dtype == bool
+    assert undistort_scan(np.stack([image, image]), 0.04, 0.0).shape == (2, 96, 128)
+
+
+@pytest.mark.slow
+def test_a_sheared_scan_is_read_undone_and_analysed_again():
+    from napari_automat.config import PipelineConfig
+    from napari_automat.io.datasets import sample_path
+    from napari_automat.io.read import read_micrograph
+    from napari_automat.pipeline import run
+
+    m = read_micrograph(sample_path("srtio3"))
+    image, _ = sheared(np.asarray(m.data, float), np.zeros((0, 2)), 0.03)
+    config = PipelineConfig(elements=("Sr", "Ti", "O"), energy_model="none")
+    plain = run(m.with_data(image.astype(np.float32)), config)
+    dist = plain.calibration["scan_distortion"]
+    assert dist["shear"] == pytest.approx(0.03, abs=0.004) and abs(dist["aspect"]) < 0.005
+    assert any("scan appears sheared by +3.0%" in w for w in plain.warnings)
+    fixed = run(m.with_data(image.astype(np.float32)), config.replace(correct_scan=True))
+    again = fixed.calibration["scan_distortion"]
+    assert again["corrected"]["shear"] == pytest.approx(dist["shear"])
+    assert abs(again["shear"]) < 0.004 and not any("scan appears" in w for w in fixed.warnings)
+    assert any("scan distortion undone" in w for w in fixed.warnings)
+    assert fixed.reconstruction.structure.composition.reduced_formula == "SrTiO3"
