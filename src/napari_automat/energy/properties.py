@@ -173,7 +173,8 @@ def hull_energy(structure, energy_per_atom_eV: float, calculator, model_key: str
                      "build_seconds": round(seconds, 2), "elements": elements,
                      "entries": hull_entries(diagram),
                      "structure": {"fractions": _fractions(structure.composition, elements),
-                                   "formation_energy_eV_per_atom": round(float(diagram.get_form_energy_per_atom(own)), 4)}},
+                                   "formation_energy_eV_per_atom":
+                                       round(float(diagram.get_form_energy_per_atom(own)), 4)}},
             "warnings": warnings}
 
 
@@ -329,7 +330,8 @@ def _band_structure(ph, prim) -> Optional[dict]:
     from pymatgen.io.ase import AseAtomsAdaptor
 
     n_bands = 3 * len(prim)
-    path = band_path(AseAtomsAdaptor.get_structure(prim), max(20, min(PHONON_BAND_QPOINTS, PHONON_BAND_VALUES // n_bands)))
+    most = max(20, min(PHONON_BAND_QPOINTS, PHONON_BAND_VALUES // n_bands))
+    path = band_path(AseAtomsAdaptor.get_structure(prim), most)
     if path is None:
         return None
     ph.run_band_structure([np.array(seg) for seg in path["segments"]], with_eigenvectors=False)

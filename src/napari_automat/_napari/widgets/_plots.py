@@ -178,7 +178,8 @@ def plot_hull(ax, properties: dict, limit_meV: float | None = None) -> None:
     ax.set_xlim(min(values + [0.0]) - 0.05 * high, 1.25 * high)
     decomposition = properties.get("decomposition") or {}
     if decomposition:
-        ax.text(0.99, 0.04, "decomposes into " + ", ".join(f"{n.split(' (')[0]} {x:.2f}" for n, x in decomposition.items()),
+        parts = ", ".join(f"{n.split(' (')[0]} {x:.2f}" for n, x in decomposition.items())
+        ax.text(0.99, 0.04, f"decomposes into {parts}",
                 color=_FG, fontsize=7, ha="right", va="bottom", transform=ax.transAxes)
 
 
