@@ -83,6 +83,10 @@ def run(args) -> None:
     done = {json.loads(line)["id"] for line in rows_path.read_text().splitlines()} if rows_path.exists() else set()
     configured(args.properties, None if args.threshold < 0 else args.threshold)
     record = record_gate()
+    if not args.truth_energy:  # the match rate needs no ground-truth energy: skip its relaxation
+        import napari_automat.bench.run as bench_run
+
+        bench_run._truth_formation_energy = lambda *a, **k: None
     for meta in samples:
         if meta["id"] in done:
             continue
@@ -139,6 +143,8 @@ def main() -> None:
     parser.add_argument("--properties", default="fast")
     parser.add_argument("--threshold", type=float, default=200.0, help="meV/atom; negative: no E_hull gate")
     parser.add_argument("--quick", action="store_true", help="the benchmark's quick relaxation (40 steps, 0.1 eV/Å)")
+    parser.add_argument("--truth-energy", action="store_true",
+                        help="also relax the ground truth for its formation energy (not needed for the match rate)")
     parser.add_argument("--summary", action="store_true", help="print the table from the rows in OUT")
     args = parser.parse_args()
     summary(args) if args.summary else run(args)
