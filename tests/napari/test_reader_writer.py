@@ -92,6 +92,29 @@ def test_points_layer_saves_as_columns_csv(make_napari_viewer, tmp_path):
     assert back.species[:2] == ["Sr", "Ti+O"]
 
 
+def test_denoised_image_saves_with_its_calibration(make_napari_viewer, tmp_path):
+    # File ▸ Save Layers on a denoised micrograph: the TIFF keeps the Å pixel size and the signal
+    import napari
+    from napari_automat._napari.layers import add_layer, micrograph_layer_data
+    from napari_automat.io.read import read_micrograph
+
+    data = np.random.default_rng(0).random((64, 80)).astype(np.float32)
+    m = Micrograph(data, (0.12, 0.15), True, None, {"signal": "HAADF"})
+    viewer = make_napari_viewer()
+    layer = add_layer(viewer, micrograph_layer_data(m.with_data(data * 2, denoised="fourier"), name="x denoised"))
+    out = tmp_path / "denoised.tif"
+    assert napari.save_layers(str(out), [layer], plugin="napari-automat") == [str(out)]
+    back = read_micrograph(out)
+    assert back.calibrated and np.allclose(back.pixel_size_A, (0.12, 0.15), rtol=1e-4)
+    np.testing.assert_allclose(back.data, data * 2, rtol=1e-6)
+    assert back.metadata.get("signal") == "HAADF"
+    # an image without a real pixel size is written without a made-up calibration
+    plain = viewer.add_image(data, name="plain")
+    out2 = tmp_path / "plain.tif"
+    napari.save_layers(str(out2), [plain], plugin="napari-automat")
+    assert not read_micrograph(out2).calibrated
+
+
 def test_structure_writer_needs_a_structure_layer(make_napari_viewer, tmp_path):
     import napari
 
