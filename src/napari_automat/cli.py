@@ -69,9 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--tuning", action="append",
                        help="calibrate: results folder of a tuning split (fit on it; repeat for several)")
     bench.add_argument("--heldout", help="calibrate: results folder of the held-out split (judged only)")
-    bench.add_argument("--conditions", choices=["standard", "shifted"], default="standard",
+    bench.add_argument("--conditions", choices=["standard", "shifted", "realistic"], default="standard",
                        help="generate: 'shifted' images a held-out split unlike the tuning one (miscalibrated "
-                            "pixel size, scan shear, other probe, defocus and Cs, iDPC)")
+                            "pixel size, scan shear, other probe, defocus and Cs, iDPC); 'realistic' makes "
+                            "scenes as they come off a microscope (nanoparticles on carbon, partial crystals, "
+                            "interfaces, drifting frame stacks)")
     bench.add_argument("--workers", type=int, default=1, help="processes")
     bench.add_argument("--energy-model", choices=ENERGY_MODELS, default="auto")
     bench.add_argument("--no-hint-energy", choices=["yes", "no"], default="yes",

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..model import Progress, no_progress
+from .scenes import realistic_conditions, render_scene
 from .structures import TIERS, Candidate, candidates
 
 VERSION = 1
@@ -49,7 +50,9 @@ def select_samples(tiers=TIERS, quick: bool = False, seed: int = 0, n_per_tier: 
     dose log-uniform 1e4–1e6 e/Å², pixel 0.05–0.2 Å, rotation 0–180°, bulk thickness 20–150 Å
     (abTEM: at most :data:`ABTEM_MAX_THICKNESS_A`), field of view 25–40 Å (at most 512 px). Quick: the fixed :data:`QUICK` set, 20 Å fields.
     ``conditions``: ``standard``, or ``shifted`` for a held-out split imaged unlike the tuning one
-    (see :func:`shifted_conditions`); the standard draws are the same either way.
+    (see :func:`shifted_conditions`), or ``realistic`` for scenes as they come off a microscope
+    (nanoparticles, partial crystals, interfaces, drifting frame stacks: :mod:`.scenes`, incoherent
+    model only); the standard draws (structure, zone axis, rotation) are the same either way.
     """
     if conditions not in CONDITIONS:
         raise ValueError(f"conditions must be one of {', '.join(CONDITIONS)}, not {conditions!r}")
@@ -77,12 +80,16 @@ def select_samples(tiers=TIERS, quick: bool = False, seed: int = 0, n_per_tier: 
                 spec.update(shifted_conditions(spec, np.random.default_rng([seed, TIERS.index(tier), i, 1])))
                 spec["id"] += "-s"
                 spec["image"] = f"samples/{cand.tier}/{spec['id']}/image.tif"
+            elif conditions == "realistic":
+                spec.update(realistic_conditions(spec, np.random.default_rng([seed, TIERS.index(tier), i, 2]), pool))
+                spec["id"] += "-r"
+                spec["image"] = f"samples/{cand.tier}/{spec['id']}/image.tif"
             specs.append(spec)
     return specs
 
 
 #: Imaging conditions of a generated split.
-CONDITIONS = ("standard", "shifted")
+CONDITIONS = ("standard", "shifted", "realistic")
 #: Shifted conditions: range of the error of the recorded pixel size (factor), of the scan shear
 #: (x shifts by shear × y), of the incoherent model's probe FWHM [Å] and Z exponent, of the abTEM
 #: defocus [Å] and spherical aberration [Å], and the share of ABF samples imaged by iDPC instead.
@@ -122,6 +129,9 @@ def simulate_sample(spec: dict, structure) -> tuple[np.ndarray, np.ndarray, np.n
     electrons per pixel, ``columns_px`` ``(n, 2)`` ``(y, x)``."""
     from ..simulate import incoherent_image, simulate_stem
 
+    if spec.get("conditions") == "realistic":
+        scene = _scene(spec, structure)
+        return scene["noisy"], scene["clean"], scene["columns"], scene["labels"]
     px, fov = spec["pixel_size_A"], spec["field_of_view_A"]
     if spec["simulator"] == "abtem":
         slab = spec["_slab_A"] if not spec["is_2d"] else structure.lattice.c  # a monolayer: one cell
@@ -142,6 +152,13 @@ def simulate_sample(spec: dict, structure) -> tuple[np.ndarray, np.ndarray, np.n
     clean = np.clip(fraction, 0.0, None) * spec["dose_e_per_A2"] * px * px
     noisy = np.random.default_rng(spec["_seed"][1]).poisson(clean).astype(np.float32)
     return noisy, clean.astype(np.float32), columns, list(sim.metadata["true_columns_species"])
+
+
+def _scene(spec: dict, structure) -> dict:
+    """:func:`.scenes.render_scene` of a realistic spec, with an interface's second crystal."""
+    second_key = spec["scene_params"].get("second_key")
+    second = next(c for c in _cached_pool() if c.key == second_key).structure if second_key else None
+    return render_scene(spec, structure, second)
 
 
 def sheared(image: np.ndarray, columns_px: np.ndarray, shear: float) -> tuple[np.ndarray, np.ndarray]:
@@ -188,10 +205,16 @@ def generate_sample(spec: dict, outdir) -> dict:
         return done
     start = time.perf_counter()
     cand = next(c for c in _cached_pool() if c.key == spec["key"])
-    noisy, clean, cols, labels = simulate_sample(spec, cand.structure)
     folder = Path(outdir) / "samples" / spec["tier"] / spec["id"]
     folder.mkdir(parents=True, exist_ok=True)
     meta = {k: v for k, v in spec.items() if not k.startswith("_") and k not in ("key", "field_of_view_A")}
+    if spec.get("conditions") == "realistic":  # a scene: its truth region and what it came to
+        scene = _scene(spec, cand.structure)
+        noisy, clean, cols, labels = scene["noisy"], scene["clean"], scene["columns"], scene["labels"]
+        np.save(folder / "region.npy", scene["region"])
+        meta.update(scene["info"])
+    else:
+        noisy, clean, cols, labels = simulate_sample(spec, cand.structure)
     meta["n_columns"] = int(len(cols))
     image_meta = {"signal": spec["detector"], "voltage_kV": 200.0, "dose_e_per_A2": spec["dose_e_per_A2"],
                   "formula": spec["formula"]}

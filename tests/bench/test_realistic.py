@@ -1,0 +1,93 @@
+"""The realistic benchmark tier: one sample of each scene kind on disk, its truth inside its region."""
+
+import json
+
+import numpy as np
+import pytest
+from pymatgen.core import Composition, Structure
+from scipy.ndimage import binary_dilation
+
+from napari_automat.bench import generate as G
+from napari_automat.bench.scenes import SCENES, realistic_conditions
+from napari_automat.io.read import read_micrograph
+
+FILES = ("image.tif", "clean.npy", "columns.npy", "columns_species.json", "truth.cif", "meta.json", "region.npy")
+
+
+def _spec(kind: str, index: int) -> dict:
+    """A binary-tier spec of scene ``kind`` (forced), drawn as ``select_samples`` draws it."""
+    pool = G._cached_pool()
+    spec = G.select_samples(("binary",), seed=7, n_per_tier=index + 1, pool=pool)[index]
+    spec.update(realistic_conditions(spec, np.random.default_rng([7, 1, index, 2]), pool, scene=kind))
+    spec["id"] += "-r"
+    spec["image"] = f"samples/binary/{spec['id']}/image.tif"
+    return spec
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("realistic")
+    written = {}
+    for index, kind in enumerate(SCENES):
+        spec = _spec(kind, index)
+        written[kind] = (spec, G.generate_sample(spec, out), out / "samples" / "binary" / spec["id"])
+    return out, written
+
+
+@pytest.mark.parametrize("kind", SCENES)
+def test_scene_files_and_truth_inside_its_region(scenes, kind):
+    out, written = scenes
+    spec, meta, folder = written[kind]
+    assert all((folder / name).is_file() for name in FILES)
+    saved = json.loads((folder / "meta.json").read_text())
+    assert saved["scene"] == kind and saved["conditions"] == "realistic"
+    assert saved["scene_params"] == spec["scene_params"]
+    mg = read_micrograph(out / spec["image"])
+    # the file is miscalibrated as drawn: recorded = true pixel size × factor
+    assert mg.pixel_size_A[0] == pytest.approx(spec["pixel_size_A"] * spec["calibration_factor"], rel=1e-4)
+    assert mg.is_stack == (kind == "stack")
+    frames = mg.data if mg.is_stack else mg.data[None]
+    clean = np.load(folder / "clean.npy")
+    region = np.load(folder / "region.npy")
+    assert clean.shape == region.shape == frames.shape[1:]
+    cols = np.load(folder / "columns.npy")
+    labels = json.loads((folder / "columns_species.json").read_text())
+    assert len(cols) == len(labels) == saved["n_columns"] > 20
+    assert np.all((cols > -0.5) & (cols < np.array(region.shape) - 0.5))
+    idx = np.round(cols).astype(int)
+    assert binary_dilation(region, iterations=1)[idx[:, 0], idx[:, 1]].all()  # a column sits in the truth region
+    assert saved["crystal_fraction"] == pytest.approx(region.mean(), abs=0.02)
+    # the truth's columns are bright in the clean image: brighter than the region's average
+    assert clean[idx[:, 0], idx[:, 1]].mean() > 1.5 * clean[region].mean()
+    # the noise is a Poisson draw at the whole dose (a stack: N frames at 1/N each)
+    assert frames.sum() == pytest.approx(clean.sum(), rel=0.05)
+
+
+def test_scene_geometry(scenes):
+    _, written = scenes
+    particle = written["nanoparticle"][1]
+    assert particle["crystal_fraction"] < 0.4  # a particle in a larger field
+    partial = written["partial"][1]
+    assert partial["crystal_fraction"] == pytest.approx(partial["scene_params"]["fraction"], abs=0.05)
+    spec, inter, _ = written["interface"]
+    assert 0.5 < inter["crystal_fraction"] < 0.85  # the truth is the larger domain
+    truth = Structure.from_file(written["interface"][2] / "truth.cif").composition
+    assert truth.reduced_formula == Composition(spec["formula"]).reduced_formula
+    # the hint names what is in the field: both crystals' elements
+    assert set(spec["elements"]) >= {str(e) for e in truth.elements}
+    second = next(c for c in G._cached_pool() if c.key == spec["scene_params"]["second_key"])
+    assert set(spec["elements"]) >= set(second.elements)
+    stack = written["stack"][1]
+    assert stack["n_frames"] == stack["scene_params"]["frames"] >= 6
+
+
+def test_realistic_selection_is_seeded_and_keeps_the_standard_draws():
+    pool = G._cached_pool()
+    standard = G.select_samples(("unary", "ternary"), seed=4, n_per_tier=8, pool=pool)
+    real = G.select_samples(("unary", "ternary"), seed=4, n_per_tier=8, pool=pool, conditions="realistic")
+    assert real == G.select_samples(("unary", "ternary"), seed=4, n_per_tier=8, pool=pool, conditions="realistic")
+    for s, r in zip(standard, real):
+        assert r["id"] == s["id"] + "-r" and r["key"] == s["key"] and r["zone_axis"] == s["zone_axis"]
+        assert r["scene"] in SCENES and r["simulator"] == "incoherent"
+        assert abs(r["scan_shear"]) <= 0.02 and abs(r["calibration_factor"] - 1) <= 0.05
+    assert len({r["scene"] for r in real}) >= 3
