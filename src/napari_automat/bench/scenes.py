@@ -7,8 +7,9 @@ Each sample is one scene, drawn by the sample's seeded generator:
 - ``partial``: a crystal covering part of the field behind a straight or ragged edge, the rest
   vacuum or amorphous;
 - ``interface``: two crystals side by side along a straight interface, unequal areas: another
-  compound of the same tier (a heterostructure; the element hint then names both compounds'
-  elements) or the same compound rotated (a grain boundary);
+  compound of the same tier, both bulk or both monolayers (a heterostructure; the element hint then
+  names both compounds' elements), or the same compound rotated (a grain boundary), both sides one
+  slab thick, so their Z-contrast is as it would be;
 - ``stack``: a drifting low-dose frame series (6–12 frames, each at 1/N of the dose, a rigid drift
   between frames, a slow linear drift during each frame's scan and scan-line jitter), written as a
   multi-frame TIFF.
@@ -94,7 +95,7 @@ def realistic_conditions(spec: dict, rng, pool, scene: str | None = None) -> dic
                 p["support_density_per_A2"] = round(u("support_density_per_A2"), 3)
         else:
             same = [c for c in pool if c.key == spec["key"]]
-            others = [c for c in pool if c.tier == spec["tier"] and c.key != spec["key"]]
+            others = [c for c in pool if c.tier == spec["tier"] and c.key != spec["key"] and c.is_2d == spec["is_2d"]]
             if rng.random() < 0.5 or not others:
                 p["kind"], other, axis = "grain_boundary", same[0], spec["zone_axis"]
                 rotation = spec["rotation_deg"] + float(rng.choice([-1, 1]) * rng.uniform(10.0, 80.0))
@@ -118,16 +119,23 @@ def realistic_conditions(spec: dict, rng, pool, scene: str | None = None) -> dic
 
 
 def crystal_columns(structure, zone_axis, pixel_size_A: float, shape, rotation_deg: float, probe_fwhm_A: float,
-                    z_exponent: float) -> tuple[np.ndarray, np.ndarray, list]:
+                    z_exponent: float, thickness_A: float | None = None) -> tuple[np.ndarray, np.ndarray, list]:
     """The incoherent model's columns of ``structure`` in a field of ``shape`` px: positions
-    ``(n, 2)`` ``(y, x)`` [px] (with the probe tails' margin), weights ``Σ Z^n`` and species labels."""
+    ``(n, 2)`` ``(y, x)`` [px] (with the probe tails' margin), weights ``Σ Z^n`` and species labels.
+
+    ``thickness_A``: a bulk slab's thickness; the weights are then per slab (``Σ Z^n`` of one
+    repeat along the beam × thickness / repeat), so two crystals side by side in one lamella have
+    their relative Z-contrast. ``None``: one repeat (a monolayer)."""
     from ..simulate.geometry import field_columns, projected_cell
     from ..simulate.incoherent import FWHM_PER_SIGMA
 
     cell = projected_cell(structure, zone_axis)
     margin_A = 4 * probe_fwhm_A / FWHM_PER_SIGMA
     positions, index = field_columns(cell, shape, pixel_size_A, rotation_deg, margin_A=margin_A)
-    return positions, cell.column_weights(z_exponent)[index], [cell.column_labels[i] for i in index]
+    weights = cell.column_weights(z_exponent)[index]
+    if thickness_A:
+        weights = weights * thickness_A / cell.repeat_A
+    return positions, weights, [cell.column_labels[i] for i in index]
 
 
 def _pixels(shape) -> np.ndarray:
@@ -208,8 +216,9 @@ def render_scene(spec: dict, structure, second=None) -> dict:
     if scene == "stack":
         pad = int(math.ceil(np.max(np.abs(p["frame_offsets_px"])) + np.max(np.abs(p["drift_px_per_frame"])) + 4))
     canvas = (side + 2 * pad, side + 2 * pad)
+    thickness = None if spec["is_2d"] else spec["thickness_A"]  # an interface's partner is alike (2D or bulk)
     pos, weights, labels = crystal_columns(structure, spec["zone_axis"], px, canvas, spec["rotation_deg"],
-                                           spec["probe_fwhm_A"], spec["z_exponent"])
+                                           spec["probe_fwhm_A"], spec["z_exponent"], thickness)
     grid = _pixels(canvas)
     factor = np.ones(len(pos))
     if scene == "nanoparticle":
@@ -229,7 +238,7 @@ def render_scene(spec: dict, structure, second=None) -> dict:
     info = {"crystal_fraction": round(float(region[pad:pad + side, pad:pad + side].mean()), 4)}
     if scene == "interface":
         pos2, w2, _ = crystal_columns(second, p["second_zone_axis"], px, canvas, p["second_rotation_deg"],
-                                      spec["probe_fwhm_A"], spec["z_exponent"])
+                                      spec["probe_fwhm_A"], spec["z_exponent"], thickness)
         keep2 = _edge_side(pos2, canvas, p, px, spec["_seed"][0]) >= 0
         image += gaussian_columns(canvas, pos2[keep2], w2[keep2], sigma_px)
     if scene == "nanoparticle" or p.get("rest") == "amorphous":
@@ -284,8 +293,9 @@ def _shear_points(columns: np.ndarray, shear: float, side: int) -> np.ndarray:
 
 
 def plot_examples(bench_dir, path) -> None:
-    """One image per scene kind of a realistic benchmark (the first sample of each), its truth
-    region outlined and its truth columns dotted: ``docs/images/realistic_tier.png``."""
+    """One image per scene kind of a realistic benchmark, its truth region outlined and its truth
+    columns dotted (``docs/images/realistic_tier.png``): scene ``i`` from tier ``i mod 3``, a
+    ragged edge and a heterostructure where there is one, else the first of its kind."""
     import json
     from pathlib import Path
 
@@ -298,9 +308,16 @@ def plot_examples(bench_dir, path) -> None:
 
     bench_dir = Path(bench_dir)
     samples = json.loads((bench_dir / "manifest.json").read_text())["samples"]
+    from .structures import TIERS
+
+    prefer = {"partial": ("edge", "ragged"), "interface": ("kind", "heterostructure")}
     first = {}
-    for s in samples:
-        first.setdefault(s["scene"], s)
+    for i, kind in enumerate(SCENES):
+        ofkind = [s for s in samples if s["scene"] == kind]
+        key, value = prefer.get(kind, (None, None))
+        ranked = sorted(ofkind, key=lambda s: (s["tier"] != TIERS[i % 3], s["scene_params"].get(key) != value))
+        if ranked:
+            first[kind] = ranked[0]
     fig, axes = plt.subplots(1, len(SCENES), figsize=(4.2 * len(SCENES), 4.6))
     for ax, kind in zip(np.atleast_1d(axes), SCENES):
         ax.set_axis_off()
@@ -310,9 +327,9 @@ def plot_examples(bench_dir, path) -> None:
         folder = bench_dir / "samples" / s["tier"] / s["id"]
         data = np.asarray(read_micrograph(bench_dir / s["image"]).data, float)
         frame = data[0] if data.ndim == 3 else data
-        lo, hi = np.percentile(frame, [1, 99.5])
-        ax.imshow(frame, cmap="gray", vmin=lo, vmax=hi)
         region = np.load(folder / "region.npy")
+        lo, hi = np.percentile(frame, 1), np.percentile(frame[region], 99.5)  # the truth crystal's contrast
+        ax.imshow(frame, cmap="gray", vmin=lo, vmax=hi)
         ax.contour(region.astype(float), levels=[0.5], colors="tab:orange", linewidths=0.8)
         cols = np.load(folder / "columns.npy")
         ax.plot(cols[:, 1], cols[:, 0], ".", color="tab:cyan", markersize=1.2, alpha=0.6)
@@ -322,8 +339,9 @@ def plot_examples(bench_dir, path) -> None:
                   "stack": f"frame 1 of {p.get('frames')}"}[kind]
         ax.set_title(f"{kind} ({detail})\n{s['formula']} [{''.join(map(str, s['zone_axis']))}], "
                      f"{s['dose_e_per_A2']:.0f} e/Å², {s['pixel_size_A']:.3f} Å/px", fontsize=9)
-    fig.suptitle("Realistic tier: one sample per scene (orange: the truth crystal's region; cyan: its columns)",
+    fig.suptitle("Realistic tier: one sample per scene (orange: the truth crystal's region; cyan: its columns; "
+                 "contrast set on the truth crystal)",
                  fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
