@@ -91,3 +91,23 @@ def test_realistic_selection_is_seeded_and_keeps_the_standard_draws():
         assert r["scene"] in SCENES and r["simulator"] == "incoherent"
         assert abs(r["scan_shear"]) <= 0.02 and abs(r["calibration_factor"] - 1) <= 0.05
     assert len({r["scene"] for r in real}) >= 3
+
+
+def test_failure_kinds():
+    from napari_automat.bench.scenes import failure_kind
+
+    region = np.zeros((100, 100), bool)
+    region[:, :60] = True  # the truth crystal: the left 60%
+    inter = {"scene": "interface", "scene_params": {"second_formula": "ZnTe"}}
+    part = {"scene": "partial", "scene_params": {}}
+    crop = "the crystal covers 40% of the field; analysed that region only (y, x px [0, 100, {}, {}]; --roi overrides)"
+    assert failure_kind({"matched": True}, part, region) is None
+    assert failure_kind({"error": "no lattice found in the image"}, part, region) == "no lattice"
+    assert failure_kind({"error": "ValueError: boom"}, part, region) == "error"
+    outside = {"warnings": [crop.format(60, 100)], "predicted_formula": "Cu"}
+    assert failure_kind(outside, part, region) == "wrong crop"
+    assert failure_kind(outside, inter, region) == "wrong domain"
+    assert failure_kind({"warnings": [crop.format(0, 60)], "predicted_formula": "Cu"},
+                        part, region) == "wrong structure"
+    assert failure_kind({"predicted_formula": "TeZn"}, inter, region) == "wrong domain"
+    assert failure_kind({"predicted_formula": None}, part, region) == "no structure"

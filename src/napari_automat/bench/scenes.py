@@ -345,3 +345,81 @@ def plot_examples(bench_dir, path) -> None:
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+#: Where an unmatched realistic sample went wrong (:func:`failure_kind`).
+FAILURES = ("no lattice", "error", "wrong crop", "wrong domain", "no structure", "wrong structure")
+
+
+def variant(meta: dict) -> str:
+    """The scene with its variant: ``nanoparticle/round``, ``partial/ragged, amorphous``, ..."""
+    p = meta["scene_params"]
+    detail = {"nanoparticle": p.get("shape"), "partial": f"{p.get('edge')}, {p.get('rest')}",
+              "interface": str(p.get("kind", "")).replace("_", " "), "stack": None}[meta["scene"]]
+    return meta["scene"] + (f"/{detail}" if detail else "")
+
+
+def failure_kind(row: dict, meta: dict, region: np.ndarray) -> str | None:
+    """Why a benchmark row of a realistic sample did not match (None when it did): the chain found
+    no lattice or failed otherwise; it cropped to a box mostly (over half) outside the truth
+    crystal (at an interface: the other domain); it reconstructed the other crystal of an interface;
+    it gave no structure; or it gave a wrong one."""
+    import re
+
+    from pymatgen.core import Composition
+
+    if row.get("matched"):
+        return None
+    error = row.get("error") or ""
+    if error:
+        return "no lattice" if "lattice" in error.lower() else "error"
+    boxes = [re.search(r"px \[(\d+), (\d+), (\d+), (\d+)\]", w) for w in row.get("warnings") or []
+             if "analysed that region only" in w]
+    boxes = [m for m in boxes if m]
+    if boxes:
+        y0, y1, x0, x1 = (int(v) for v in boxes[0].groups())
+        if region[y0:y1, x0:x1].mean() < 0.5:
+            return "wrong domain" if meta["scene"] == "interface" else "wrong crop"
+    predicted = row.get("predicted_formula")
+    second = meta["scene_params"].get("second_formula")
+    if predicted and second and Composition(predicted).reduced_formula == Composition(second).reduced_formula:
+        return "wrong domain"
+    return "wrong structure" if predicted else "no structure"
+
+
+def realistic_summary(bench_dir, run_dir, heldout: bool = True) -> dict:
+    """Match rates of a realistic benchmark's run (hint on) by tier, scene and scene variant, and
+    the failures by kind, on the held-out half (odd sample indices; ``heldout=False``: the even,
+    tuning half; ``None``: all)."""
+    import json
+    from pathlib import Path
+
+    from .structures import TIERS
+
+    bench_dir, run_dir = Path(bench_dir), Path(run_dir)
+    metas = {m["id"]: m for m in json.loads((bench_dir / "manifest.json").read_text())["samples"]}
+    rows = [r for r in json.loads((run_dir / "samples.json").read_text()) if r["hint"] and r["id"] in metas]
+    if heldout is not None:
+        rows = [r for r in rows if (int(r["id"][1:5]) % 2 == 1) == heldout]
+
+    def rate(group):
+        return {"n": len(group), "matched": sum(bool(r["matched"]) for r in group)}
+
+    out = {"all": rate(rows), "tiers": {}, "scenes": {}, "variants": {}, "failures": {}, "failed": []}
+    for r in rows:
+        meta = metas[r["id"]]
+        folder = bench_dir / "samples" / meta["tier"] / meta["id"]
+        kind = failure_kind(r, meta, np.load(folder / "region.npy"))
+        if kind:
+            out["failures"].setdefault(meta["scene"], {}).setdefault(kind, 0)
+            out["failures"][meta["scene"]][kind] += 1
+            out["failed"].append({"id": r["id"], "scene": variant(meta), "failure": kind, "predicted": r.get(
+                "predicted_formula"), "error": r.get("error")})
+    for t in TIERS:
+        out["tiers"][t] = rate([r for r in rows if metas[r["id"]]["tier"] == t])
+        for s in SCENES:
+            out["scenes"].setdefault(s, {})[t] = rate([r for r in rows if metas[r["id"]]["tier"] == t
+                                                       and metas[r["id"]]["scene"] == s])
+    for v in sorted({variant(metas[r["id"]]) for r in rows}):
+        out["variants"][v] = rate([r for r in rows if variant(metas[r["id"]]) == v])
+    return out
