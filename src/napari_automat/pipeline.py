@@ -662,6 +662,15 @@ def run(source: Union[str, Path, Micrograph], config: Optional[PipelineConfig] =
     if not result.micrograph.calibrated and stop_after not in ("denoise", "detect", "lattice"):
         result, begin = calibrated_from_structure(result, say, sub_progress(progress, 0.02, 0.3)), 0.3
     plan(result, say, sub_progress(progress, begin, 1.0), stop_after=stop_after)
+    return rerun_corrected(result, say, progress)
+
+
+def rerun_corrected(result: PipelineResult, say: Callable[[str, str, Optional[dict]], None] = lambda *a: None,
+                    progress: Progress = no_progress) -> PipelineResult:
+    """After the chain: run it again on the image with what the chosen structure says is off undone,
+    as the config asks (``correct_scan``: :func:`scan_corrected`, then ``recalibrate``:
+    :func:`recalibrated`); ``result`` itself when nothing is to be redone. Both workflows end here
+    (:func:`run` and ``agent.run_agent``)."""
     return recalibrated(scan_corrected(result, say, progress), say, progress)
 
 

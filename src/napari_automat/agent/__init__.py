@@ -69,7 +69,7 @@ def run_agent(source: Union[str, Path, Micrograph], config: Optional[PipelineCon
     from the environment) or ``auto`` (see :func:`wants_llm`). Whatever the LLM does or fails to do,
     the rules planner finishes the chain from the last stage that passes its gates.
     """
-    from ..pipeline import calibrated_from_structure, recalibrated
+    from ..pipeline import calibrated_from_structure, rerun_corrected
     from .planner import plan
     from .text import shown
 
@@ -99,7 +99,7 @@ def run_agent(source: Union[str, Path, Micrograph], config: Optional[PipelineCon
         provenance.update(_llm_then_rules(agent, config, say, actor, client, llm, progress))
     else:
         plan(result, say, sub_progress(progress, 0.02, 1.0))
-    agent.result = result = recalibrated(agent.result, say, progress)
+    agent.result = result = rerun_corrected(agent.result, say, progress)
     _check_summary(agent, say)
     calls = [e["by"] for e in agent.transcript if e["role"] == "tool_call"]
     steps = {who: calls.count(who) for who in ("llm", "rules")}
