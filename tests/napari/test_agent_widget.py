@@ -50,3 +50,13 @@ def test_an_unreachable_llm_is_finished_by_the_rules(make_napari_viewer, sync_wo
     status = widget.status.text()
     assert "planner: rules" in status and "LLM stopped: cannot reach 127.0.0.1" in status, status
     assert any("SrTiO3 structure (agent)" in layer.name for layer in viewer.layers)
+
+
+def test_corrections_after_the_chain_are_the_users_choice(make_napari_viewer):
+    widget = AgentWidget(make_napari_viewer(show=False))
+    config = widget.config()
+    assert not config.correct_scan and not config.recalibrate
+    widget.correct_scan.setChecked(True)
+    widget.recalibrate.setChecked(True)
+    config = widget.config()
+    assert config.correct_scan and config.recalibrate

@@ -73,6 +73,10 @@ class AgentWidget(StageWidget):
         self.show_3d = QCheckBox("show the structure in 3D")
         self.show_3d.setChecked(True)
         self.domains = QCheckBox("one chain per domain (crystal regions by local lattice)")
+        self.correct_scan = QCheckBox("undo a scan distortion the structure reveals, and run again")
+        self.correct_scan.setToolTip("shear or slow/fast stretch of the raster beyond 2σ and 1%: "
+                                     "result.json calibration.scan_distortion")
+        self.recalibrate = QCheckBox("use the pixel size the structure implies when the file's is off")
         self.transcript = QPlainTextEdit()
         self.transcript.setReadOnly(True)
         self.transcript.setMinimumHeight(320)
@@ -90,6 +94,8 @@ class AgentWidget(StageWidget):
         self.form.addRow(self.check_button)
         self.form.addRow(self.show_3d)
         self.form.addRow(self.domains)
+        self.form.addRow(self.correct_scan)
+        self.form.addRow(self.recalibrate)
         self._result = None
         self._result_layer = self._image_layer = lambda: None
         self._layer_session = True
@@ -172,6 +178,7 @@ class AgentWidget(StageWidget):
         """The chain's settings; ``region``: the ``PipelineConfig`` region fields (:class:`RegionChooser`)."""
         return PipelineConfig(elements=self.elements.text(), energy_model=self.energy_model.currentText(),
                               relax=self.relax.isChecked(), domains=self.domains.isChecked(),
+                              correct_scan=self.correct_scan.isChecked(), recalibrate=self.recalibrate.isChecked(),
                               mattersim_checkpoint=self.checkpoint.text().strip() or None, **(region or {}))
 
     def run(self) -> None:
