@@ -98,8 +98,8 @@ def test_failure_kinds():
 
     region = np.zeros((100, 100), bool)
     region[:, :60] = True  # the truth crystal: the left 60%
-    inter = {"scene": "interface", "scene_params": {"second_formula": "ZnTe"}}
-    part = {"scene": "partial", "scene_params": {}}
+    inter = {"scene": "interface", "formula": "Cu", "scene_params": {"second_formula": "ZnTe"}}
+    part = {"scene": "partial", "formula": "Cu", "scene_params": {}}
     crop = "the crystal covers 40% of the field; analysed that region only (y, x px [0, 100, {}, {}]; --roi overrides)"
     assert failure_kind({"matched": True}, part, region) is None
     assert failure_kind({"error": "no lattice found in the image"}, part, region) == "no lattice"
@@ -107,7 +107,13 @@ def test_failure_kinds():
     outside = {"warnings": [crop.format(60, 100)], "predicted_formula": "Cu"}
     assert failure_kind(outside, part, region) == "wrong crop"
     assert failure_kind(outside, inter, region) == "wrong domain"
-    assert failure_kind({"warnings": [crop.format(0, 60)], "predicted_formula": "Cu"},
-                        part, region) == "wrong structure"
+    assert failure_kind({"warnings": [crop.format(0, 60)], "predicted_formula": "Cu2O"},
+                        part, region) == "wrong formula"
+    assert failure_kind({"predicted_formula": "Cu", "composition_correct": True}, part, region) \
+        == "right formula, wrong cell"
     assert failure_kind({"predicted_formula": "TeZn"}, inter, region) == "wrong domain"
+    assert failure_kind({"predicted_formula": "CuZn"}, inter, region) == "mixed domains"
+    grains = {"scene": "interface", "formula": "Cu", "scene_params": {"second_formula": "Cu"}}
+    assert failure_kind({"predicted_formula": "Cu", "composition_correct": True}, grains, region) \
+        == "right formula, wrong cell"
     assert failure_kind({"predicted_formula": None}, part, region) == "no structure"

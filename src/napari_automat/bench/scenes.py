@@ -348,7 +348,8 @@ def plot_examples(bench_dir, path) -> None:
 
 
 #: Where an unmatched realistic sample went wrong (:func:`failure_kind`).
-FAILURES = ("no lattice", "error", "wrong crop", "wrong domain", "no structure", "wrong structure")
+FAILURES = ("no lattice", "error", "wrong crop", "wrong domain", "mixed domains", "no structure",
+            "right formula, wrong cell", "wrong formula")
 
 
 def variant(meta: dict) -> str:
@@ -360,10 +361,12 @@ def variant(meta: dict) -> str:
 
 
 def failure_kind(row: dict, meta: dict, region: np.ndarray) -> str | None:
-    """Why a benchmark row of a realistic sample did not match (None when it did): the chain found
-    no lattice or failed otherwise; it cropped to a box mostly (over half) outside the truth
-    crystal (at an interface: the other domain); it reconstructed the other crystal of an interface;
-    it gave no structure; or it gave a wrong one."""
+    """Why a benchmark row of a realistic sample did not match (None when it did), one of
+    :data:`FAILURES`: the chain found no lattice or failed otherwise; it cropped to a box mostly
+    (over half) outside the truth crystal (at an interface: the other domain); it reconstructed the
+    other compound of a heterostructure, or a compound with elements of both (mixed domains); it
+    gave no structure; the right formula in another cell or polymorph (a grain boundary's grains fit
+    as one cell come out here); or a wrong formula."""
     import re
 
     from pymatgen.core import Composition
@@ -382,9 +385,15 @@ def failure_kind(row: dict, meta: dict, region: np.ndarray) -> str | None:
             return "wrong domain" if meta["scene"] == "interface" else "wrong crop"
     predicted = row.get("predicted_formula")
     second = meta["scene_params"].get("second_formula")
-    if predicted and second and Composition(predicted).reduced_formula == Composition(second).reduced_formula:
-        return "wrong domain"
-    return "wrong structure" if predicted else "no structure"
+    if not predicted:
+        return "no structure"
+    truth = Composition(meta["formula"])
+    if second and Composition(second).reduced_formula != truth.reduced_formula:  # a heterostructure
+        if Composition(predicted).reduced_formula == Composition(second).reduced_formula:
+            return "wrong domain"
+        if set(Composition(predicted).elements) - set(truth.elements):
+            return "mixed domains"
+    return "right formula, wrong cell" if row.get("composition_correct") else "wrong formula"
 
 
 def realistic_summary(bench_dir, run_dir, heldout: bool = True) -> dict:
