@@ -36,6 +36,21 @@ def hit(formula, sg, score, number=None, structure=None, **details):
                        structure if structure is not None else structure_of(formula, sg))
 
 
+def test_choices_are_the_distinct_answers_of_a_decision_that_is_not_sure():
+    from napari_automat.decision import choices
+
+    hits = [hit("SrTiO3", "Pm-3m", 0.9, 221), hit("SrTiO3", "Pm-3m", 0.85, 221), hit("SrTiO3", "I4/mcm", 0.8, 140),
+            hit("Sr2TiO4", "I4/mmm", 0.1, 139)]
+    params = PosteriorParams(temperature_hint=4.0, none_log_evidence_hint=-5.0, misrank_hint=0.0)
+    d = decide(hits, hinted=True, params=params)
+    assert d.status == "uncertain"
+    offered = choices(hits, d)
+    assert [i for i, _ in offered] == [0, 2]  # one entry per answer; Sr2TiO4 under 5%
+    assert offered[0][1].startswith("SrTiO3 Pm-3m (p = ") and offered[1][1].startswith("SrTiO3 I4/mcm")
+    assert choices(hits, decide(hits[:2], hinted=True, params=params)) == []  # confident: nothing to ask
+    assert choices(hits, None) == []
+
+
 def test_probabilities_group_structures_and_keep_a_none_mass():
     hits = [hit("SrTiO3", "Pm-3m", 0.9, 221), hit("SrTiO3", "Pm-3m", 0.8, 221), hit("SrTiO3", "I4/mcm", 0.5, 140)]
     params = PosteriorParams(temperature_hint=4.0, none_log_evidence_hint=-2.0, misrank_hint=0.0)

@@ -367,6 +367,22 @@ def decide(hits: Sequence[TemplateHit], hinted: bool, chosen: int = 0,
                            for m, i in alike])
 
 
+def choices(hits: Sequence[TemplateHit], decision: Optional["Decision"], min_probability: float = 0.05,
+            most: int = 5) -> list[tuple[int, str]]:
+    """The distinct answers a user may choose from when the decision is not confident: ``(hit index,
+    "formula space group (p = …)")`` for the best hit of each answer with at least ``min_probability``,
+    most probable first, at most ``most``; empty when confident or with fewer than two."""
+    if decision is None or decision.status == STATUSES[0] or not hits:
+        return []
+    firsts: dict[int, int] = {}
+    for i, g in enumerate(answer_groups(hits)):
+        firsts.setdefault(g, i)
+    ranked = sorted(firsts.values(), key=lambda i: -decision.hit_probability[i])
+    out = [(i, f"{hits[i].formula} {hits[i].details.get('spacegroup') or '?'} (p = {decision.hit_probability[i]:.2f})")
+           for i in ranked if decision.hit_probability[i] >= min_probability][:most]
+    return out if len(out) > 1 else []
+
+
 def alike_in_image(a: TemplateHit, b: TemplateHit) -> bool:
     """Whether two hits of one formula fit the image alike: each of :data:`IMAGE_TERMS` within
     :data:`ALIKE_LOG` in log, and each structure's cell size (known or predicted) within
@@ -486,5 +502,5 @@ def calibration_warning(cal: Optional[dict]) -> Optional[str]:
 
 
 __all__ = ["Decision", "PosteriorParams", "STATUSES", "answer_groups", "calibration", "calibration_warning",
-           "decide", "hit_evidence", "posterior_masses", "same_structure", "scan_distortion",
+           "choices", "decide", "hit_evidence", "posterior_masses", "same_structure", "scan_distortion",
            "scan_distortion_warning"]

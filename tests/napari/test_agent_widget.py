@@ -6,6 +6,7 @@ import pytest
 
 from napari_automat._napari.layers import micrograph_layer_data
 from napari_automat._napari.widgets.agent import AgentWidget
+from napari_automat.config import PipelineConfig
 
 
 @pytest.fixture
@@ -60,3 +61,28 @@ def test_corrections_after_the_chain_are_the_users_choice(make_napari_viewer):
     widget.recalibrate.setChecked(True)
     config = widget.config()
     assert config.correct_scan and config.recalibrate
+
+
+def test_the_agent_asks_when_the_image_does_not_decide(make_napari_viewer, sync_workers, image):
+    # A flat posterior (β = 0.5) makes the sample's answer uncertain: the widget offers the distinct
+    # answers, and building the second one reconstructs it and states the verdict on it.
+    from napari_automat.agent import run_agent
+
+    viewer = make_napari_viewer(show=False)
+    widget = AgentWidget(viewer)
+    agent = run_agent(image, PipelineConfig(elements=("Sr", "Ti", "O"), energy_model="none",
+                                            posterior={"temperature_hint": 0.5}), planner="rules")
+    assert agent.result.decision.status != "confident"
+    widget.show_result(agent, "sto", image_layer=viewer.add_image(image.data))
+    assert not widget.question.isHidden() and widget.question.options.count() >= 2
+    second = widget.question.options.itemData(1)
+    before = len(viewer.layers)
+    widget.question.options.setCurrentIndex(1)
+    widget.question.build.click()
+    assert agent.result.chosen_index == second
+    assert agent.result.decision.formula == agent.result.hits[second].formula
+    assert len(viewer.layers) > before and "structure (agent)" in viewer.layers[-1].name
+    # a confident run asks nothing
+    sure = run_agent(image, PipelineConfig(elements=("Sr", "Ti", "O"), energy_model="none"), planner="rules")
+    widget.show_result(sure, "sto2")
+    assert sure.result.decision.status == "confident" and widget.question.isHidden()

@@ -11,7 +11,7 @@ from typing import Optional
 
 from napari.layers import Image, Points
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QCheckBox, QComboBox, QLineEdit, QPlainTextEdit, QPushButton
+from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QLineEdit, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 from ...agent import wants_llm
 from ...config import PipelineConfig
@@ -72,11 +72,16 @@ class AgentWidget(StageWidget):
         self.check_button.setEnabled(self.planner.currentText() == "llm")
         self.show_3d = QCheckBox("show the structure in 3D")
         self.show_3d.setChecked(True)
-        self.domains = QCheckBox("one chain per domain (crystal regions by local lattice)")
-        self.correct_scan = QCheckBox("undo a scan distortion the structure reveals, and run again")
-        self.correct_scan.setToolTip("shear or slow/fast stretch of the raster beyond 2σ and 1%: "
-                                     "result.json calibration.scan_distortion")
-        self.recalibrate = QCheckBox("use the pixel size the structure implies when the file's is off")
+        self.domains = QCheckBox("one chain per domain")
+        self.domains.setToolTip("segment the field into domains by local lattice (layers, grains, the two sides "
+                                "of a defect) and run the chain on each")
+        self.correct_scan = QCheckBox("undo a scan distortion, run again")
+        self.correct_scan.setToolTip("when the structure found says the raster is sheared or stretched (beyond 2σ "
+                                     "and 1%: result.json calibration.scan_distortion), undo it on the image "
+                                     "and run the chain again")
+        self.recalibrate = QCheckBox("recalibrate from the structure, run again")
+        self.recalibrate.setToolTip("when the structure found says the file's pixel size is off, run again with "
+                                    "the pixel size it implies")
         self.transcript = QPlainTextEdit()
         self.transcript.setReadOnly(True)
         self.transcript.setMinimumHeight(320)
@@ -102,6 +107,8 @@ class AgentWidget(StageWidget):
         self.actions = ResultActions(napari_viewer, self.current_result, lambda text, error: self.set_status(text, error),
                                      opened=self.session_opened)
         self.body.addWidget(self.actions)
+        self.question = _Question(self.build_choice)
+        self.body.addWidget(self.question)
         self.body.addWidget(self.transcript)
         self.message.connect(self.append_message)
         self.energy_model.currentTextChanged.connect(lambda text: self.relax.setEnabled(text != "none"))
@@ -218,6 +225,42 @@ class AgentWidget(StageWidget):
         self.start(run_agent, mg, self.config(region), columns=columns, on_message=self.message.emit,
                    planner=self.planner.currentText(), llm=llm, label="agent", on_done=done)
 
+    # --- the question the agent asks when the image does not decide ---
+    def ask(self, result) -> None:
+        """Offer the distinct answers of a run that is not confident (``decision.choices``), else hide."""
+        from ...decision import choices
+
+        options = choices(result.hits, result.decision)
+        self.question.offer(options, result.decision.line() if options else "")
+        self._asked = result
+
+    def build_choice(self, index: int) -> None:
+        """Reconstruct (and relax, with an energy model) the candidate the user chose, on the run's session."""
+        result = getattr(self, "_asked", None)
+        if result is None:
+            return
+
+        def done(out):
+            self.show_structure(out, f"{out.hits[index].formula} {out.hits[index].details.get('spacegroup') or ''}")
+            self.set_status(f"built the chosen candidate: {html.escape(out.decision.line())}")
+            self.actions.update_enabled()
+
+        self.start(build_candidate, result, index, label="build the chosen structure", on_done=done)
+
+    def show_structure(self, result, name: str, agent=None) -> list:
+        """The 3D structure layers of ``result``'s reconstruction (with its energy when computed)."""
+        rec = result.reconstruction
+        extra = {RECONSTRUCTION_KEY: rec, LATTICE_KEY: result.lattice, COLUMNS_KEY: result.columns}
+        if agent is not None:
+            extra[AGENT_KEY] = agent
+        if result.energy is not None:
+            extra[ENERGY_KEY] = result.energy
+        added = [self.add_layer(d) for d in structure_layer_data(rec.structure, name=f"{name.strip()} structure (agent)",
+                                                                 **extra)]
+        if self.show_3d.isChecked():
+            show_structure_3d(self.viewer, added)
+        return added
+
     def show_result(self, agent, name: str, points_layer=None, image_layer=None) -> None:
         """Add the result of an agent run as layers (nothing existing is replaced); with ``image_layer``,
         the region used is drawn and the 2D layers are placed over it."""
@@ -254,15 +297,8 @@ class AgentWidget(StageWidget):
             if columns_layer is not None:
                 columns_layer.metadata[LATTICE_KEY] = result.lattice
         if result.reconstruction is not None:
-            rec = result.reconstruction
-            extra = {RECONSTRUCTION_KEY: rec, LATTICE_KEY: result.lattice, COLUMNS_KEY: result.columns,
-                     AGENT_KEY: agent}
-            if result.energy is not None:
-                extra[ENERGY_KEY] = result.energy
-            added = [self.add_layer(d) for d in structure_layer_data(
-                rec.structure, name=f"{rec.structure.composition.reduced_formula} structure (agent)", **extra)]
-            if self.show_3d.isChecked():
-                show_structure_3d(self.viewer, added)
+            self.show_structure(result, result.reconstruction.structure.composition.reduced_formula, agent)
+        self.ask(result)
         lines = []
         if result.reconstruction is not None:
             lines.append(f"structure: {result.reconstruction.structure.composition.reduced_formula}")
@@ -276,3 +312,41 @@ class AgentWidget(StageWidget):
             lines.append(f"⚠ {text}")
         if lines:
             self.transcript.appendPlainText("\n" + "\n".join(lines))
+
+
+def build_candidate(result, index: int, progress):
+    """The pipeline's reconstruct stage on candidate ``index`` of ``result``, then its energy when the
+    run has an energy model; returns ``result`` (its verdict now on that candidate)."""
+    from ...pipeline import run_stage
+
+    result.config = result.config.replace(candidate_index=index)
+    run_stage(result, "reconstruct", progress=lambda f, m="": progress(0.3 * f, m))
+    if result.config.energy_model != "none":
+        run_stage(result, "energy", progress=lambda f, m="": progress(0.3 + 0.7 * f, m))
+    return result
+
+
+class _Question(QWidget):
+    """The agent's question when the image does not decide: the distinct answers, and a button to
+    build the one the user chooses. Hidden otherwise."""
+
+    def __init__(self, on_build, parent=None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.label = QLabel("")
+        self.label.setWordWrap(True)
+        self.options = QComboBox()
+        self.build = QPushButton("Build the chosen structure")
+        self.build.clicked.connect(lambda: on_build(self.options.currentData()))
+        for w in (self.label, self.options, self.build):
+            layout.addWidget(w)
+        self.hide()
+
+    def offer(self, options: list, verdict: str) -> None:
+        self.options.clear()
+        for index, text in options:
+            self.options.addItem(text, index)
+        self.label.setText(f"<b>The image does not decide</b> ({html.escape(verdict)}). Choose the structure to "
+                           "build; the verdict then refers to it.")
+        self.setVisible(bool(options))
