@@ -118,8 +118,9 @@ def _score(row: dict, result, truth, folder: Path, steps: int, fmax: float, M, t
         visible = None  # only the columns the detector can show count as misses
         if labels_path.exists():
             visible = M.visible_mask(json.loads(labels_path.read_text()), row.get("detector") or "HAADF")
-        det = M.match_columns(true_px, result.columns.positions_px,
-                              result.micrograph.mean_pixel_size_A, noisy.shape, visible=visible)
+        # positions in the full image's frame: the chain may have cropped to the crystalline region
+        det = M.match_columns(true_px, result.full_frame_columns().positions_px,
+                              result.micrograph.mean_pixel_size_A, clean.shape[-2:], visible=visible)
         row.update({f"det_{k}": v for k, v in det.items()}, n_columns=result.columns.count)
     if result.hits:
         row.update(M.retrieval_ranks(result.hits, truth, row.get("zone_axis")))
