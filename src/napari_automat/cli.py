@@ -78,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--energy-model", choices=ENERGY_MODELS, default="auto")
     bench.add_argument("--no-hint-energy", choices=["yes", "no"], default="yes",
                        help="run: compute energies in the no-hint pass too (no: about half the run time)")
+    bench.add_argument("--domains", action="store_true",
+                       help="run: segment each image into domains and score the main one (heterostructures)")
     bench.add_argument("--markdown", default="docs/benchmarks.md", help="report: page to write")
     bench.add_argument("--images", default="docs/images", help="report, calibrate: folder for the plots")
 
@@ -343,7 +345,7 @@ def cmd_bench(args) -> int:
                 raise AutomatError(f"no benchmark in {bench_dir}: run 'automat bench generate -o {bench_dir}' first")
             metrics = run_benchmark(bench_dir, out, quick=args.quick, energy_model=args.energy_model,
                                     workers=args.workers, energy_without_hint=args.no_hint_energy == "yes",
-                                    progress=bar)
+                                    domains=args.domains, progress=bar)
             for tier, row in metrics["tiers"].items():
                 print(f"{tier}: n={row['n']} match={row['match_rate']} lattice_rmsd_A={row['lattice_rmsd_A']}")
             print(f"wrote {out / 'metrics.json'}")

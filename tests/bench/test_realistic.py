@@ -134,3 +134,18 @@ def test_columns_of_a_cropped_image_are_scored_in_the_full_frame(tmp_path):
     row = evaluate_sample(tmp_path, meta, hint=True)
     assert row["det_n_found"] > 20
     assert row["det_recall"] > 0.8 and row["det_position_rmse_pm"] < 10.0
+
+
+def test_grain_boundary_scored_on_its_main_domain(tmp_path):
+    # `automat bench run --domains`: Cr along [011] with a grain boundary across the field is
+    # segmented into its two grains and the main one scored
+    from napari_automat.bench.run import evaluate_sample
+
+    pool = G._cached_pool()
+    spec = G.select_samples(("unary",), seed=7, n_per_tier=1, pool=pool)[0]
+    spec.update(realistic_conditions(spec, np.random.default_rng([7, 0, 0, 2]), pool, scene="interface"))
+    spec["id"] += "-r"
+    spec["image"] = f"samples/unary/{spec['id']}/image.tif"
+    meta = G.generate_sample(spec, tmp_path)
+    row = evaluate_sample(tmp_path, meta, hint=True, domains=True)
+    assert row["error"] is None and row["n_domains"] == 2 and row["matched"]

@@ -53,10 +53,13 @@ def _truth_formation_energy(structure, cif_text: str, model: str, max_steps: int
 
 
 def evaluate_sample(bench_dir: Union[str, Path], meta: dict, hint: bool, energy_model: str = "none",
-                    quick: bool = False, truth_cache: Optional[Union[str, Path]] = None) -> dict:
+                    quick: bool = False, truth_cache: Optional[Union[str, Path]] = None,
+                    domains: bool = False) -> dict:
     """Run and score one sample; returns a flat JSON-ready row (``error`` set when something failed).
 
     ``truth_cache``: folder for the ground-truth energies shared between processes and runs.
+    ``domains``: segment the field into domains and score the main one (``pipeline.run`` with
+    ``PipelineConfig.domains``; a failure then keeps no partial metrics).
 
     The chain is ``pipeline.start`` + the rules planner (as ``run_agent(planner="rules")``), kept
     separate so the metrics of the stages that did finish survive a later failure.
@@ -85,16 +88,23 @@ def evaluate_sample(bench_dir: Union[str, Path], meta: dict, hint: bool, energy_
         truth = Structure.from_file(folder / "truth.cif")
         row["formula"] = truth.composition.reduced_formula
         config = PipelineConfig(elements=tuple(meta.get("elements", ())) if hint else (),
-                                energy_model=energy_model, max_relax_steps=steps, fmax_eV_A=fmax)
+                                energy_model=energy_model, max_relax_steps=steps, fmax_eV_A=fmax, domains=domains)
         image = folder / Path(meta.get("image", "image.tif")).name
-        result = start(image, config)
-        plan(result, lambda *args: None)
+        if domains:
+            from ..pipeline import run
+
+            result = run(image, config)
+        else:
+            result = start(image, config)
+            plan(result, lambda *args: None)
     except Exception as exc:  # a failing sample is a result, not a crash
         row["error"] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, AutomatError) else str(exc)
     row["wall_s"] = time.perf_counter() - t0
     if result is None:
         return row
     row["timings_s"] = {k: float(v) for k, v in result.timings_s.items()}
+    if domains:
+        row["n_domains"] = len(result.domains or [])
     try:
         _score(row, result, truth, folder, steps, fmax, M, truth_cache)
     except Exception as exc:
@@ -349,12 +359,13 @@ def _failed_row(meta: dict, hint: bool, error: str) -> dict:
 
 def run_benchmark(bench_dir: Union[str, Path], outdir: Union[str, Path], quick: bool = False,
                   energy_model: str = "auto", workers: int = 1, energy_without_hint: bool = True,
-                  progress: Progress = no_progress) -> dict:
+                  domains: bool = False, progress: Progress = no_progress) -> dict:
     """Run every sample of ``bench_dir`` with and without the element hint; write and return the metrics.
 
     ``energy_model``: ``auto``/``mattersim``/``chgnet`` (the same model relaxes the reconstruction and
     the ground truth) or ``none`` (energy figures null); ``energy_without_hint`` False skips the
-    energy stage in the no-hint pass. ``quick`` relaxes at most ``QUICK_RELAX`` steps. ``workers``
+    energy stage in the no-hint pass; ``domains``: each image segmented into domains, the main one
+    scored (:func:`evaluate_sample`). ``quick`` relaxes at most ``QUICK_RELAX`` steps. ``workers``
     > 1 runs samples in a process pool. Each finished run is saved under ``OUTDIR/rows/``, so an
     interrupted benchmark resumes where it stopped (rows from other settings are recomputed).
     """
@@ -372,9 +383,11 @@ def run_benchmark(bench_dir: Union[str, Path], outdir: Union[str, Path], quick: 
 
         model = resolve_model(model)[0]
     truth_cache = outdir / "truth-energies"
-    tasks = [(str(bench_dir), meta, hint, model if hint or energy_without_hint else "none", quick, str(truth_cache))
-             for hint in (True, False) for meta in manifest["samples"]]  # hinted first: it fills the truth cache
+    tasks = [(str(bench_dir), meta, hint, model if hint or energy_without_hint else "none", quick, str(truth_cache),
+              bool(domains)) for hint in (True, False) for meta in manifest["samples"]]  # hinted first: truth cache
     settings = {"bench_dir": str(bench_dir.resolve()), "quick": bool(quick), "seed": manifest.get("seed")}
+    if domains:  # rows of runs without domains are recomputed (and the other way round: older rows lack the key)
+        settings["domains"] = True
     rows: list[dict] = []
     todo = []
     for task in tasks:
@@ -412,7 +425,7 @@ def run_benchmark(bench_dir: Union[str, Path], outdir: Union[str, Path], quick: 
     rows.sort(key=lambda r: order.get((r["id"], r["hint"]), 0))
     metrics = aggregate(rows, library_size=len(load_library()))
     metrics["run"] = {"bench_dir": str(bench_dir), "quick": bool(quick), "energy_model": model,
-                      "energy_without_hint": bool(energy_without_hint),
+                      "energy_without_hint": bool(energy_without_hint), "domains": bool(domains),
                       "workers": int(workers), "n_samples": len(manifest["samples"]),
                       "n_resumed": len(tasks) - len(todo),
                       "seed": manifest.get("seed"), "wall_s": time.perf_counter() - t0}
