@@ -96,33 +96,6 @@ def test_intensity_order_matters(small_library):
     assert flat.details["z_contrast"] < 0.5  # equal intensities contradict Sr vs TiO columns
 
 
-def test_z_contrast_exponent_is_fitted_on_the_image(small_library):
-    # Column intensities of an image whose contrast goes as Z^2.0 (thick crystal, high angles),
-    # not the configured Z^1.7: with a range, the exponent is fitted per template within it.
-    from dataclasses import replace
-
-    from napari_automat.templates.retrieve import DEFAULT_PARAMS
-
-    lat = sto_lattice(bright=38 ** 2.0 / (22 ** 2.0 + 8 ** 2.0))
-    free = replace(DEFAULT_PARAMS, z_exponent_range=0.4)
-    fitted = retrieve(lat, ("Sr", "Ti", "O"), library=small_library, params=free)[0]
-    fixed = retrieve(lat, ("Sr", "Ti", "O"), library=small_library)[0]  # HAADF's default: fixed
-    assert fitted.formula == fixed.formula == "SrTiO3"
-    assert fitted.details["z_exponent"] == pytest.approx(2.0, abs=0.1)
-    assert fixed.details["z_exponent"] == pytest.approx(1.7)
-    assert fitted.details["z_contrast"] > fixed.details["z_contrast"]
-    # The range keeps the exponent physical: equal intensities cannot be explained by an exponent
-    # of about zero, so they still speak against Sr vs TiO columns.
-    flat = retrieve(sto_lattice(bright=1.0), ("Sr", "Ti", "O"), library=small_library, params=free)[0]
-    assert flat.details["z_exponent"] == pytest.approx(1.3)
-    assert flat.details["z_contrast"] < 0.8 * fitted.details["z_contrast"]
-    # Light-column signals fit theirs around light_z_exponent, within their own range.
-    light_free = replace(DEFAULT_PARAMS, light_z_exponent_range=0.3)
-    light = retrieve(lat, ("Sr", "Ti", "O"), library=small_library, light_columns=True, params=light_free)
-    assert all(abs(h.details["z_exponent"] - DEFAULT_PARAMS.light_z_exponent) <= 0.3 + 1e-9 for h in light)
-    assert any(h.details["z_exponent"] != DEFAULT_PARAMS.light_z_exponent for h in light)
-
-
 def test_geometry_only_lattice_finds_the_subcell(small_library):
     # A lattice found from positions alone: SrTiO3 [001] as the a/√2 square with one site.
     a = 3.905 / math.sqrt(2)

@@ -8,10 +8,7 @@ Score = lattice shape × lattice scale × column positions × Z-contrast × elem
 * motif: measured sites against template columns after the best origin shift, setting and 2D
   inversion (RMS distance [Å] of the sites; template columns not seen cost more the brighter
   they are, so faint columns may be missed);
-* Z-contrast: log site intensities against log ``Σ Z^n`` of the matched columns, up to a factor,
-  with the exponent ``n`` fixed, or a nuisance fitted per template within
-  :attr:`ScoreParams.z_exponent_range` (HAADF) and :attr:`ScoreParams.light_z_exponent_range`
-  (light-column signals) when those are set (measured, not adopted: docs/benchmarks.md);
+* Z-contrast: log site intensities against log ``Σ Z^n`` of the matched columns, up to a factor;
 * elements: 1 when the template has the hinted elements, 0.5–0.9 for a prototype decorated with
   them (plausible oxidation states, data-mined substitution probability; intermetallics need no
   charge balance), 0.8 with light elements (Z ≤ 9) the hint left out, low when it lacks hinted
@@ -78,11 +75,6 @@ class ScoreParams(Parameters):
     sigma_pos_A: float = 0.3
     #: ... and of the log-intensity (Z-contrast) likelihood.
     sigma_log_i: float = 0.3
-    #: Half-width of the range of Z-contrast exponents fitted per template (a flat prior) around
-    #: ``PipelineConfig.z_exponent`` for signals with dark light columns (HAADF, ADF); 0 fixes it.
-    #: HAADF's exponent is well known (about 1.5–2): on the tuning split a range of 0.4 let wrong
-    #: formulas fit perovskite images (3 lost, none gained), so it stays fixed ...
-    z_exponent_range: float = 0.0
     #: Prototypes with more species than this are not decorated (n! permutations).
     max_decorated_species: int = 4
     #: Prior of a decoration: ``decoration_base + decoration_gain × substitution likelihood``.
@@ -105,11 +97,6 @@ class ScoreParams(Parameters):
     #: Z-contrast exponent of light-column signals (annular bright field, bright field, iDPC), whose
     #: column contrast grows far more slowly with Z than HAADF's.
     light_z_exponent: float = 0.25
-    #: ... and so does that of light-column signals around ``light_z_exponent``, though it is a
-    #: rough guess: fitting it within ±0.4 gained 3 annular-bright-field images of the 300 tuning
-    #: ones and changed none held out, but calibrated the real PMN iDPC image from its elements
-    #: 4.6% off (against 0.9% fixed), with Mg instead of Nb on the B site (docs/benchmarks.md).
-    light_z_exponent_range: float = 0.0
     #: With the signal unknown, both readings are scored and the light-column one carries a prior of
     #: 1 / ``light_margin`` (HAADF-like is the common case).
     light_margin: float = 1.25
@@ -139,10 +126,6 @@ class ScoreParams(Parameters):
 #: Template columns fainter than FAINT[0] (relative to the brightest) may go unseen freely; from
 #: FAINT[1] up they are always detected (the library's build fractions).
 FAINT = (VISIBLE_FRACTION, STRONG_FRACTION)
-#: Z-contrast exponents tried each way from the configured one (``ScoreParams.z_exponent_range``),
-#: and the smallest exponent tried.
-EXPONENT_STEPS = 4
-MIN_Z_EXPONENT = 0.05
 #: Formulas up to this many atoms may also be mixed-valence (Fe3O4).
 MAX_GUESS_ATOMS = 12
 #: Non-metals that take each other's interstitial sites in carbides, nitrides and borides.
@@ -485,7 +468,6 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
     a, b = np.linalg.norm(cell, axis=1)
     gamma = math.degrees(math.atan2(cell[1, 1], cell[1, 0]))
 
-    exponents = exponent_grid(z_exponent, params.light_z_exponent_range if light_columns else params.z_exponent_range)
     decoratable = _decoratable(library, idx, hint, params)
     simplicity, plan_view, prior = idx.priors(params)
     # Rows whose cell lengths can match, then the lattice filter over their settings: anisotropic
@@ -541,13 +523,12 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
             factors = [_option_factors(idx, r, opts[0], scale_best[i], z_exponent, params)]
         entry, pat = library.entries[e], idx.pattern(r)
         settings = [int(k) for k in np.flatnonzero(shape[i] <= shape_best[i] + params.setting_tolerance)]
-        log_w = np.log(np.maximum(np.stack([pat["counts"] @ o[1] ** n for o in opts for n in exponents]), 1e-9))
-        motifs = _motif_scores(pat["frac"], log_w, settings, meas, params)
+        log_w = np.log(np.maximum(np.stack([pat["counts"] @ o[1] ** z_exponent for o in opts]), 1e-9))
         improved = False
-        for k, ((deco, z, expected, el_score, sigma), f) in enumerate(zip(opts, factors)):
+        for (deco, z, expected, el_score, sigma), f, m in zip(opts, factors,
+                                                              _motif_scores(pat["frac"], log_w, settings, meas, params)):
             if f is None:
                 continue
-            m = _profile_exponent(motifs[k * len(exponents):(k + 1) * len(exponents)], exponents)
             scale_score, variant, scale_sigmas = f
             score = shape_score[i] * scale_score * m["position"] * m["intensity"] * el_score ** kappa * variant * prior[r]
             tid = entry["id"] if deco is None else \
@@ -571,24 +552,6 @@ def retrieve(lattice: Lattice2D, elements: Sequence[str] = (), library=None, top
         hit.details["ambiguity_gap"] = round(hit.score - nxt, 4)
     progress(1.0, f"{len(found)} template candidates")
     return hits
-
-
-def exponent_grid(z_exponent: float, half_width: float) -> np.ndarray:
-    """The Z-contrast exponents tried: ``z_exponent`` first, then outwards to ± ``half_width`` in
-    :data:`EXPONENT_STEPS` steps each way (none below :data:`MIN_Z_EXPONENT`)."""
-    if half_width <= 0:
-        return np.array([float(z_exponent)])
-    steps = np.arange(1, EXPONENT_STEPS + 1) * half_width / EXPONENT_STEPS
-    offsets = np.concatenate([[0.0], np.column_stack([-steps, steps]).ravel()])
-    return np.maximum(z_exponent + offsets, MIN_Z_EXPONENT)
-
-
-def _profile_exponent(motifs: list[dict], exponents: np.ndarray) -> dict:
-    """The motif fit at the image's best Z-contrast exponent (a profile likelihood under a flat
-    prior): of one template's fits at each exponent, the one with the highest position × Z-contrast,
-    the configured exponent winning ties; ``z_exponent`` records the exponent."""
-    g = int(np.argmax([m["position"] * m["intensity"] for m in motifs]))
-    return {**motifs[g], "z_exponent": float(exponents[g])}
 
 
 def pool_readings(readings: Sequence[tuple[list, float]], top_k: int, prior_weight: float = 1.0) -> list[TemplateHit]:
@@ -715,7 +678,6 @@ def _hit(library, idx: _Index, h: dict, meas: tuple, lattice: Lattice2D) -> Temp
         "scale": round(h["scale"], 4),
         "scale_sigmas": round(h["scale_sigmas"], 3),
         "position_rms_A": None if m["rms_A"] is None else round(m["rms_A"], 3),
-        "z_exponent": round(m["z_exponent"], 3),
         "n_template_columns": len(pat["frac"]),
         "n_measured_sites": len(meas[1]),
         "cell_variant": pat["kind"],
