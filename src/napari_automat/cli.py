@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from . import __version__
+from .config import DENOISE_METHODS
 from .model import AutomatError
 
 ENERGY_MODELS = ["auto", "mattersim", "chgnet", "none"]

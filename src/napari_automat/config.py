@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
+#: The denoising methods (``denoise.denoise``), here so that the CLI and the agent's tools name them
+#: without importing the filters.
+DENOISE_METHODS = ("auto", "fourier", "nlm", "gaussian", "moe", "none")
+
 
 @dataclass
 class PipelineConfig:
@@ -32,7 +36,8 @@ class PipelineConfig:
     #: Segment the field into domains by local lattice (``detect.domains``) and, when there are two
     #: or more, run the chain on each; the largest is the main result, ``result.json`` lists all.
     domains: bool = False
-    #: ``auto`` (chosen from the spectrum), ``fourier`` (Bragg filter), ``nlm``, ``gaussian`` or ``none``.
+    #: One of :data:`DENOISE_METHODS`: ``auto`` (chosen from the spectrum), ``fourier`` (Bragg
+    #: filter), ``nlm``, ``gaussian``, ``moe`` (the learned denoiser) or ``none``.
     denoise_method: str = "auto"
     #: Denoising strength multiplier (1 = default; the agent raises it on retries).
     denoise_strength: float = 1.0

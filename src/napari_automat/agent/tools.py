@@ -14,6 +14,7 @@ from typing import Any, Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
+from ..config import DENOISE_METHODS
 from ..model import AutomatError, Progress, no_progress
 from ..pipeline import PipelineResult, run_stage
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import DENOISE_METHODS as METHODS
 from ..model import AutomatError, Micrograph, Progress, no_progress
 from . import classical, spectrum
 
-METHODS = ("auto", "fourier", "nlm", "gaussian", "moe", "none")
 #: Fraction of the structured spectral power in Bragg peaks above which an image counts as a lattice.
 PERIODIC_SCORE = 0.3
 #: Gaussian filter width at strength 1 [Å] (never below one pixel).

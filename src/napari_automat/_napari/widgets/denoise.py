@@ -5,10 +5,10 @@ from __future__ import annotations
 from napari.layers import Image
 from qtpy.QtWidgets import QComboBox
 
+from ...config import DENOISE_METHODS
 from ..layers import micrograph_layer_data
 from ._common import LayerCombo, StageWidget, double_spin, layer_micrograph
 
-METHODS = ("auto", "fourier", "nlm", "gaussian", "moe", "none")
 
 
 class DenoiseWidget(StageWidget):
@@ -20,7 +20,7 @@ class DenoiseWidget(StageWidget):
         super().__init__(napari_viewer, parent)
         self.image = LayerCombo(napari_viewer, Image)
         self.method = QComboBox()
-        self.method.addItems(METHODS)
+        self.method.addItems(DENOISE_METHODS)
         self.method.setToolTip("auto: chosen from the power spectrum; fourier: Bragg filter; "
                                "nlm: non-local means; gaussian: smoothing; moe: the learned mixture-of-experts "
                                "denoiser (needs torch)")
