@@ -14,13 +14,14 @@ from napari_automat.io.read import read_micrograph
 FILES = ("image.tif", "clean.npy", "columns.npy", "columns_species.json", "truth.cif", "meta.json", "region.npy")
 
 
-def _spec(kind: str, index: int) -> dict:
-    """A binary-tier spec of scene ``kind`` (forced), drawn as ``select_samples`` draws it."""
+def _spec(kind: str, index: int, tier: str = "binary", stream: int = 1) -> dict:
+    """A ``tier`` spec of scene ``kind`` (forced), drawn as ``select_samples`` draws it; ``stream``
+    picks the scene's random draws (``[7, stream, index, 2]``)."""
     pool = G._cached_pool()
-    spec = G.select_samples(("binary",), seed=7, n_per_tier=index + 1, pool=pool)[index]
-    spec.update(realistic_conditions(spec, np.random.default_rng([7, 1, index, 2]), pool, scene=kind))
+    spec = G.select_samples((tier,), seed=7, n_per_tier=index + 1, pool=pool)[index]
+    spec.update(realistic_conditions(spec, np.random.default_rng([7, stream, index, 2]), pool, scene=kind))
     spec["id"] += "-r"
-    spec["image"] = f"samples/binary/{spec['id']}/image.tif"
+    spec["image"] = f"samples/{tier}/{spec['id']}/image.tif"
     return spec
 
 
@@ -125,12 +126,7 @@ def test_columns_of_a_cropped_image_are_scored_in_the_full_frame(tmp_path):
     # benchmark compares them in the file's frame.
     from napari_automat.bench.run import evaluate_sample
 
-    pool = G._cached_pool()
-    spec = G.select_samples(("unary",), seed=7, n_per_tier=5, pool=pool)[4]
-    spec.update(realistic_conditions(spec, np.random.default_rng([7, 1, 4, 2]), pool, scene="partial"))
-    spec["id"] += "-r"
-    spec["image"] = f"samples/unary/{spec['id']}/image.tif"
-    meta = G.generate_sample(spec, tmp_path)
+    meta = G.generate_sample(_spec("partial", 4, tier="unary"), tmp_path)
     row = evaluate_sample(tmp_path, meta, hint=True)
     assert row["det_n_found"] > 20
     assert row["det_recall"] > 0.8 and row["det_position_rmse_pm"] < 10.0
@@ -141,11 +137,6 @@ def test_grain_boundary_scored_on_its_main_domain(tmp_path):
     # segmented into its two grains and the main one scored
     from napari_automat.bench.run import evaluate_sample
 
-    pool = G._cached_pool()
-    spec = G.select_samples(("unary",), seed=7, n_per_tier=1, pool=pool)[0]
-    spec.update(realistic_conditions(spec, np.random.default_rng([7, 0, 0, 2]), pool, scene="interface"))
-    spec["id"] += "-r"
-    spec["image"] = f"samples/unary/{spec['id']}/image.tif"
-    meta = G.generate_sample(spec, tmp_path)
+    meta = G.generate_sample(_spec("interface", 0, tier="unary", stream=0), tmp_path)
     row = evaluate_sample(tmp_path, meta, hint=True, domains=True)
     assert row["error"] is None and row["n_domains"] == 2 and row["matched"]
